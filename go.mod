@@ -1,0 +1,3 @@
+module github.com/dlock-io/dlock
+
+go 1.25
