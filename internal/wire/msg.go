@@ -4,6 +4,11 @@ package wire
 // methods append a whole frame (header and body) to dst; Decode methods fill
 // the struct from a body. Byte slices filled by Decode (descriptors) alias
 // the body: copy them to keep them.
+//
+// Append does not validate: the caller keeps batch counts within 1..MaxBatch
+// (a larger N panics) and descriptors within 1..MaxDesc bytes, or the peer
+// rejects the frame as malformed. Decode checks both and returns ErrMalformed;
+// after an error the struct's contents are unspecified.
 
 // Init is the body of TInit and TReinit requests (4 bytes).
 type Init struct {
@@ -368,7 +373,7 @@ func (m *UpdateLocks) Decode(b []byte) error {
 	return r.done()
 }
 
-// Object is the body of TObjCreate and TObjGet requests (16 + len(Desc)
+// Object is the body of TObjCreate and TObjGet requests (18 + len(Desc)
 // bytes); Init is ignored for TObjGet.
 type Object struct {
 	Preferred int32 // preferred object id: the djb2 hash of Desc

@@ -12,7 +12,8 @@ const (
 	Version   uint8  = 2      // protocol version this package speaks (DLOCK_PROTO_VERSION)
 	HeaderLen        = 16
 	// MaxBody is the largest body a frame may carry. The largest message, a
-	// recovery batch of 31 locks with 512-byte descriptors, needs 17 486.
+	// recovery batch (TUpdateLocks) of 31 locks with 512-byte descriptors,
+	// needs 4 + 31×(36+512) = 16 992 bytes.
 	MaxBody  = 32 << 10
 	MaxBatch = 31 // items per batch message
 	MaxDesc  = 512
