@@ -22,6 +22,13 @@ type Waiter struct {
 	Mode dlock.Mode
 	// Expire is the relative lease in seconds (ATOMIC, FAIR; ignored by RW).
 	Expire uint32
+	// HasTicket says that the client already holds a FAIR ticket (the reply
+	// to an earlier EXCLUSIVE_TRYLOCK/SHARED_TRYLOCK that returned EAGAIN) and
+	// wants to wait on it instead of taking a new one. Ignored by ATOMIC and RW.
+	HasTicket bool
+	// Ticket is that ticket as the client cached it: Mx/Ms are the ticket's
+	// exclusive/shared numbers (tx, ts), Timeout the ticket obtain time.
+	Ticket dlock.FairState
 }
 
 // Grant answers a queued Waiter: usually Status Success with the state and

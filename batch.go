@@ -1,0 +1,206 @@
+package dlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dlock-io/dlock/internal/wire"
+)
+
+// LockRequest is one entry of a batch trylock or extend.
+type LockRequest struct {
+	Lock *Lock
+	Mode Mode // Exclusive or Shared
+	// TTL is the lease (trylock) or the new lease from now (extend); zero
+	// means the lock's own TTL for trylock and "check only" for extend.
+	TTL time.Duration
+}
+
+// Result is the outcome of one batch entry.
+type Result struct {
+	// Status is the entry's outcome: Success; ErrAlreadyLocked for a
+	// reentrant hold; ErrFail when the lock is busy (trylock) or the hold was
+	// lost (unlock, extend); ErrAgain when a Fair trylock was queued with a
+	// ticket; any other Status the single operation would return. A
+	// transport failure gives every sent entry ErrBadResponse and makes the
+	// batch call return the error.
+	Status Status
+	// State is the lock value the server reported (or the cache, for an
+	// entry answered locally).
+	State LockState
+	// Token is the fencing token of a hold granted by this entry.
+	Token uint64
+}
+
+// ErrBatchSize is returned (wrapped with ErrInval) for a batch of 0 or more
+// than MaxBatch entries, or with fewer results than requests.
+var ErrBatchSize = fmt.Errorf("batch needs 1..%d entries and a result per entry: %w", MaxBatch, ErrInval)
+
+// BatchTryLock tries up to 31 locks in one round trip (batch_trylock). The
+// server runs the entries independently, in order; there is no all-or-
+// nothing semantics. results[i] receives entry i's outcome.
+func (c *Client) BatchTryLock(ctx context.Context, reqs []LockRequest, results []Result) error {
+	return c.batch(ctx, len(reqs), results, func(i int) (*Lock, Op, uint32) {
+		r := &reqs[i]
+		op := OpLockExclusive
+		if r.Mode == Shared {
+			op = OpLockShared
+		}
+		ttl := r.Lock.ttl
+		if r.TTL > 0 {
+			ttl = ttlSeconds(r.TTL)
+		}
+		return r.Lock, op, ttl
+	})
+}
+
+// BatchUnlock unlocks up to 31 locks in one round trip (batch_unlock).
+func (c *Client) BatchUnlock(ctx context.Context, locks []*Lock, results []Result) error {
+	return c.batch(ctx, len(locks), results, func(i int) (*Lock, Op, uint32) {
+		return locks[i], OpUnlock, 0
+	})
+}
+
+// BatchExtend extends up to 31 holds in one round trip (batch_lock_extend).
+func (c *Client) BatchExtend(ctx context.Context, reqs []LockRequest, results []Result) error {
+	return c.batch(ctx, len(reqs), results, func(i int) (*Lock, Op, uint32) {
+		r := &reqs[i]
+		op := OpExtendExclusive
+		if r.Mode == Shared {
+			op = OpExtendShared
+		}
+		var ttl uint32
+		if r.TTL > 0 {
+			ttl = ttlSeconds(r.TTL)
+		}
+		return r.Lock, op, ttl
+	})
+}
+
+// batch runs n entries: local answers at once, the rest in one frame.
+func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(int) (*Lock, Op, uint32)) error {
+	if n == 0 || n > MaxBatch || len(results) < n {
+		return fmt.Errorf("dlock: batch: %w", ErrBatchSize)
+	}
+	var (
+		locks [MaxBatch]*Lock
+		steps [MaxBatch]step
+		sent  [MaxBatch]int // index into the frame, -1 for local entries
+		m     wire.BatchLockOp
+	)
+	for i := 0; i < n; i++ {
+		l, _, _ := entry(i)
+		if l == nil || l.c != c {
+			return fmt.Errorf("dlock: batch entry %d: %w", i, ErrInval)
+		}
+		locks[i] = l
+	}
+	unlock := lockAll(locks[:n])
+	defer unlock()
+
+	c.smu.Lock()
+	for i := 0; i < n; i++ {
+		l, op, ttl := entry(i)
+		sent[i] = -1
+		if l.released {
+			steps[i] = step{local: true, status: ErrLockNotGet}
+			c.stats.Inc(StatLockNotGet)
+			continue
+		}
+		steps[i] = l.e.begin(op, ttl, c.id, callBatch, &c.stats)
+		if steps[i].local {
+			continue
+		}
+		sent[i] = m.N
+		m.Items[m.N] = wire.LockOp{LockID: l.e.id, Cmd: uint8(steps[i].cmd), Arg: steps[i].arg}
+		m.N++
+	}
+	c.smu.Unlock()
+
+	var rep wire.BatchLockResult
+	var err error
+	if m.N > 0 {
+		err = c.batchRoundTrip(ctx, &m, &rep)
+	}
+
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	for i := 0; i < n; i++ {
+		l, s := locks[i], &steps[i]
+		res := &results[i]
+		*res = Result{}
+		switch {
+		case s.local:
+			res.Status = s.status
+		case err != nil:
+			l.e.abort(s)
+			res.Status = ErrBadResponse
+			continue
+		default:
+			it := &rep.Items[sent[i]]
+			res.Status = l.e.finish(s, Status(it.Status), it.State, it.Token, &c.stats)
+			res.Token = it.Token
+		}
+		if s.fill {
+			res.State = s.result
+			l.last = s.result
+		}
+	}
+	if err != nil {
+		c.stats.Inc(StatNetworkFail)
+		return fmt.Errorf("dlock: batch: %w", err)
+	}
+	return nil
+}
+
+func (c *Client) batchRoundTrip(ctx context.Context, m *wire.BatchLockOp, rep *wire.BatchLockResult) error {
+	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
+	if err != nil {
+		return err
+	}
+	defer c.putCall(cl)
+	if st := Status(cl.status); st != Success {
+		return st.Err()
+	}
+	if cl.typ != wire.TBatchLockOp.Reply() || rep.Decode(cl.body) != nil || rep.N != m.N {
+		return errors.New("malformed batch reply")
+	}
+	return nil
+}
+
+// lockAll locks the handles' mutexes in id order (each once), so that
+// concurrent batches over the same locks cannot deadlock, and returns the
+// function that unlocks them.
+func lockAll(locks []*Lock) func() {
+	var sorted [MaxBatch]*Lock
+	n := 0
+	for _, l := range locks {
+		dup := false
+		for j := 0; j < n; j++ {
+			if sorted[j] == l {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			continue
+		}
+		j := n
+		for j > 0 && sorted[j-1].e.id > l.e.id {
+			sorted[j] = sorted[j-1]
+			j--
+		}
+		sorted[j] = l
+		n++
+	}
+	for i := 0; i < n; i++ {
+		sorted[i].mu.Lock()
+	}
+	return func() {
+		for i := n - 1; i >= 0; i-- {
+			sorted[i].mu.Unlock()
+		}
+	}
+}

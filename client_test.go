@@ -1,0 +1,528 @@
+package dlock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/dlockserver"
+	"github.com/dlock-io/dlock/dlocktest"
+)
+
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func open(t *testing.T, c *dlock.Client, name string, opts dlock.LockOptions) *dlock.Lock {
+	t.Helper()
+	l, err := c.OpenLock(context.Background(), name, opts)
+	if err != nil {
+		t.Fatalf("OpenLock(%q): %v", name, err)
+	}
+	return l
+}
+
+func mustTry(t *testing.T, l *dlock.Lock, shared bool, want bool) {
+	t.Helper()
+	var ok bool
+	var err error
+	if shared {
+		ok, err = l.TryRLock(context.Background())
+	} else {
+		ok, err = l.TryLock(context.Background())
+	}
+	if err != nil || ok != want {
+		t.Fatalf("try(%q, shared=%v) = %v, %v; want %v, nil", l.Name(), shared, ok, err, want)
+	}
+}
+
+// waitFor polls cond (a server-side observation) until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func waiters(srv *dlocktest.Server, l *dlock.Lock) int {
+	info, _ := srv.Lock(l.ID())
+	return info.Waiters
+}
+
+func TestAtomicTryLockUnlock(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	a, b := srv.Dial(t), srv.Dial(t)
+	la := open(t, a, "lock desc 1", dlock.LockOptions{Type: dlock.Atomic})
+	lb := open(t, b, "lock desc 1", dlock.LockOptions{Type: dlock.Atomic})
+	if la.ID() != 1252963582 || lb.ID() != la.ID() {
+		t.Fatalf("lock ids %d, %d; want the djb2 hash 1252963582 for both", la.ID(), lb.ID())
+	}
+	mustTry(t, la, false, true)
+	if got := la.State().Atomic(); got.Owner != a.ID() {
+		t.Errorf("state owner = %d, want %d", got.Owner, a.ID())
+	}
+	tok1 := la.Token()
+	mustTry(t, lb, false, false)
+	if err := lb.Unlock(ctx); !errors.Is(err, dlock.ErrAlreadyUnlocked) {
+		t.Errorf("Unlock by non-holder = %v, want ErrAlreadyUnlocked", err)
+	}
+	if err := la.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustTry(t, lb, false, true)
+	if tok2 := lb.Token(); tok2 <= tok1 || tok1 == 0 {
+		t.Errorf("fencing tokens %d then %d: want strictly increasing and non-zero", tok1, tok2)
+	}
+	if err := lb.Extend(ctx, 30*time.Second); err != nil {
+		t.Errorf("Extend: %v", err)
+	}
+	if err := lb.Release(ctx); !errors.Is(err, dlock.ErrGeneric) {
+		t.Errorf("Release while held = %v, want ErrGeneric (unlock first)", err)
+	}
+	if err := lb.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lb.Release(ctx); err != nil {
+		t.Errorf("Release: %v", err)
+	}
+	if _, err := lb.TryLock(ctx); !errors.Is(err, dlock.ErrLockNotGet) {
+		t.Errorf("TryLock after Release = %v, want ErrLockNotGet", err)
+	}
+}
+
+func TestOpenLockTypeMismatch(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	a := srv.Dial(t)
+	open(t, a, "typed", dlock.LockOptions{Type: dlock.RW})
+	if _, err := a.OpenLock(context.Background(), "typed", dlock.LockOptions{Type: dlock.Fair}); !errors.Is(err, dlock.ErrGeneric) {
+		t.Errorf("OpenLock with another type = %v, want ErrGeneric", err)
+	}
+	if _, err := a.OpenLock(context.Background(), "", dlock.LockOptions{}); !errors.Is(err, dlock.ErrInval) {
+		t.Errorf("OpenLock(\"\") = %v, want ErrInval", err)
+	}
+}
+
+func TestReentrancy(t *testing.T) {
+	for _, typ := range []dlock.LockType{dlock.Atomic, dlock.RW, dlock.Fair} {
+		t.Run(typ.String(), func(t *testing.T) {
+			srv := dlocktest.NewServer(t, nil)
+			ctx := testCtx(t)
+			a, b := srv.Dial(t), srv.Dial(t)
+			la := open(t, a, "re", dlock.LockOptions{Type: typ})
+			lb := open(t, b, "re", dlock.LockOptions{Type: typ})
+			mustTry(t, la, false, true)
+			mustTry(t, la, false, true) // reentrant hold
+			if err := la.Lock(ctx); err != nil {
+				t.Fatalf("reentrant Lock: %v", err)
+			}
+			for i := 0; i < 2; i++ {
+				if err := la.Unlock(ctx); err != nil {
+					t.Fatalf("Unlock %d: %v", i, err)
+				}
+				if !la.Held() {
+					t.Fatalf("after %d of 3 unlocks the hold is gone", i+1)
+				}
+				if info, _ := srv.Lock(la.ID()); info.State == (dlock.LockState{}) {
+					t.Fatalf("server shows the lock free after %d of 3 unlocks", i+1)
+				}
+			}
+			if err := la.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if la.Held() {
+				t.Fatal("still held after the last unlock")
+			}
+			mustTry(t, lb, false, true)
+		})
+	}
+}
+
+func TestRWReadersAndWriter(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	r1, r2, w := srv.Dial(t), srv.Dial(t), srv.Dial(t)
+	l1 := open(t, r1, "rw", dlock.LockOptions{Type: dlock.RW})
+	l2 := open(t, r2, "rw", dlock.LockOptions{Type: dlock.RW})
+	lw := open(t, w, "rw", dlock.LockOptions{Type: dlock.RW})
+	mustTry(t, l1, true, true)
+	mustTry(t, l2, true, true)
+	if got := l2.State().RW(); got.RCount != 2 || got.Owner != 0 {
+		t.Errorf("state after two readers = %+v, want rcount 2, owner 0", got)
+	}
+	mustTry(t, lw, false, false)
+	got := make(chan error, 1)
+	go func() { got <- lw.Lock(ctx) }()
+	waitFor(t, "writer queued", func() bool { return waiters(srv, lw) == 1 })
+	if err := l1.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-got:
+		t.Fatalf("writer granted beside a reader: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := l2.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("writer Lock: %v", err)
+	}
+	mustTry(t, l1, true, false)
+	if _, err := l1.TryLock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := lw.Extend(ctx, time.Second); !errors.Is(err, dlock.ErrInval) {
+		t.Errorf("Extend of an RW lock = %v, want ErrInval", err)
+	}
+}
+
+func TestBlockingLockWokenOnUnlockAndExpiry(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	for _, typ := range []dlock.LockType{dlock.Atomic, dlock.Fair} {
+		t.Run(typ.String(), func(t *testing.T) {
+			a, b := srv.Dial(t), srv.Dial(t)
+			name := "wake-" + typ.String()
+			la := open(t, a, name, dlock.LockOptions{Type: typ, TTL: time.Second})
+			lb := open(t, b, name, dlock.LockOptions{Type: typ, TTL: time.Minute})
+
+			// Woken on unlock.
+			mustTry(t, la, false, true)
+			got := make(chan error, 1)
+			go func() { got <- lb.Lock(ctx) }()
+			waitFor(t, "b queued", func() bool { return waiters(srv, lb) == 1 })
+			if err := la.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-got; err != nil {
+				t.Fatalf("Lock woken by unlock: %v", err)
+			}
+			if err := lb.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+
+			// Woken on expiry: a's 1-second lease runs out while b waits.
+			mustTry(t, la, false, true)
+			go func() { got <- lb.Lock(ctx) }()
+			if err := <-got; err != nil {
+				t.Fatalf("Lock woken by expiry: %v", err)
+			}
+			if !lb.Held() {
+				t.Fatal("b does not hold the lock after the grant")
+			}
+			if err := la.Unlock(ctx); !errors.Is(err, dlock.ErrFail) {
+				t.Errorf("Unlock of the expired, re-taken hold = %v, want ErrFail", err)
+			}
+			if err := lb.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestHolderDisconnect(t *testing.T) {
+	srv := dlocktest.NewServer(t, &dlockserver.Config{SessionTimeout: 200 * time.Millisecond})
+	ctx := testCtx(t)
+	for _, how := range []string{"shutdown", "close"} {
+		t.Run(how, func(t *testing.T) {
+			a, b := srv.Dial(t), srv.Dial(t)
+			name := "rw-" + how // RW locks never expire: only the disconnect frees them
+			la := open(t, a, name, dlock.LockOptions{Type: dlock.RW})
+			lb := open(t, b, name, dlock.LockOptions{Type: dlock.RW})
+			mustTry(t, la, false, true)
+			got := make(chan error, 1)
+			go func() { got <- lb.Lock(ctx) }()
+			waitFor(t, "b queued", func() bool { return waiters(srv, lb) == 1 })
+			if how == "shutdown" {
+				if err := a.Shutdown(ctx); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				a.Close()
+			}
+			if err := <-got; err != nil {
+				t.Fatalf("Lock after holder %s: %v", how, err)
+			}
+		})
+	}
+}
+
+func TestLockDeadlineAndCancel(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	a, b, c := srv.Dial(t), srv.Dial(t), srv.Dial(t)
+	for _, typ := range []dlock.LockType{dlock.Atomic, dlock.RW, dlock.Fair} {
+		name := "dl-" + typ.String()
+		la := open(t, a, name, dlock.LockOptions{Type: typ})
+		lb := open(t, b, name, dlock.LockOptions{Type: typ})
+		lc := open(t, c, name, dlock.LockOptions{Type: typ})
+		mustTry(t, la, false, true)
+
+		dctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		err := lb.Lock(dctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%v: Lock past its deadline = %v, want DeadlineExceeded", typ, err)
+		}
+
+		cctx, cancel := context.WithCancel(ctx)
+		got := make(chan error, 1)
+		go func() { got <- lb.Lock(cctx) }()
+		waitFor(t, "b queued", func() bool { return waiters(srv, lb) == 1 })
+		cancel()
+		if err := <-got; !errors.Is(err, context.Canceled) {
+			t.Fatalf("%v: cancelled Lock = %v, want Canceled", typ, err)
+		}
+		if n := waiters(srv, lb); n != 0 {
+			t.Fatalf("%v: %d waiters left after the cancel", typ, n)
+		}
+		if lb.Held() {
+			t.Fatalf("%v: b holds the lock after giving up", typ)
+		}
+		if err := la.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Nothing was granted to b behind its back: c gets the lock at once.
+		mustTry(t, lc, false, true)
+		if err := lc.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestFairFIFOUnderContention(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	holder := srv.Dial(t)
+	lh := open(t, holder, "fifo", dlock.LockOptions{Type: dlock.Fair, TTL: time.Minute})
+	mustTry(t, lh, false, true)
+	const n = 8
+	var (
+		mu    sync.Mutex
+		order []int
+		wg    sync.WaitGroup
+	)
+	locks := make([]*dlock.Lock, n)
+	for i := range locks {
+		locks[i] = open(t, srv.Dial(t), "fifo", dlock.LockOptions{Type: dlock.Fair, TTL: time.Minute})
+	}
+	for i, l := range locks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Lock(ctx); err != nil {
+				t.Errorf("waiter %d: %v", i, err)
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			if err := l.Unlock(ctx); err != nil {
+				t.Errorf("waiter %d unlock: %v", i, err)
+			}
+		}()
+		// Queue the waiters one after another so their ticket order is known.
+		waitFor(t, fmt.Sprintf("waiter %d queued", i), func() bool { return waiters(srv, l) == i+1 })
+	}
+	if err := lh.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, got := range order {
+		if got != i {
+			t.Fatalf("grant order %v, want 0..%d in order", order, n-1)
+		}
+	}
+}
+
+func TestBatch(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	a, b := srv.Dial(t), srv.Dial(t)
+	names := make([]string, dlock.MaxBatch)
+	for i := range names {
+		names[i] = fmt.Sprintf("batch-%02d", i)
+	}
+	la := make([]*dlock.Lock, len(names))
+	lb := make([]*dlock.Lock, len(names))
+	if err := a.BatchOpenLock(ctx, names, dlock.LockOptions{Type: dlock.Atomic}, la); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.BatchOpenLock(ctx, names, dlock.LockOptions{Type: dlock.Atomic}, lb); err != nil {
+		t.Fatal(err)
+	}
+	// b takes every third lock first.
+	for i := 0; i < len(lb); i += 3 {
+		mustTry(t, lb[i], false, true)
+	}
+	reqs := make([]dlock.LockRequest, len(la))
+	for i, l := range la {
+		reqs[i] = dlock.LockRequest{Lock: l}
+	}
+	res := make([]dlock.Result, len(reqs))
+	if err := a.BatchTryLock(ctx, reqs, res); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		want := dlock.Success
+		if i%3 == 0 {
+			want = dlock.ErrFail
+		}
+		if r.Status != want {
+			t.Errorf("entry %d: %v, want %v", i, r.Status, want)
+		}
+		if want == dlock.Success && (r.Token == 0 || r.State.Atomic().Owner != a.ID()) {
+			t.Errorf("entry %d: token %d state %+v", i, r.Token, r.State.Atomic())
+		}
+	}
+	if err := a.BatchExtend(ctx, reqs, res); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if want := map[bool]dlock.Status{true: dlock.ErrInval, false: dlock.Success}[i%3 == 0]; r.Status != want {
+			t.Errorf("extend entry %d: %v, want %v", i, r.Status, want)
+		}
+	}
+	if err := a.BatchUnlock(ctx, la, res); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if want := map[bool]dlock.Status{true: dlock.ErrAlreadyUnlocked, false: dlock.Success}[i%3 == 0]; r.Status != want {
+			t.Errorf("unlock entry %d: %v, want %v", i, r.Status, want)
+		}
+	}
+	// 32 entries is one too many.
+	big := append(reqs, dlock.LockRequest{Lock: la[0]})
+	if err := a.BatchTryLock(ctx, big, make([]dlock.Result, len(big))); !errors.Is(err, dlock.ErrInval) {
+		t.Errorf("batch of 32 = %v, want ErrInval", err)
+	}
+	if err := a.BatchOpenLock(ctx, append(names, "one-more"), dlock.LockOptions{}, make([]*dlock.Lock, 32)); !errors.Is(err, dlock.ErrInval) {
+		t.Errorf("batch open of 32 = %v, want ErrInval", err)
+	}
+	if err := a.BatchRelease(ctx, la); err != nil {
+		t.Errorf("BatchRelease: %v", err)
+	}
+}
+
+func TestAtomic64(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	a, b := srv.Dial(t), srv.Dial(t)
+	oa, err := a.CreateAtomic64(ctx, "counter", 40, dlock.Atomic64Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateAtomic64(ctx, "counter", 0, dlock.Atomic64Options{}); !errors.Is(err, dlock.ErrObjectAlreadyExisted) {
+		t.Errorf("create by another client = %v, want ErrObjectAlreadyExisted", err)
+	}
+	if _, err := a.CreateAtomic64(ctx, "counter", 0, dlock.Atomic64Options{}); !errors.Is(err, dlock.ErrObjectAlreadyCreated) {
+		t.Errorf("second create by the owner = %v, want ErrObjectAlreadyCreated", err)
+	}
+	ob, err := b.OpenAtomic64(ctx, "counter", dlock.Atomic64Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old, err := ob.FetchAndAdd(ctx, 2); err != nil || old != 40 {
+		t.Errorf("FetchAndAdd = %d, %v; want the old value 40", old, err)
+	}
+	if ok, err := oa.CompareAndSwap(ctx, 41, 1); err != nil || ok {
+		t.Errorf("CAS with a wrong old value = %v, %v; want false", ok, err)
+	}
+	if ok, err := oa.CompareAndSwap(ctx, 42, 7); err != nil || !ok {
+		t.Errorf("CAS = %v, %v; want true", ok, err)
+	}
+	if v, err := ob.Load(ctx); err != nil || v != 7 {
+		t.Errorf("Load = %d, %v; want 7", v, err)
+	}
+	if err := ob.Destroy(ctx); !errors.Is(err, dlock.ErrObjectInvalidOwner) {
+		t.Errorf("Destroy by a non-owner = %v, want ErrObjectInvalidOwner", err)
+	}
+	if err := oa.Destroy(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Destroyed but still referenced: usable by those who have it open.
+	if old, err := ob.FetchAndAdd(ctx, 1); err != nil || old != 7 {
+		t.Errorf("FetchAndAdd on a destroyed, referenced object = %d, %v", old, err)
+	}
+	if _, err := b.OpenAtomic64(ctx, "counter", dlock.Atomic64Options{}); !errors.Is(err, dlock.ErrObjectAlreadyDestroyed) {
+		t.Errorf("open after destroy = %v, want ErrObjectAlreadyDestroyed", err)
+	}
+	for _, o := range []*dlock.Atomic64{oa, ob} {
+		if err := o.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ob.Release(ctx); !errors.Is(err, dlock.ErrObjectNotGet) {
+		t.Errorf("second Release = %v, want ErrObjectNotGet", err)
+	}
+	if _, err := ob.Load(ctx); !errors.Is(err, dlock.ErrObjectNotGet) {
+		t.Errorf("Load after Release = %v, want ErrObjectNotGet", err)
+	}
+	if st := b.Stats(); st[dlock.StatObjectNotGet] != 1 {
+		t.Errorf("client OBJECT_NOT_GET counter = %d, want 1", st[dlock.StatObjectNotGet])
+	}
+}
+
+func TestHeartbeatAndStats(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	a, b := srv.Dial(t), srv.Dial(t)
+	if err := a.Heartbeat(ctx); err != nil {
+		t.Fatal(err)
+	}
+	la := open(t, a, "s", dlock.LockOptions{Type: dlock.Atomic})
+	lb := open(t, b, "s", dlock.LockOptions{Type: dlock.Atomic})
+	mustTry(t, la, false, true)
+	mustTry(t, lb, false, false)
+	st, err := a.ServerStats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[dlock.StatAtomicTrylockFail] != 1 {
+		t.Errorf("server ATOMIC_TRYLOCK_FAIL = %d, want 1", st[dlock.StatAtomicTrylockFail])
+	}
+	if got := srv.Stats(); got != st {
+		t.Errorf("Server.Stats and ServerStats differ: %v vs %v", got, st)
+	}
+	if err := a.ResetServerStats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := srv.Stats(); got != (dlock.Stats{}) {
+		t.Errorf("after reset: %v", got)
+	}
+	mustTry(t, la, false, true) // reentrant
+	if err := la.Unlock(ctx); err != nil { // ref 2 → 1: a local ALREADY_LOCKED
+		t.Fatal(err)
+	}
+	if got := a.Stats()[dlock.StatAlreadyLocked]; got != 1 {
+		t.Errorf("client ALREADY_LOCKED counter = %d, want 1", got)
+	}
+	a.ResetStats()
+	if got := a.Stats(); got != (dlock.Stats{}) {
+		t.Errorf("client stats after reset: %v", got)
+	}
+	srv.Close()
+	if err := b.Heartbeat(ctx); err == nil || errors.Is(err, dlock.ErrNotReady) {
+		t.Errorf("heartbeat to a stopped server = %v, want a transport error", err)
+	}
+}
+
+func TestNotReadyDuringRecovery(t *testing.T) {
+	srv := dlocktest.NewServer(t, &dlockserver.Config{RecoveryClients: 1})
+	_, err := dlock.Dial(testCtx(t), srv.Addr, nil)
+	if !errors.Is(err, dlock.ErrNotReady) {
+		t.Fatalf("Dial to a recovering server = %v, want ErrNotReady", err)
+	}
+}

@@ -1,0 +1,37 @@
+package dlockserver
+
+import "time"
+
+// clock turns the monotonic clock into the whole seconds the lock state
+// machines and the C ABI use. It is anchored at a wall-clock instant at start,
+// so the seconds it reports match wall-clock Unix seconds, but they advance
+// with the monotonic clock: a wall-clock step does not expire or extend any
+// lease.
+type clock struct {
+	start    time.Time // carries a monotonic reading
+	wallSec  int64     // start's Unix second
+	wallFrac int64     // start's nanoseconds within that second
+}
+
+func newClock(now time.Time) clock {
+	return clock{start: now, wallSec: now.Unix(), wallFrac: int64(now.Nanosecond())}
+}
+
+// seconds returns the clock's second at t.
+func (c *clock) seconds(t time.Time) uint32 {
+	ns := c.wallFrac + int64(t.Sub(c.start))
+	s := c.wallSec + ns/int64(time.Second)
+	if s < 0 {
+		return 0
+	}
+	if s > 0xFFFFFFFF {
+		return 0xFFFFFFFF
+	}
+	return uint32(s)
+}
+
+// at returns the instant at which the clock's second becomes sec.
+func (c *clock) at(sec uint32) time.Time {
+	d := (int64(sec)-c.wallSec)*int64(time.Second) - c.wallFrac
+	return c.start.Add(time.Duration(d))
+}

@@ -1,0 +1,127 @@
+package dlockserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/dlock-io/dlock"
+)
+
+// Config configures a Server. The zero value is a working configuration: a
+// server on 127.0.0.1:21616 with the DLock limits.
+type Config struct {
+	// Addr is the TCP address ListenAndServe listens on, "host:port". An
+	// empty host means 127.0.0.1; an empty or zero port means 21616. An
+	// explicit port must be within 1024..65535.
+	Addr string
+	// UnixSocket, if set, is a path on which ListenAndServe also accepts
+	// clients on the same host.
+	UnixSocket string
+
+	// MaxClients bounds registered clients (including abnormal ones whose
+	// connection was lost); default 1000.
+	MaxClients int
+	// MaxLocks bounds lock objects; default 51200.
+	MaxLocks int
+	// MaxObjects bounds atomic64 objects; default 102400.
+	MaxObjects int
+	// MaxConns bounds open connections; default 4000. When full, the oldest
+	// connection that has not registered a client is closed to make room,
+	// else the new one is refused.
+	MaxConns int
+
+	// SessionTimeout is how long a client whose connection was lost keeps
+	// its locks before the server removes it (releasing its holds and waking
+	// whoever waits behind them). Default 15 s; negative keeps abnormal
+	// clients until they are evicted, as upstream DLock does. A client that
+	// comes back with Reinit within the timeout keeps everything.
+	SessionTimeout time.Duration
+
+	// RecoveryClients, when > 0, starts the server in recovery mode: until
+	// that many clients have re-registered and finished uploading their
+	// locks, every other request is answered DLOCK_NOT_READY. At most 1000.
+	RecoveryClients int
+
+	// TPMode is the transport mode (SEPERATE_CONN 0, UNI_CONN 1) clients must
+	// announce; it exists for C ABI compatibility and changes nothing else.
+	TPMode uint8
+
+	// WriteTimeout bounds one write of replies to a client; a client that
+	// does not read for that long is disconnected. Default 10 s.
+	WriteTimeout time.Duration
+
+	// Logger receives connection-level events. Nil means silent.
+	Logger *slog.Logger
+}
+
+// Errors returned by New and ListenAndServe for an invalid Config.
+var (
+	ErrInvalidPort   = errors.New("dlockserver: port must be within 1024..65535")
+	ErrInvalidConfig = errors.New("dlockserver: invalid configuration")
+	ErrServerClosed  = errors.New("dlockserver: server closed")
+)
+
+func (c Config) withDefaults() (Config, error) {
+	if c.MaxClients == 0 {
+		c.MaxClients = dlock.MaxClients
+	}
+	if c.MaxLocks == 0 {
+		c.MaxLocks = dlock.MaxLocks
+	}
+	if c.MaxObjects == 0 {
+		c.MaxObjects = dlock.MaxObjects
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = 4000
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 15 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case c.MaxClients < 0 || c.MaxLocks < 0 || c.MaxObjects < 0 || c.MaxConns < 0:
+		return c, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
+	case c.RecoveryClients < 0 || c.RecoveryClients > dlock.MaxClients:
+		return c, fmt.Errorf("%w: RecoveryClients %d outside 0..%d", ErrInvalidConfig, c.RecoveryClients, dlock.MaxClients)
+	case c.TPMode > 1:
+		return c, fmt.Errorf("%w: TPMode %d", ErrInvalidConfig, c.TPMode)
+	}
+	return c, nil
+}
+
+// ListenAddr returns Addr with the defaults applied and the port validated:
+// the address ListenAndServe listens on.
+func (c Config) ListenAddr() (string, error) {
+	host, port := "127.0.0.1", dlock.DefaultPort
+	if c.Addr != "" {
+		h, p, err := net.SplitHostPort(c.Addr)
+		if err != nil {
+			return "", fmt.Errorf("dlockserver: address %q: %w", c.Addr, err)
+		}
+		if h != "" {
+			host = h
+		}
+		if p != "" {
+			n, err := strconv.Atoi(p)
+			if err != nil {
+				return "", fmt.Errorf("dlockserver: address %q: %w", c.Addr, err)
+			}
+			if n != 0 {
+				if n < dlock.MinPort || n > dlock.MaxPort {
+					return "", ErrInvalidPort
+				}
+				port = n
+			}
+		}
+	}
+	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}

@@ -1,0 +1,245 @@
+package dlockserver
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/internal/lockcore"
+	"github.com/dlock-io/dlock/internal/wire"
+)
+
+// conn is one client connection: a reader goroutine that decodes and
+// executes requests, and a writer goroutine that sends replies pushed by
+// other connections (grants). The reader writes its own replies itself once
+// its input is drained, so pipelined requests share one write.
+type conn struct {
+	s   *Server
+	nc  net.Conn
+	seq uint64
+	br  *bufio.Reader
+
+	// Guarded by s.mu.
+	client  *client
+	evicted bool
+
+	outMu      sync.Mutex
+	out, spare []byte
+	flushing   bool
+	deadlineAt time.Time
+	kick       chan struct{}
+	quit       chan struct{}
+
+	// Reused message structs, owned by the reader goroutine.
+	op    wire.LockOp
+	res   wire.LockResult
+	bop   wire.BatchLockOp
+	bres  wire.BatchLockResult
+	obj   wire.Object
+	oop   wire.ObjOp
+	orep  wire.ObjReply
+	id    wire.ID
+	ids   wire.IDs
+	get   wire.GetLock
+	bget  wire.BatchGetLock
+	upd   wire.UpdateLocks
+	init  wire.Init
+	stats wire.StatsReply
+}
+
+func newConn(s *Server, nc net.Conn, seq uint64) *conn {
+	return &conn{
+		s:     s,
+		nc:    nc,
+		seq:   seq,
+		br:    bufio.NewReaderSize(nc, 16<<10),
+		out:   make([]byte, 0, 4096),
+		spare: make([]byte, 0, 4096),
+		kick:  make(chan struct{}, 1),
+		quit:  make(chan struct{}),
+	}
+}
+
+// tag identifies a request of this connection among all waiters.
+func (c *conn) tag(reqID uint32) uint64 { return c.seq<<32 | uint64(reqID) }
+
+func (c *conn) serve() {
+	defer c.s.wg.Done()
+	defer func() {
+		c.flush()
+		c.nc.Close()
+		close(c.quit)
+		c.s.connClosed(c)
+	}()
+	var h wire.Header
+	buf := make([]byte, 0, 1024)
+	for {
+		body, err := wire.ReadFrame(c.br, &h, buf)
+		buf = body[:0]
+		if err != nil {
+			if errors.Is(err, wire.ErrBadMagic) || errors.Is(err, wire.ErrTooLarge) {
+				c.s.mu.Lock()
+				c.s.stats.Inc(dlock.StatBadRequest)
+				c.s.mu.Unlock()
+				c.s.cfg.Logger.Warn("closing connection: bad frame", "remote", c.nc.RemoteAddr(), "err", err)
+			} else if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.s.cfg.Logger.Debug("connection read failed", "remote", c.nc.RemoteAddr(), "err", err)
+			}
+			return
+		}
+		if !c.handle(&h, body) {
+			return
+		}
+		if c.br.Buffered() == 0 {
+			c.flush()
+		}
+	}
+}
+
+// writeLoop sends replies queued by other goroutines.
+func (c *conn) writeLoop() {
+	defer c.s.wg.Done()
+	for {
+		select {
+		case <-c.kick:
+			c.flush()
+		case <-c.quit:
+			return
+		}
+	}
+}
+
+// flush writes queued replies. Concurrent callers combine: whoever finds a
+// flush in progress leaves its bytes for the flusher.
+func (c *conn) flush() {
+	c.outMu.Lock()
+	if c.flushing {
+		c.outMu.Unlock()
+		return
+	}
+	c.flushing = true
+	for len(c.out) > 0 {
+		buf := c.out
+		c.out = c.spare[:0]
+		now := time.Now()
+		if c.deadlineAt.Sub(now) < c.s.cfg.WriteTimeout-time.Second {
+			c.deadlineAt = now.Add(c.s.cfg.WriteTimeout)
+			c.nc.SetWriteDeadline(c.deadlineAt)
+		}
+		c.outMu.Unlock()
+		_, err := c.nc.Write(buf)
+		c.outMu.Lock()
+		c.spare = buf[:0]
+		if err != nil {
+			c.out = c.out[:0]
+			c.flushing = false
+			c.outMu.Unlock()
+			c.s.mu.Lock()
+			c.s.stats.Inc(dlock.StatSendFail)
+			c.s.mu.Unlock()
+			c.nc.Close()
+			return
+		}
+	}
+	c.flushing = false
+	c.outMu.Unlock()
+}
+
+// push wakes the writer goroutine to send what was queued.
+func (c *conn) push() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// sendLock queues a lock-operation reply from another goroutine.
+func (c *conn) sendLock(reqID uint32, r *lockcore.Reply) {
+	res := wire.LockResult{State: r.State, Token: r.Token}
+	c.outMu.Lock()
+	c.out = res.Append(c.out, reqID, int32(r.Status))
+	c.outMu.Unlock()
+	c.push()
+}
+
+// reply queues a header-only reply to a request of type t.
+func (c *conn) reply(t wire.Type, id uint32, st dlock.Status) {
+	c.outMu.Lock()
+	c.out = wire.AppendFrame(c.out, t.Reply(), id, int32(st), nil)
+	c.outMu.Unlock()
+}
+
+// handle executes one request; false closes the connection.
+func (c *conn) handle(h *wire.Header, body []byte) bool {
+	s := c.s
+	t := h.Type()
+	if t.IsReply() {
+		return c.bad(h, "reply type from a client")
+	}
+	if h.Version() != wire.Version && !(t == wire.TInit || t == wire.TReinit) {
+		c.reply(t, h.ID(), dlock.ErrProtoNegotiationFail)
+		return false
+	}
+	if t == wire.TInit || t == wire.TReinit {
+		return c.register(h, body)
+	}
+	s.mu.Lock()
+	cl := c.client
+	if cl == nil {
+		s.mu.Unlock()
+		c.reply(t, h.ID(), dlock.ErrGeneric) // not registered
+		return true
+	}
+	if h.Client() != cl.id {
+		// A frame naming another client: spoofing. Drop the connection.
+		s.stats.Inc(dlock.StatClientIDVerifyFail)
+		s.mu.Unlock()
+		s.cfg.Logger.Warn("closing connection: frame names another client", "client", cl.id, "claimed", h.Client())
+		return false
+	}
+	s.mu.Unlock()
+
+	switch t {
+	case wire.TLockOp:
+		return c.lockOp(h, body)
+	case wire.TBatchLockOp:
+		return c.batchLockOp(h, body)
+	case wire.TCancel:
+		return c.cancel(h, body)
+	case wire.TObjFAA, wire.TObjCAS, wire.TObjLoad:
+		return c.objOp(h, body)
+	case wire.TGetLock, wire.TReleaseLock, wire.TBatchGetLock, wire.TBatchRelease:
+		return c.lockLifecycle(h, body)
+	case wire.TObjCreate, wire.TObjGet, wire.TObjRelease, wire.TObjDestroy:
+		return c.objLifecycle(h, body)
+	case wire.THeartbeat, wire.TDeinit, wire.TReinitDone, wire.TStats, wire.TResetStats, wire.TUpdateLocks:
+		return c.control(h, body)
+	}
+	c.outMu.Lock()
+	c.out = wire.AppendFrame(c.out, wire.TUnknownReply, h.ID(), int32(dlock.ErrInval), nil)
+	c.outMu.Unlock()
+	return true
+}
+
+// bad logs a protocol violation and closes the connection.
+func (c *conn) bad(h *wire.Header, why string) bool {
+	c.s.mu.Lock()
+	c.s.stats.Inc(dlock.StatBadRequest)
+	c.s.mu.Unlock()
+	c.s.cfg.Logger.Warn("closing connection: "+why, "remote", c.nc.RemoteAddr(), "type", h.Type())
+	return false
+}
+
+// malformed answers a request whose body does not decode. The frame
+// boundary is intact, so the connection stays usable.
+func (c *conn) malformed(h *wire.Header) bool {
+	c.s.mu.Lock()
+	c.s.stats.Inc(dlock.StatBadRequest)
+	c.s.mu.Unlock()
+	c.reply(h.Type(), h.ID(), dlock.ErrInval)
+	return true
+}

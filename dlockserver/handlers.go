@@ -1,0 +1,542 @@
+package dlockserver
+
+import (
+	"time"
+
+	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/internal/lockcore"
+	"github.com/dlock-io/dlock/internal/wire"
+)
+
+// register handles TInit and TReinit (BEHAVIOR.md §4.3, §4.4).
+func (c *conn) register(h *wire.Header, body []byte) bool {
+	s := c.s
+	t := h.Type()
+	m := &c.init
+	if m.Decode(body) != nil {
+		c.reply(t, h.ID(), dlock.ErrInval)
+		return t != wire.TInit
+	}
+	if h.Version() < dlock.MinProtoVersion || m.MinVersion > dlock.ProtoVersion {
+		c.reply(t, h.ID(), dlock.ErrProtoNegotiationFail)
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fail := func(st dlock.Status, keep bool) bool {
+		c.reply(t, h.ID(), st)
+		return keep
+	}
+	if m.TPMode != s.cfg.TPMode {
+		return fail(dlock.ErrGeneric, false)
+	}
+	if t == wire.TInit {
+		if c.client != nil {
+			return fail(dlock.ErrGeneric, true)
+		}
+		if s.state != wire.StateReady {
+			return fail(dlock.ErrNotReady, false)
+		}
+		if len(s.clients) >= s.cfg.MaxClients && !s.evictOne() {
+			return fail(dlock.ErrServerNoResource, false)
+		}
+		cl := &client{id: s.newClientID(), conn: c}
+		s.clients[cl.id] = cl
+		c.client = cl
+		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version}
+		c.outMu.Lock()
+		c.out = rep.Append(c.out, t, h.ID(), 0)
+		c.outMu.Unlock()
+		return true
+	}
+
+	id := h.Client()
+	if id <= 0 || (c.client != nil && c.client.id != id) {
+		return fail(dlock.ErrGeneric, true)
+	}
+	cl := s.clients[id]
+	if cl != nil {
+		if s.state != wire.StateReady && cl.uploaded {
+			return fail(dlock.ErrGeneric, true) // repeated reinit during recovery
+		}
+		if old := cl.conn; old != nil && old != c {
+			old.client = nil
+			s.dropConnWaiters(old)
+			old.nc.Close()
+		}
+	} else {
+		if s.state == wire.StateReady {
+			return fail(dlock.ErrClientRemovedByServer, true)
+		}
+		if len(s.clients) >= s.cfg.MaxClients {
+			return fail(dlock.ErrServerNoResource, true)
+		}
+		cl = &client{id: id}
+		s.clients[id] = cl
+	}
+	cl.conn = c
+	cl.reinit = true
+	c.client = cl
+	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version}
+	c.outMu.Lock()
+	c.out = rep.Append(c.out, t, h.ID(), 0)
+	c.outMu.Unlock()
+	return true
+}
+
+// evictOne removes the abnormal client with the smallest id (§10.3) and
+// reports whether there was one. Called with mu held.
+func (s *Server) evictOne() bool {
+	var victim *client
+	for _, cl := range s.clients {
+		if cl.conn == nil && (victim == nil || cl.id < victim.id) {
+			victim = cl
+		}
+	}
+	if victim == nil {
+		return false
+	}
+	s.cfg.Logger.Info("evicting abnormal client to make room", "client", victim.id)
+	s.removeClient(victim)
+	return true
+}
+
+// control handles heartbeat, deinit, reinit-done, stats and recovery upload.
+func (c *conn) control(h *wire.Header, body []byte) bool {
+	s := c.s
+	t := h.Type()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ready := s.state == wire.StateReady
+	cl := c.client
+	if cl == nil {
+		c.reply(t, h.ID(), dlock.ErrGeneric)
+		return true
+	}
+	switch t {
+	case wire.THeartbeat:
+		if !ready {
+			c.reply(t, h.ID(), dlock.ErrNotReady)
+			return true
+		}
+		c.reply(t, h.ID(), dlock.Success)
+	case wire.TDeinit:
+		if !ready {
+			c.reply(t, h.ID(), dlock.ErrNotReady)
+			return false
+		}
+		s.removeClient(cl)
+		c.reply(t, h.ID(), dlock.Success)
+		return false
+	case wire.TReinitDone:
+		if !cl.reinit {
+			c.reply(t, h.ID(), dlock.ErrGeneric)
+			return true
+		}
+		cl.reinit = false
+		if s.state == wire.StateWaitClientReinit {
+			s.recovery--
+			if s.recovery <= 0 {
+				s.becomeReady()
+			}
+		}
+		c.reply(t, h.ID(), dlock.Success)
+	case wire.TStats:
+		if !ready {
+			c.reply(t, h.ID(), dlock.ErrNotReady)
+			return true
+		}
+		c.stats.Counters = s.stats
+		c.outMu.Lock()
+		c.out = c.stats.Append(c.out, h.ID(), 0)
+		c.outMu.Unlock()
+	case wire.TResetStats:
+		if !ready {
+			c.reply(t, h.ID(), dlock.ErrNotReady)
+			return true
+		}
+		s.stats = dlock.Stats{}
+		c.reply(t, h.ID(), dlock.Success)
+	case wire.TUpdateLocks:
+		if ready || !cl.reinit {
+			c.reply(t, h.ID(), dlock.ErrGeneric)
+			return true
+		}
+		if c.upd.Decode(body) != nil {
+			c.reply(t, h.ID(), dlock.ErrInval)
+			return true
+		}
+		s.updateLocks(cl, h.ID(), c)
+	}
+	return true
+}
+
+// becomeReady ends recovery. Called with mu held.
+func (s *Server) becomeReady() {
+	s.state = wire.StateReady
+	s.recovery = 0
+	s.cfg.Logger.Info("recovery complete: server ready", "clients", len(s.clients))
+}
+
+// updateLocks merges a recovery upload (BEHAVIOR.md §11). Called with mu held.
+func (s *Server) updateLocks(cl *client, reqID uint32, c *conn) {
+	m := &c.upd
+	c.ids.N = m.N
+	for i := 0; i < m.N; i++ {
+		it := &m.Items[i]
+		_ = it
+		c.ids.IDs[i] = -1 // TODO(recovery): merge per BEHAVIOR.md §11
+	}
+	cl.uploaded = true
+	c.outMu.Lock()
+	c.out = c.ids.Append(c.out, wire.TUpdateLocks.Reply(), reqID, 0)
+	c.outMu.Unlock()
+}
+
+// lockLifecycle handles get/release lock and their batches.
+func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
+	s := c.s
+	t := h.Type()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.client == nil {
+		c.reply(t, h.ID(), dlock.ErrGeneric)
+		return true
+	}
+	if s.state != wire.StateReady {
+		c.reply(t, h.ID(), dlock.ErrNotReady)
+		return true
+	}
+	id := c.client.id
+	switch t {
+	case wire.TGetLock:
+		m := &c.get
+		if m.Decode(body) != nil {
+			c.reply(t, h.ID(), dlock.ErrInval)
+			return true
+		}
+		lid, st := s.locks.Get(id, m.Desc, dlock.LockType(m.Type), m.Preferred, m.Lease)
+		if st != dlock.Success {
+			c.reply(t, h.ID(), st)
+			return true
+		}
+		rep := wire.GetLockReply{ID: lid, Lease: m.Lease, Type: m.Type}
+		c.outMu.Lock()
+		c.out = rep.Append(c.out, h.ID(), 0)
+		c.outMu.Unlock()
+	case wire.TReleaseLock:
+		m := &c.id
+		if m.Decode(body) != nil {
+			c.reply(t, h.ID(), dlock.ErrInval)
+			return true
+		}
+		s.cancelWaitersOn(id, m.ID)
+		st, wake := s.locks.Release(s.now(), id, m.ID, s.wake[:0])
+		s.deliver(wake)
+		if l := s.locks.Lock(m.ID); l != nil {
+			s.schedule(m.ID, l)
+		}
+		c.reply(t, h.ID(), st)
+	case wire.TBatchGetLock:
+		m := &c.bget
+		if m.Decode(body) != nil {
+			c.reply(t, h.ID(), dlock.ErrInval)
+			return true
+		}
+		c.ids.N = m.N
+		for i := 0; i < m.N; i++ {
+			it := &m.Items[i]
+			lid, st := s.locks.Get(id, it.Desc, dlock.LockType(it.Type), it.Preferred, it.Lease)
+			switch st {
+			case dlock.Success:
+				c.ids.IDs[i] = lid
+			case dlock.ErrServerNoResource:
+				c.ids.IDs[i] = -int32(dlock.ErrServerNoResource)
+			default:
+				c.ids.IDs[i] = -1
+			}
+		}
+		c.outMu.Lock()
+		c.out = c.ids.Append(c.out, t.Reply(), h.ID(), 0)
+		c.outMu.Unlock()
+	case wire.TBatchRelease:
+		m := &c.ids
+		if m.Decode(body) != nil {
+			c.reply(t, h.ID(), dlock.ErrInval)
+			return true
+		}
+		now := s.now()
+		for i := 0; i < m.N; i++ {
+			lid := m.IDs[i]
+			if !s.locks.Has(id, lid) {
+				continue // ids the client does not hold are ignored (§5.7)
+			}
+			s.cancelWaitersOn(id, lid)
+			_, wake := s.locks.Release(now, id, lid, s.wake[:0])
+			s.deliver(wake)
+			if l := s.locks.Lock(lid); l != nil {
+				s.schedule(lid, l)
+			}
+		}
+		c.reply(t, h.ID(), dlock.Success)
+	}
+	return true
+}
+
+// cancelWaitersOn answers client's queued requests on lock id before the
+// client lets go of the lock. Called with mu held.
+func (s *Server) cancelWaitersOn(client, id int32) {
+	for tag, w := range s.waits {
+		if w.client != client || w.lockID != id {
+			continue
+		}
+		delete(s.waits, tag)
+		if l := s.locks.Lock(id); l != nil {
+			r, _, wake := l.Cancel(s.now(), tag, false, s.wake[:0])
+			s.deliver(wake)
+			r.Status = dlock.ErrLockNotGet
+			w.c.sendLock(w.reqID, &r)
+		}
+	}
+}
+
+// lockOp executes one lock command: the hot path.
+func (c *conn) lockOp(h *wire.Header, body []byte) bool {
+	m := &c.op
+	if m.Decode(body) != nil {
+		return c.malformed(h)
+	}
+	s := c.s
+	r := lockcore.Reply{}
+	queued := false
+	s.mu.Lock()
+	switch {
+	case c.client == nil:
+		r.Status = dlock.ErrGeneric
+	case s.state != wire.StateReady:
+		r.Status = dlock.ErrNotReady
+	case m.Flags&wire.FlagBlock != 0:
+		r, queued = s.acquire(c, h.ID(), m)
+	default:
+		r = s.exec(c.client.id, m.LockID, dlock.Cmd(m.Cmd), dlock.LockState(m.Arg))
+	}
+	s.mu.Unlock()
+	if !queued {
+		c.res.State, c.res.Token = r.State, r.Token
+		c.outMu.Lock()
+		c.out = c.res.Append(c.out, h.ID(), int32(r.Status))
+		c.outMu.Unlock()
+	}
+	return true
+}
+
+// lookup finds lock id for client, answering what the upstream data plane
+// answers for an unknown lock. Called with mu held.
+func (s *Server) lookup(client, id int32) (*lockcore.Lock, dlock.Status) {
+	l := s.locks.Lock(id)
+	if l == nil {
+		s.stats.Inc(dlock.StatEInvalLockOffset)
+		return nil, dlock.ErrInval
+	}
+	if !s.locks.Has(client, id) {
+		return nil, dlock.ErrLockNotGet
+	}
+	return l, dlock.Success
+}
+
+// exec runs one non-blocking command. Called with mu held.
+func (s *Server) exec(client, id int32, cmd dlock.Cmd, arg dlock.LockState) lockcore.Reply {
+	l, st := s.lookup(client, id)
+	if l == nil {
+		return lockcore.Reply{Status: st}
+	}
+	r, wake := l.Exec(s.now(), client, cmd, arg, &s.stats, s.wake[:0])
+	if len(wake) > 0 {
+		s.deliver(wake)
+	}
+	if l.Waiters() > 0 {
+		s.schedule(id, l)
+	}
+	return r
+}
+
+// acquire runs a blocking request: granted now, or queued. Called with mu
+// held.
+func (s *Server) acquire(c *conn, reqID uint32, m *wire.LockOp) (lockcore.Reply, bool) {
+	client := c.client.id
+	l, st := s.lookup(client, m.LockID)
+	if l == nil {
+		return lockcore.Reply{Status: st}, false
+	}
+	cmd := dlock.Cmd(m.Cmd)
+	arg := dlock.LockState(m.Arg)
+	w := lockcore.Waiter{Tag: c.tag(reqID), Client: client, Mode: dlock.Exclusive}
+	if cmd.Shared() {
+		w.Mode = dlock.Shared
+	}
+	switch l.Type() {
+	case dlock.Atomic:
+		w.Expire = arg.Atomic().Timeout
+	case dlock.Fair:
+		f := arg.Fair()
+		w.Expire = f.Timeout
+		if cmd == dlock.CmdExclusiveTicketTrylock || cmd == dlock.CmdSharedTicketTrylock {
+			w.Ticket, w.HasTicket = f, true
+		}
+	}
+	switch cmd {
+	case dlock.CmdExclusiveTrylock, dlock.CmdSharedTrylock, dlock.CmdExclusiveTicketTrylock, dlock.CmdSharedTicketTrylock:
+	default:
+		return lockcore.Reply{Status: dlock.ErrInval}, false
+	}
+	if _, dup := s.waits[w.Tag]; dup {
+		return lockcore.Reply{Status: dlock.ErrInval}, false
+	}
+	r, queued, wake := l.Acquire(s.now(), w, &s.stats, s.wake[:0])
+	s.deliver(wake)
+	if queued {
+		s.waits[w.Tag] = &waiter{c: c, reqID: reqID, lockID: m.LockID, client: client, keepTicket: m.Flags&wire.FlagKeepTicket != 0}
+		if m.WaitMillis > 0 {
+			s.push(event{at: time.Now().Add(time.Duration(m.WaitMillis) * time.Millisecond), kind: evWait, tag: w.Tag})
+		}
+	}
+	s.schedule(m.LockID, l)
+	return r, queued
+}
+
+// cancel handles TCancel: the client gives up a blocking request.
+func (c *conn) cancel(h *wire.Header, body []byte) bool {
+	m := &c.id
+	if m.Decode(body) != nil {
+		return c.malformed(h)
+	}
+	s := c.s
+	tag := c.tag(uint32(m.ID))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.waits[tag]
+	if w == nil {
+		return true // already answered
+	}
+	delete(s.waits, tag)
+	if l := s.locks.Lock(w.lockID); l != nil {
+		r, _, wake := l.Cancel(s.now(), tag, w.keepTicket, s.wake[:0])
+		w.c.sendLock(w.reqID, &r)
+		s.deliver(wake)
+		s.schedule(w.lockID, l)
+	}
+	return true
+}
+
+// batchLockOp executes up to 31 commands independently, in order.
+func (c *conn) batchLockOp(h *wire.Header, body []byte) bool {
+	m := &c.bop
+	if m.Decode(body) != nil {
+		return c.malformed(h)
+	}
+	s := c.s
+	res := &c.bres
+	res.N = m.N
+	s.mu.Lock()
+	for i := 0; i < m.N; i++ {
+		it := &m.Items[i]
+		var r lockcore.Reply
+		if c.client == nil {
+			r.Status = dlock.ErrGeneric
+		} else if s.state != wire.StateReady {
+			r.Status = dlock.ErrNotReady
+		} else {
+			r = s.exec(c.client.id, it.LockID, dlock.Cmd(it.Cmd), dlock.LockState(it.Arg))
+		}
+		res.Items[i] = wire.LockResult{Status: int32(r.Status), State: r.State, Token: r.Token}
+	}
+	s.mu.Unlock()
+	c.outMu.Lock()
+	c.out = res.Append(c.out, h.ID(), 0)
+	c.outMu.Unlock()
+	return true
+}
+
+// objOp handles fetch-and-add, compare-and-swap and load: the object hot
+// path. Like upstream's one-sided atomics they work during recovery.
+func (c *conn) objOp(h *wire.Header, body []byte) bool {
+	t := h.Type()
+	s := c.s
+	rep := &c.orep
+	*rep = wire.ObjReply{}
+	var st dlock.Status
+	if t == wire.TObjLoad {
+		if c.id.Decode(body) != nil {
+			return c.malformed(h)
+		}
+		rep.ID = c.id.ID
+		s.mu.Lock()
+		rep.Value, st = s.objs.Load(c.id.ID)
+		s.mu.Unlock()
+	} else {
+		m := &c.oop
+		if m.Decode(body) != nil {
+			return c.malformed(h)
+		}
+		rep.ID = m.ID
+		s.mu.Lock()
+		if t == wire.TObjFAA {
+			rep.Value, st = s.objs.FetchAndAdd(m.ID, m.A)
+		} else {
+			st = s.objs.CompareAndSwap(m.ID, m.A, m.B)
+		}
+		s.mu.Unlock()
+	}
+	c.outMu.Lock()
+	c.out = rep.Append(c.out, t, h.ID(), int32(st))
+	c.outMu.Unlock()
+	return true
+}
+
+// objLifecycle handles object create/get/release/destroy.
+func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
+	t := h.Type()
+	s := c.s
+	rep := &c.orep
+	*rep = wire.ObjReply{}
+	var st dlock.Status
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.client == nil {
+		c.reply(t, h.ID(), dlock.ErrGeneric)
+		return true
+	}
+	if s.state != wire.StateReady {
+		c.reply(t, h.ID(), dlock.ErrNotReady)
+		return true
+	}
+	id, now := c.client.id, s.now()
+	switch t {
+	case wire.TObjCreate, wire.TObjGet:
+		m := &c.obj
+		if m.Decode(body) != nil {
+			c.reply(t, h.ID(), dlock.ErrInval)
+			return true
+		}
+		if t == wire.TObjCreate {
+			rep.ID, st = s.objs.Create(now, id, m.Desc, m.Preferred, m.Lease, m.Init)
+		} else {
+			rep.ID, st = s.objs.Get(now, id, m.Desc, m.Lease)
+		}
+	default:
+		if c.id.Decode(body) != nil {
+			c.reply(t, h.ID(), dlock.ErrInval)
+			return true
+		}
+		rep.ID = c.id.ID
+		if t == wire.TObjRelease {
+			st = s.objs.Release(now, id, c.id.ID)
+		} else {
+			st = s.objs.Destroy(now, id, c.id.ID)
+		}
+	}
+	c.outMu.Lock()
+	c.out = rep.Append(c.out, t, h.ID(), int32(st))
+	c.outMu.Unlock()
+	return true
+}

@@ -1,0 +1,524 @@
+package dlockserver
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/internal/lockcore"
+	"github.com/dlock-io/dlock/internal/umo"
+	"github.com/dlock-io/dlock/internal/wire"
+)
+
+// Server is a dlock primary server. Make one with New, then Serve listeners
+// or ListenAndServe. All state lives in memory.
+type Server struct {
+	cfg Config
+	clk clock
+
+	mu        sync.Mutex
+	state     uint8 // wire.StateReady or wire.StateWaitClientReinit
+	recovery  int   // clients still to finish recovery
+	locks     *lockcore.Table
+	objs      *umo.Table
+	clients   map[int32]*client
+	waits     map[uint64]*waiter
+	stats     dlock.Stats
+	wake      []lockcore.Grant // scratch for grants, reused under mu
+	events    eventHeap
+	scheduled map[int32]uint32 // lock id → second of its pending event
+	timer     *time.Timer
+	timerAt   time.Time
+	conns     map[*conn]struct{}
+	connSeq   uint64
+	listeners map[net.Listener]struct{}
+	closed    bool
+	rng       *rand.Rand
+
+	wg sync.WaitGroup // connection goroutines
+}
+
+// client is a registered client.
+type client struct {
+	id       int32
+	conn     *conn // nil while abnormal (connection lost)
+	lostGen  uint64
+	reinit   bool // reinit in progress (until ReinitDone)
+	uploaded bool // uploaded locks during recovery
+}
+
+// waiter is a blocking lock request queued in a lock.
+type waiter struct {
+	c          *conn
+	reqID      uint32
+	lockID     int32
+	client     int32
+	keepTicket bool
+}
+
+// New returns a server for cfg. It listens nowhere until Serve or
+// ListenAndServe.
+func New(cfg Config) (*Server, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	var seed [32]byte
+	for i := range seed {
+		seed[i] = byte(rand.Uint32())
+	}
+	s := &Server{
+		cfg:       cfg,
+		clk:       newClock(time.Now()),
+		state:     wire.StateReady,
+		locks:     lockcore.NewTable(lockcore.Limits{MaxLocks: cfg.MaxLocks}),
+		objs:      umo.NewTable(umo.Limits{MaxObjects: cfg.MaxObjects}),
+		clients:   make(map[int32]*client),
+		waits:     make(map[uint64]*waiter),
+		scheduled: make(map[int32]uint32),
+		conns:     make(map[*conn]struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		rng:       rand.New(rand.NewChaCha8(seed)),
+	}
+	if cfg.RecoveryClients > 0 {
+		s.state = wire.StateWaitClientReinit
+		s.recovery = cfg.RecoveryClients
+	}
+	s.timer = time.AfterFunc(time.Hour, s.fire)
+	s.timer.Stop()
+	return s, nil
+}
+
+// ListenAndServe listens on Config.Addr (and Config.UnixSocket, if set) and
+// serves until Shutdown or Close. It returns ErrServerClosed after a
+// shutdown.
+func (s *Server) ListenAndServe() error {
+	addr, err := s.cfg.ListenAddr()
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if s.cfg.UnixSocket == "" {
+		return s.Serve(ln)
+	}
+	_ = os.Remove(s.cfg.UnixSocket) // a stale socket file from an earlier run
+	uln, err := net.Listen("unix", s.cfg.UnixSocket)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.Serve(uln) }()
+	err = s.Serve(ln)
+	if err2 := <-errc; err == nil || errors.Is(err, ErrServerClosed) {
+		if err2 != nil && !errors.Is(err2, ErrServerClosed) {
+			err = err2
+		}
+	}
+	return err
+}
+
+// Serve accepts connections on ln until Shutdown or Close and serves each
+// in its own goroutines. It always returns a non-nil error and closes ln.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			// Too many open files and the like: back off and retry.
+			if backoff == 0 {
+				backoff = 5 * time.Millisecond
+			} else if backoff < time.Second {
+				backoff *= 2
+			}
+			s.cfg.Logger.Warn("accept failed", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.startConn(nc)
+	}
+}
+
+// Shutdown stops accepting, disconnects every client and waits for the
+// connection goroutines to end or ctx to be done.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.timer.Stop()
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close is Shutdown without a deadline.
+func (s *Server) Close() error {
+	return s.Shutdown(context.Background())
+}
+
+// Stats returns a copy of the server's debug counters.
+func (s *Server) Stats() dlock.Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// ResetStats zeroes the server's debug counters.
+func (s *Server) ResetStats() {
+	s.mu.Lock()
+	s.stats = dlock.Stats{}
+	s.mu.Unlock()
+}
+
+// Ready reports whether the server serves requests (it is not waiting for
+// clients to recover).
+func (s *Server) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state == wire.StateReady
+}
+
+// Clients returns the number of registered clients (including abnormal ones).
+func (s *Server) Clients() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.clients)
+}
+
+// Locks returns the number of lock objects.
+func (s *Server) Locks() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.locks.Len()
+}
+
+func (s *Server) now() uint32 { return s.clk.seconds(time.Now()) }
+
+// newClientID returns a random unused id in 1..0x7FFFFFFF. Called with mu held.
+func (s *Server) newClientID() int32 {
+	for {
+		id := s.rng.Int32N(dlock.MaxClientID) + 1
+		if _, used := s.clients[id]; !used {
+			return id
+		}
+	}
+}
+
+// startConn registers and starts serving nc, enforcing MaxConns.
+func (s *Server) startConn(nc net.Conn) {
+	if tc, ok := nc.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 60 * time.Second, Interval: 6 * time.Second, Count: 9})
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if len(s.conns) >= s.cfg.MaxConns {
+		// Make room by closing the oldest connection that never registered.
+		var oldest *conn
+		for c := range s.conns {
+			if c.client == nil && !c.evicted && (oldest == nil || c.seq < oldest.seq) {
+				oldest = c
+			}
+		}
+		if oldest == nil {
+			s.mu.Unlock()
+			s.cfg.Logger.Warn("connection refused: too many connections", "remote", nc.RemoteAddr())
+			nc.Close()
+			return
+		}
+		oldest.evicted = true
+		delete(s.conns, oldest)
+		oldest.nc.Close()
+	}
+	s.connSeq++
+	c := newConn(s, nc, s.connSeq)
+	s.conns[c] = struct{}{}
+	s.wg.Add(2)
+	s.mu.Unlock()
+	go c.serve()
+	go c.writeLoop()
+}
+
+// connClosed is called once by a connection's reader when it ends.
+func (s *Server) connClosed(c *conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	s.dropConnWaiters(c)
+	cl := c.client
+	if cl == nil || cl.conn != c {
+		return
+	}
+	s.stats.Inc(dlock.StatClientDisconnect)
+	cl.conn = nil
+	cl.lostGen++
+	s.cfg.Logger.Info("client connection lost", "client", cl.id)
+	if s.cfg.SessionTimeout > 0 && !s.closed {
+		s.push(event{at: time.Now().Add(s.cfg.SessionTimeout), kind: evSession, client: cl.id, gen: cl.lostGen})
+	}
+}
+
+// dropConnWaiters abandons the blocking requests queued from c: nobody
+// would receive their grants. Called with mu held.
+func (s *Server) dropConnWaiters(c *conn) {
+	now := s.now()
+	for tag, w := range s.waits {
+		if w.c != c {
+			continue
+		}
+		delete(s.waits, tag)
+		if l := s.locks.Lock(w.lockID); l != nil {
+			_, _, wake := l.Cancel(now, tag, false, s.wake[:0])
+			s.deliver(wake)
+			s.schedule(w.lockID, l)
+		}
+	}
+}
+
+// removeClient deletes a client and everything it holds: holds are
+// released and whoever waits behind them is granted. Called with mu held.
+func (s *Server) removeClient(cl *client) {
+	now := s.now()
+	for tag, w := range s.waits {
+		if w.client != cl.id {
+			continue
+		}
+		delete(s.waits, tag)
+		if l := s.locks.Lock(w.lockID); l != nil {
+			r, _, wake := l.Cancel(now, tag, false, s.wake[:0])
+			s.deliver(wake)
+			r.Status = dlock.ErrClientNotInit
+			w.c.sendLock(w.reqID, &r)
+		}
+	}
+	wake := s.locks.RemoveClient(now, cl.id, s.wake[:0])
+	s.deliver(wake)
+	s.objs.RemoveClient(now, cl.id)
+	delete(s.clients, cl.id)
+	if cl.conn != nil && cl.conn.client == cl {
+		cl.conn.client = nil
+	}
+	// Locks whose waiters were granted may have new events.
+	for id := range s.scheduled {
+		if l := s.locks.Lock(id); l != nil {
+			s.schedule(id, l)
+		}
+	}
+}
+
+// deliver sends the replies of granted waiters. Called with mu held.
+func (s *Server) deliver(wake []lockcore.Grant) {
+	for i := range wake {
+		g := &wake[i]
+		w := s.waits[g.Tag]
+		if w == nil {
+			continue
+		}
+		delete(s.waits, g.Tag)
+		w.c.sendLock(w.reqID, &g.Reply)
+	}
+	if cap(wake) > cap(s.wake) {
+		s.wake = wake[:0]
+	}
+}
+
+// schedule makes sure the lock's next self-driven event (lease expiry, end
+// of a hand-over window) is in the deadline heap. Called with mu held.
+func (s *Server) schedule(id int32, l *lockcore.Lock) {
+	at, ok := l.NextEvent()
+	if !ok {
+		delete(s.scheduled, id)
+		return
+	}
+	if cur, ok := s.scheduled[id]; ok && cur == at {
+		return
+	}
+	s.scheduled[id] = at
+	s.push(event{at: s.clk.at(at), kind: evLock, lock: id, sec: at})
+}
+
+// Events of the deadline heap. Entries are validated when they fire, so a
+// stale entry (a waiter already granted, a client that came back) is simply
+// dropped.
+const (
+	evLock    = iota // a lock's NextEvent second arrived
+	evWait           // a blocking request's deadline passed
+	evSession        // an abnormal client's session timeout passed
+)
+
+type event struct {
+	at     time.Time
+	kind   uint8
+	lock   int32
+	sec    uint32
+	tag    uint64
+	client int32
+	gen    uint64
+}
+
+type eventHeap []event
+
+func (h eventHeap) Len() int           { return len(h) }
+func (h eventHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h eventHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *eventHeap) Push(x any)        { *h = append(*h, x.(event)) }
+func (h *eventHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
+}
+
+// push adds an event and re-arms the timer if it is the earliest. Called
+// with mu held.
+func (s *Server) push(e event) {
+	heap.Push(&s.events, e)
+	s.arm()
+}
+
+// arm sets the timer to the earliest event. Called with mu held.
+func (s *Server) arm() {
+	if s.closed || len(s.events) == 0 {
+		return
+	}
+	at := s.events[0].at
+	if !s.timerAt.IsZero() && !at.Before(s.timerAt) {
+		return
+	}
+	s.timerAt = at
+	s.timer.Reset(time.Until(at))
+}
+
+// fire runs the events that are due.
+func (s *Server) fire() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.timerAt = time.Time{}
+	if s.closed {
+		return
+	}
+	t := time.Now()
+	for len(s.events) > 0 && !s.events[0].at.After(t) {
+		e := heap.Pop(&s.events).(event)
+		s.run(e)
+	}
+	s.arm()
+}
+
+// run executes one due event. Called with mu held.
+func (s *Server) run(e event) {
+	now := s.now()
+	switch e.kind {
+	case evLock:
+		if cur, ok := s.scheduled[e.lock]; !ok || cur != e.sec {
+			return
+		}
+		delete(s.scheduled, e.lock)
+		l := s.locks.Lock(e.lock)
+		if l == nil {
+			return
+		}
+		if now < e.sec {
+			// The timer fired a hair early for the seconds clock; retry.
+			s.scheduled[e.lock] = e.sec
+			heap.Push(&s.events, event{at: time.Now().Add(time.Millisecond), kind: evLock, lock: e.lock, sec: e.sec})
+			return
+		}
+		s.deliver(l.Advance(now, s.wake[:0]))
+		s.schedule(e.lock, l)
+	case evWait:
+		w := s.waits[e.tag]
+		if w == nil {
+			return
+		}
+		delete(s.waits, e.tag)
+		l := s.locks.Lock(w.lockID)
+		if l == nil {
+			return
+		}
+		r, _, wake := l.Cancel(now, e.tag, w.keepTicket, s.wake[:0])
+		w.c.sendLock(w.reqID, &r)
+		s.deliver(wake)
+		s.schedule(w.lockID, l)
+	case evSession:
+		cl := s.clients[e.client]
+		if cl == nil || cl.conn != nil || cl.lostGen != e.gen {
+			return
+		}
+		s.cfg.Logger.Info("client session expired", "client", cl.id)
+		s.removeClient(cl)
+	}
+}
+
+// LockInfo describes one lock for operators and tests.
+type LockInfo struct {
+	ID      int32
+	Type    dlock.LockType
+	State   dlock.LockState
+	Refs    int // clients that have the lock open
+	Waiters int // queued blocking requests
+}
+
+// Lock returns what the server knows of lock id, and false if there is no
+// such lock.
+func (s *Server) Lock(id int32) (LockInfo, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.locks.Lock(id)
+	if l == nil {
+		return LockInfo{}, false
+	}
+	return LockInfo{ID: id, Type: l.Type(), State: l.State(), Refs: l.Refs(), Waiters: l.Waiters()}, true
+}

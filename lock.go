@@ -1,0 +1,478 @@
+package dlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dlock-io/dlock/internal/wire"
+)
+
+// LockOptions says what kind of lock OpenLock opens.
+type LockOptions struct {
+	// Type is Atomic, RW or Fair. The first client to open a name fixes its
+	// type; opening it with another type fails.
+	Type LockType
+	// TTL is the lease of every hold of an Atomic or Fair lock (expire_time):
+	// a holder that neither unlocks nor extends within it loses the lock. It
+	// is rounded up to whole seconds. Default 10 s. RW locks have no lease.
+	TTL time.Duration
+	// LeaseTime is the seed's lock_desc.lease_time: stored and reported back
+	// by the server, not enforced.
+	LeaseTime uint32
+}
+
+// DefaultTTL is the lease of a hold when LockOptions.TTL is zero.
+const DefaultTTL = 10 * time.Second
+
+// Lock is a client's handle on one lock (get_lock). Its methods follow
+// sync.RWMutex: Lock, RLock, TryLock, TryRLock, Unlock; plus Extend.
+// After a successful acquisition, State reports the lock value the server
+// returned and Token its fencing token.
+type Lock struct {
+	c    *Client
+	name string
+	ttl  uint32
+
+	mu       sync.Mutex // serialises operations on this lock
+	e        lockEntry  // guarded by c.smu while a step is applied
+	last     LockState  // guarded by mu
+	released bool
+}
+
+// OpenLock gets the lock called name, creating it on the server if needed
+// (get_lock). Opening a name the client has open already returns the same
+// handle.
+func (c *Client) OpenLock(ctx context.Context, name string, opts LockOptions) (*Lock, error) {
+	if len(name) == 0 || len(name) > MaxDescLen || !opts.Type.Valid() {
+		return nil, fmt.Errorf("dlock: open %q: %w", name, ErrInval)
+	}
+	desc := []byte(name)
+	m := wire.GetLock{Preferred: djb2(desc), Lease: opts.LeaseTime, Type: uint8(opts.Type), Desc: desc}
+	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
+	if err != nil {
+		return nil, fmt.Errorf("dlock: open %q: %w", name, err)
+	}
+	defer c.putCall(cl)
+	if st := passThrough(cl.status); st != Success {
+		return nil, st.Err()
+	}
+	var rep wire.GetLockReply
+	if rep.Decode(cl.body) != nil || rep.ID <= 0 {
+		return nil, ErrBadResponse
+	}
+	return c.adoptLock(rep.ID, name, opts), nil
+}
+
+// adoptLock returns the handle for lock id, making one if needed.
+func (c *Client) adoptLock(id int32, name string, opts LockOptions) *Lock {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l := c.locks[id]; l != nil {
+		return l
+	}
+	l := &Lock{c: c, name: name, ttl: ttlSeconds(opts.TTL)}
+	l.e = lockEntry{id: id, typ: opts.Type, lease: opts.LeaseTime, desc: []byte(name)}
+	c.locks[id] = l
+	return l
+}
+
+func ttlSeconds(d time.Duration) uint32 {
+	if d <= 0 {
+		d = DefaultTTL
+	}
+	s := (d + time.Second - 1) / time.Second
+	if s > 0xFFFFFFFF {
+		return 0xFFFFFFFF
+	}
+	return uint32(s)
+}
+
+// Name returns the lock's name.
+func (l *Lock) Name() string { return l.name }
+
+// ID returns the lock id the server assigned.
+func (l *Lock) ID() int32 { return l.e.id }
+
+// Type returns the lock's type.
+func (l *Lock) Type() LockType { return l.e.typ }
+
+// State returns the lock value the server reported with the last successful
+// operation on this handle.
+func (l *Lock) State() LockState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.last
+}
+
+// Token returns the fencing token of the client's current hold, 0 if it
+// holds nothing. Tokens strictly increase per lock: a resource guarded by the
+// lock can refuse writes carrying a token lower than one it has seen.
+func (l *Lock) Token() uint64 {
+	l.c.smu.Lock()
+	defer l.c.smu.Unlock()
+	return l.e.token
+}
+
+// Held reports whether the client holds the lock (in either mode) as far as
+// its cache knows.
+func (l *Lock) Held() bool {
+	l.c.smu.Lock()
+	defer l.c.smu.Unlock()
+	return l.e.held()
+}
+
+// TryLock tries to take the lock exclusively without waiting (trylock with
+// LOCK_EXCLUSIVE). It reports false with a nil error when someone else holds
+// it; for a Fair lock that means a ticket was taken and the next TryLock
+// uses it (Unlock gives it up). Taking a lock the client holds already is a
+// reentrant hold and reports true.
+func (l *Lock) TryLock(ctx context.Context) (bool, error) {
+	return l.try(ctx, OpLockExclusive)
+}
+
+// TryRLock is TryLock in shared mode (RW and Fair locks).
+func (l *Lock) TryRLock(ctx context.Context) (bool, error) {
+	return l.try(ctx, OpLockShared)
+}
+
+func (l *Lock) try(ctx context.Context, op Op) (bool, error) {
+	st, err := l.do(ctx, op, l.ttl, 0, 0)
+	switch {
+	case err != nil:
+		return false, l.wrap(op, err)
+	case st == Success || st == ErrAlreadyLocked:
+		return true, nil
+	case st == ErrFail || st == ErrAgain:
+		return false, nil
+	}
+	return false, st.Err()
+}
+
+// Lock takes the lock exclusively, waiting until it is granted or ctx ends
+// (lock with LOCK_EXCLUSIVE). The wait happens on the server: the request is
+// queued and answered when the lock is handed over, in FIFO order (ticket
+// order for Fair locks). If ctx ends first the request is withdrawn, and a
+// grant that raced the withdrawal is released before Lock returns ctx's
+// error.
+func (l *Lock) Lock(ctx context.Context) error {
+	return l.block(ctx, OpLockExclusive)
+}
+
+// RLock is Lock in shared mode (RW and Fair locks).
+func (l *Lock) RLock(ctx context.Context) error {
+	return l.block(ctx, OpLockShared)
+}
+
+func (l *Lock) block(ctx context.Context, op Op) error {
+	var wait uint32
+	if d, ok := ctx.Deadline(); ok {
+		ms := time.Until(d).Milliseconds()
+		if ms <= 0 {
+			return ctx.Err()
+		}
+		wait = uint32(min(ms, 0xFFFFFFFF))
+	}
+	st, err := l.do(ctx, op, l.ttl, wire.FlagBlock, wait)
+	switch {
+	case err != nil:
+		return l.wrap(op, err)
+	case st == Success || st == ErrAlreadyLocked:
+		return nil
+	case st == ErrTimeout:
+		if err := ctx.Err(); err != nil {
+			return l.wrap(op, err)
+		}
+		return l.wrap(op, context.DeadlineExceeded)
+	}
+	return st.Err()
+}
+
+// Unlock releases one hold (unlock). A reentrant hold only decrements the
+// count. For a Fair lock on which the client holds a ticket, Unlock gives
+// the ticket up. Unlocking a lock the client does not hold returns
+// ErrAlreadyUnlocked; ErrFail means the hold had been lost already (its
+// lease ran out and someone else took the lock).
+func (l *Lock) Unlock(ctx context.Context) error {
+	st, err := l.do(ctx, OpUnlock, 0, 0, 0)
+	switch {
+	case err != nil:
+		return l.wrap(OpUnlock, err)
+	case st == Success || st == ErrAlreadyLocked:
+		return nil
+	}
+	return st.Err()
+}
+
+// Extend moves the lease of the client's hold to ttl from now if that is
+// later than its current expiry (lock_extend); ttl 0 only checks that the
+// hold is still valid. ErrFail means the hold was lost. RW locks have no
+// lease: ErrInval.
+func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
+	op := OpExtendExclusive
+	l.c.smu.Lock()
+	if l.e.state == stateSharedLocked {
+		op = OpExtendShared
+	}
+	l.c.smu.Unlock()
+	var secs uint32
+	if ttl > 0 {
+		secs = ttlSeconds(ttl)
+	}
+	st, err := l.do(ctx, op, secs, 0, 0)
+	switch {
+	case err != nil:
+		return l.wrap(op, err)
+	case st == Success:
+		return nil
+	}
+	return st.Err()
+}
+
+// Release lets go of the lock (release_lock). The client must not hold it:
+// ErrGeneric if it is locked, ErrTicketToUnlock if it holds a Fair ticket.
+func (l *Lock) Release(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return ErrLockNotGet
+	}
+	c := l.c
+	c.smu.Lock()
+	state := l.e.state
+	c.smu.Unlock()
+	switch state {
+	case stateExclusiveTicketed, stateSharedTicketed:
+		return ErrTicketToUnlock
+	case stateExclusiveLocked, stateSharedLocked:
+		return ErrGeneric
+	}
+	m := wire.ID{ID: l.e.id}
+	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, wire.TReleaseLock, id, c.id) })
+	if err != nil {
+		return fmt.Errorf("dlock: release %q: %w", l.name, err)
+	}
+	st := passThrough(cl.status)
+	c.putCall(cl)
+	if st != ErrNotReady {
+		l.released = true
+		c.mu.Lock()
+		if c.locks[l.e.id] == l {
+			delete(c.locks, l.e.id)
+		}
+		c.mu.Unlock()
+	}
+	return st.Err()
+}
+
+func (l *Lock) wrap(op Op, err error) error {
+	return fmt.Errorf("dlock: %s %q: %w", op, l.name, err)
+}
+
+// do runs one operation through the cache model: a local answer, or one
+// round trip. flags and wait apply to a blocking lock request.
+func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return ErrLockNotGet, nil
+	}
+	c := l.c
+	c.smu.Lock()
+	s := l.e.begin(op, expire, c.id, callSync, &c.stats)
+	c.smu.Unlock()
+	if s.local {
+		if s.fill {
+			l.last = s.result
+		}
+		return s.status, nil
+	}
+	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
+	if s.cmd == CmdExclusiveTrylock || s.cmd == CmdSharedTrylock ||
+		s.cmd == CmdExclusiveTicketTrylock || s.cmd == CmdSharedTicketTrylock {
+		m.Flags, m.WaitMillis = flags, wait
+	}
+	status, res, err := c.lockRoundTrip(ctx, &m, l.e.typ)
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	if err != nil {
+		l.e.abort(&s)
+		c.stats.Inc(StatNetworkFail)
+		return 0, err
+	}
+	st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
+	if s.fill {
+		l.last = s.result
+	}
+	if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) && isLockOp(op) {
+		// The grant raced the caller's give-up: hand it back.
+		return l.undoGrant(ctx, &s, st)
+	}
+	return st, nil
+}
+
+// undoGrant releases a hold that was granted after the caller's ctx ended.
+// Called with l.mu and c.smu held.
+func (l *Lock) undoGrant(ctx context.Context, s *step, st Status) (Status, error) {
+	c := l.c
+	u := l.e.begin(OpUnlock, 0, c.id, callSync, &c.stats)
+	if u.local {
+		return 0, ctx.Err()
+	}
+	c.smu.Unlock()
+	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(u.cmd), Arg: u.arg}
+	uctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+	status, res, err := c.lockRoundTrip(uctx, &m, l.e.typ)
+	cancel()
+	c.smu.Lock()
+	if err != nil {
+		l.e.abort(&u)
+	} else {
+		l.e.finish(&u, status, res.State, res.Token, &c.stats)
+	}
+	return 0, ctx.Err()
+}
+
+// lockRoundTrip sends one lock command and waits for its reply. If ctx ends
+// first it withdraws the request (TCancel) and waits a bounded time for the
+// server's answer, so that the caller learns whether it was granted. If even
+// that answer does not come, a later grant is released by the reader.
+func (c *Client) lockRoundTrip(ctx context.Context, m *wire.LockOp, typ LockType) (Status, wire.LockResult, error) {
+	var res wire.LockResult
+	cl, err := c.newCall()
+	if err != nil {
+		return 0, res, err
+	}
+	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		cm := wire.ID{ID: int32(cl.id)}
+		c.send(func(dst []byte) []byte { return cm.Append(dst, wire.TCancel, 0, c.id) })
+		t := time.NewTimer(cancelGrace)
+		select {
+		case <-cl.done:
+			t.Stop()
+		case <-t.C:
+			c.mu.Lock()
+			if _, pending := c.pending[cl.id]; pending {
+				mode := Exclusive
+				if Cmd(m.Cmd).Shared() {
+					mode = Shared
+				}
+				cl.orphan = &orphanRelease{lockID: m.LockID, typ: typ, mode: mode, self: c.id}
+				c.mu.Unlock()
+				return 0, res, ctx.Err()
+			}
+			c.mu.Unlock()
+			<-cl.done
+		}
+	}
+	if cl.err != nil {
+		return 0, res, cl.err
+	}
+	status := Status(cl.status)
+	if cl.typ != wire.TLockOp.Reply() || res.Decode(cl.body) != nil {
+		c.putCall(cl)
+		return 0, res, errors.New("malformed lock reply")
+	}
+	c.putCall(cl)
+	return status, res, nil
+}
+
+// BatchOpenLock opens up to 31 locks of the same options in one round trip
+// (batch_get_lock). locks[i] receives the handle for names[i], or nil when
+// that entry failed; the error of the first failed entry is returned after
+// all entries were processed (ErrGeneric for a type mismatch,
+// ErrServerNoResource when the server is full).
+func (c *Client) BatchOpenLock(ctx context.Context, names []string, opts LockOptions, locks []*Lock) error {
+	n := len(names)
+	if n == 0 || n > MaxBatch || len(locks) < n {
+		return fmt.Errorf("dlock: batch open: %w", ErrBatchSize)
+	}
+	if !opts.Type.Valid() {
+		return fmt.Errorf("dlock: batch open: %w", ErrInval)
+	}
+	var m wire.BatchGetLock
+	m.N = n
+	for i, name := range names {
+		if len(name) == 0 || len(name) > MaxDescLen {
+			return fmt.Errorf("dlock: batch open %q: %w", name, ErrInval)
+		}
+		d := []byte(name)
+		m.Items[i] = wire.GetLock{Preferred: djb2(d), Lease: opts.LeaseTime, Type: uint8(opts.Type), Desc: d}
+	}
+	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
+	if err != nil {
+		return fmt.Errorf("dlock: batch open: %w", err)
+	}
+	defer c.putCall(cl)
+	if st := passThrough(cl.status); st != Success {
+		return st.Err()
+	}
+	var rep wire.IDs
+	if rep.Decode(cl.body) != nil || rep.N != n {
+		return ErrBadResponse
+	}
+	var first error
+	for i := 0; i < n; i++ {
+		locks[i] = nil
+		switch id := rep.IDs[i]; {
+		case id > 0:
+			locks[i] = c.adoptLock(id, names[i], opts)
+		case first != nil:
+		case id == -int32(ErrServerNoResource):
+			first = ErrServerNoResource
+		default:
+			first = ErrGeneric
+		}
+	}
+	return first
+}
+
+// BatchRelease releases up to 31 locks in one round trip
+// (batch_release_lock). Locks the client still holds (or holds a ticket on)
+// are skipped and left open; the others are released.
+func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
+	n := len(locks)
+	if n == 0 || n > MaxBatch {
+		return fmt.Errorf("dlock: batch release: %w", ErrBatchSize)
+	}
+	unlock := lockAll(locks)
+	defer unlock()
+	var m wire.IDs
+	var sent [MaxBatch]*Lock
+	c.smu.Lock()
+	for _, l := range locks {
+		if l == nil || l.c != c || l.released || l.e.ref > 0 ||
+			l.e.state == stateExclusiveTicketed || l.e.state == stateSharedTicketed {
+			continue
+		}
+		sent[m.N] = l
+		m.IDs[m.N] = l.e.id
+		m.N++
+	}
+	c.smu.Unlock()
+	if m.N == 0 {
+		return ErrGeneric
+	}
+	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, wire.TBatchRelease, id, c.id) })
+	if err != nil {
+		return fmt.Errorf("dlock: batch release: %w", err)
+	}
+	st := passThrough(cl.status)
+	c.putCall(cl)
+	if st != ErrNotReady {
+		c.mu.Lock()
+		for _, l := range sent[:m.N] {
+			l.released = true
+			if c.locks[l.e.id] == l {
+				delete(c.locks, l.e.id)
+			}
+		}
+		c.mu.Unlock()
+	}
+	return st.Err()
+}

@@ -1,0 +1,207 @@
+package dlock
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/dlock-io/dlock/internal/wire"
+)
+
+// Atomic64Options configures CreateAtomic64 and OpenAtomic64.
+type Atomic64Options struct {
+	// Lease is how long a destroyed object stays usable for the clients that
+	// still have it open (umo_atomic64_desc.lease_time), rounded up to whole
+	// seconds. Default 60 s.
+	Lease time.Duration
+}
+
+// Atomic64 is a distributed 64-bit unsigned integer (umo_atomic64). All
+// operations are atomic on the server.
+type Atomic64 struct {
+	c    *Client
+	name string
+	id   int32
+
+	mu     sync.Mutex
+	opened bool // the client holds a reference (umo_atomic64_get)
+}
+
+func (o Atomic64Options) leaseSeconds() uint32 {
+	if o.Lease <= 0 {
+		return 60
+	}
+	return ttlSeconds(o.Lease)
+}
+
+// CreateAtomic64 creates the object called name with value initial and opens
+// it (umo_atomic64_create followed by umo_atomic64_get). The creator owns the
+// object and may Destroy it. If the client created it before,
+// ErrObjectAlreadyCreated; if another client did, ErrObjectAlreadyExisted.
+func (c *Client) CreateAtomic64(ctx context.Context, name string, initial uint64, opts Atomic64Options) (*Atomic64, error) {
+	id, err := c.objectCall(ctx, wire.TObjCreate, name, initial, opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := c.objectCall(ctx, wire.TObjGet, name, 0, opts); err != nil {
+		return &Atomic64{c: c, name: name, id: id}, err
+	}
+	return &Atomic64{c: c, name: name, id: id, opened: true}, nil
+}
+
+// OpenAtomic64 opens an existing object (umo_atomic64_get):
+// ErrObjectNotCreate if there is none, ErrObjectAlreadyDestroyed if it was
+// destroyed.
+func (c *Client) OpenAtomic64(ctx context.Context, name string, opts Atomic64Options) (*Atomic64, error) {
+	id, err := c.objectCall(ctx, wire.TObjGet, name, 0, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Atomic64{c: c, name: name, id: id, opened: true}, nil
+}
+
+func (c *Client) objectCall(ctx context.Context, t wire.Type, name string, initial uint64, opts Atomic64Options) (int32, error) {
+	if len(name) == 0 || len(name) > MaxDescLen {
+		return 0, fmt.Errorf("dlock: object %q: %w", name, ErrInval)
+	}
+	desc := []byte(name)
+	m := wire.Object{Preferred: djb2(desc), Lease: opts.leaseSeconds(), Init: initial, Desc: desc}
+	var rep wire.ObjReply
+	st, err := c.objRoundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, t, id, c.id) }, &rep)
+	if err != nil {
+		return 0, fmt.Errorf("dlock: object %q: %w", name, err)
+	}
+	if st != Success {
+		return 0, st.Err()
+	}
+	if rep.ID <= 0 {
+		return 0, ErrBadResponse
+	}
+	return rep.ID, nil
+}
+
+// objRoundTrip runs one object request and decodes its reply.
+func (c *Client) objRoundTrip(ctx context.Context, encode func([]byte, uint32) []byte, rep *wire.ObjReply) (Status, error) {
+	cl, err := c.roundTrip(ctx, encode)
+	if err != nil {
+		return 0, err
+	}
+	defer c.putCall(cl)
+	st := Status(cl.status)
+	if st == ErrObjectCASFailed {
+		return st, nil // a valid outcome of CAS, not a pass-through error
+	}
+	st = passThrough(st)
+	if len(cl.body) > 0 && rep.Decode(cl.body) != nil {
+		return ErrBadResponse, nil
+	}
+	return st, nil
+}
+
+// ID returns the object id.
+func (o *Atomic64) ID() int32 { return o.id }
+
+// Name returns the object's name.
+func (o *Atomic64) Name() string { return o.name }
+
+func (o *Atomic64) op(ctx context.Context, t wire.Type, a, b uint64) (uint64, Status, error) {
+	o.mu.Lock()
+	opened := o.opened
+	o.mu.Unlock()
+	c := o.c
+	if !opened {
+		c.smu.Lock()
+		c.stats.Inc(StatObjectNotGet)
+		c.smu.Unlock()
+		return 0, ErrObjectNotGet, nil
+	}
+	var rep wire.ObjReply
+	var st Status
+	var err error
+	if t == wire.TObjLoad {
+		m := wire.ID{ID: o.id}
+		st, err = c.objRoundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, t, id, c.id) }, &rep)
+	} else {
+		m := wire.ObjOp{ID: o.id, A: a, B: b}
+		st, err = c.objRoundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, t, id, c.id) }, &rep)
+	}
+	if err != nil {
+		c.smu.Lock()
+		c.stats.Inc(StatNetworkFail)
+		c.smu.Unlock()
+	}
+	return rep.Value, st, err
+}
+
+// FetchAndAdd adds delta (modulo 2^64) and returns the value before the
+// addition (umo_atomic64_faa).
+func (o *Atomic64) FetchAndAdd(ctx context.Context, delta uint64) (uint64, error) {
+	v, st, err := o.op(ctx, wire.TObjFAA, delta, 0)
+	if err != nil {
+		return 0, fmt.Errorf("dlock: fetch-and-add %q: %w", o.name, err)
+	}
+	return v, st.Err()
+}
+
+// CompareAndSwap sets the value to new if it equals old and reports whether
+// it did (umo_atomic64_cas).
+func (o *Atomic64) CompareAndSwap(ctx context.Context, old, new uint64) (bool, error) {
+	_, st, err := o.op(ctx, wire.TObjCAS, old, new)
+	if err != nil {
+		return false, fmt.Errorf("dlock: compare-and-swap %q: %w", o.name, err)
+	}
+	if st == ErrObjectCASFailed {
+		o.c.smu.Lock()
+		o.c.stats.Inc(StatObjectCASFailed)
+		o.c.smu.Unlock()
+		return false, nil
+	}
+	return st == Success, st.Err()
+}
+
+// Load returns the current value (umo_atomic64_get_snapshot).
+func (o *Atomic64) Load(ctx context.Context) (uint64, error) {
+	v, st, err := o.op(ctx, wire.TObjLoad, 0, 0)
+	if err != nil {
+		return 0, fmt.Errorf("dlock: load %q: %w", o.name, err)
+	}
+	return v, st.Err()
+}
+
+// Release closes the client's reference (umo_atomic64_release). A destroyed
+// object is freed when its last reference goes.
+func (o *Atomic64) Release(ctx context.Context) error {
+	st, err := o.idCall(ctx, wire.TObjRelease)
+	if err != nil {
+		return err
+	}
+	if st != ErrNotReady {
+		o.mu.Lock()
+		o.opened = false
+		o.mu.Unlock()
+	}
+	return st.Err()
+}
+
+// Destroy destroys the object (umo_atomic64_destroy); only its creator may.
+// Clients that have it open keep using it until they release it or its
+// lease passes.
+func (o *Atomic64) Destroy(ctx context.Context) error {
+	st, err := o.idCall(ctx, wire.TObjDestroy)
+	if err != nil {
+		return err
+	}
+	return st.Err()
+}
+
+func (o *Atomic64) idCall(ctx context.Context, t wire.Type) (Status, error) {
+	c := o.c
+	m := wire.ID{ID: o.id}
+	var rep wire.ObjReply
+	st, err := c.objRoundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, t, id, c.id) }, &rep)
+	if err != nil {
+		return 0, fmt.Errorf("dlock: object %q: %w", o.name, err)
+	}
+	return st, nil
+}
