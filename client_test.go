@@ -502,7 +502,7 @@ func TestHeartbeatAndStats(t *testing.T) {
 	if got := srv.Stats(); got != (dlock.Stats{}) {
 		t.Errorf("after reset: %v", got)
 	}
-	mustTry(t, la, false, true) // reentrant
+	mustTry(t, la, false, true)            // reentrant
 	if err := la.Unlock(ctx); err != nil { // ref 2 → 1: a local ALREADY_LOCKED
 		t.Fatal(err)
 	}

@@ -18,11 +18,11 @@ import (
 
 // rawConn is a hand-driven protocol peer.
 type rawConn struct {
-	t  *testing.T
+	t  testing.TB
 	nc net.Conn
 }
 
-func dialRaw(t *testing.T, addr string) *rawConn {
+func dialRaw(t testing.TB, addr string) *rawConn {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {

@@ -1,0 +1,148 @@
+package dlock_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/dlocktest"
+)
+
+// TestClientHotPathAllocs: the client allocates at most 2 times per
+// trylock, unlock, extend and fetch-and-add (the server allocates nothing:
+// see dlockserver's TestServerHotPathAllocs, and both run in this process).
+func TestClientHotPathAllocs(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	c := srv.Dial(t)
+	ctx := context.Background()
+	l := open(t, c, "allocs", dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+	o, err := c.CreateAtomic64(ctx, "allocs", 0, dlock.Atomic64Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func(){
+		"trylock+unlock": func() {
+			if ok, err := l.TryLock(ctx); !ok || err != nil {
+				t.Fatal(ok, err)
+			}
+			if err := l.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"trylock+extend+unlock": func() {
+			l.TryLock(ctx)
+			if err := l.Extend(ctx, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			l.Unlock(ctx)
+		},
+		"fetch-and-add": func() {
+			if _, err := o.FetchAndAdd(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		f()
+		ops := map[string]float64{"trylock+unlock": 2, "trylock+extend+unlock": 3, "fetch-and-add": 1}[name]
+		if n := testing.AllocsPerRun(300, f) / ops; n > 2 {
+			t.Errorf("%s: %.2f allocations per operation, want ≤ 2", name, n)
+		}
+	}
+}
+
+func BenchmarkTryLockUnlock(b *testing.B) {
+	srv := dlocktest.NewServer(b, nil)
+	c := srv.Dial(b)
+	ctx := context.Background()
+	l, err := c.OpenLock(ctx, "bench", dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if ok, err := l.TryLock(ctx); !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+		if err := l.Unlock(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkFetchAndAdd(b *testing.B) {
+	srv := dlocktest.NewServer(b, nil)
+	c := srv.Dial(b)
+	ctx := context.Background()
+	o, err := c.CreateAtomic64(ctx, "bench", 0, dlock.Atomic64Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := o.FetchAndAdd(ctx, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBatchTryLock31 takes and releases 31 locks per iteration, each
+// direction in one round trip.
+func BenchmarkBatchTryLock31(b *testing.B) {
+	srv := dlocktest.NewServer(b, nil)
+	c := srv.Dial(b)
+	ctx := context.Background()
+	names := make([]string, dlock.MaxBatch)
+	for i := range names {
+		names[i] = fmt.Sprint("b", i)
+	}
+	locks := make([]*dlock.Lock, len(names))
+	if err := c.BatchOpenLock(ctx, names, dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute}, locks); err != nil {
+		b.Fatal(err)
+	}
+	reqs := make([]dlock.LockRequest, len(locks))
+	for i, l := range locks {
+		reqs[i].Lock = l
+	}
+	res := make([]dlock.Result, len(locks))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := c.BatchTryLock(ctx, reqs, res); err != nil || res[30].Status != dlock.Success {
+			b.Fatal(err, res[30].Status)
+		}
+		if err := c.BatchUnlock(ctx, locks, res); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkParallelTryLockUnlock: many goroutines share one client, each on
+// its own lock, so requests are pipelined on the connection.
+func BenchmarkParallelTryLockUnlock(b *testing.B) {
+	srv := dlocktest.NewServer(b, nil)
+	c := srv.Dial(b)
+	ctx := context.Background()
+	b.SetParallelism(32)
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := n.Add(1)
+		l, err := c.OpenLock(ctx, fmt.Sprint("par", i), dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		for pb.Next() {
+			if ok, err := l.TryLock(ctx); !ok || err != nil {
+				b.Error(ok, err)
+				return
+			}
+			if err := l.Unlock(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
