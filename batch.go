@@ -104,7 +104,7 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	for i := 0; i < n; i++ {
 		l, op, ttl := entry(i)
 		sent[i] = -1
-		if l.released {
+		if l.released || l.pending {
 			steps[i] = step{local: true, status: ErrLockNotGet}
 			c.stats.Inc(StatLockNotGet)
 			continue

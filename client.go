@@ -25,6 +25,20 @@ type Config struct {
 	TPMode uint8
 	// Logger receives connection-level events. Nil means silent.
 	Logger *slog.Logger
+
+	// AutoRecover makes the client re-establish itself when its connection
+	// is lost: it redials (Addrs in turn, with jittered backoff), re-registers
+	// under its id (Reinit), uploads its locks if the server is a new primary
+	// in recovery (UpdateAllLocks), finishes (ReinitDone), re-validates every
+	// hold and reports the outcome to OnRecover. Calls made meanwhile fail
+	// with a transport error or ErrNotReady.
+	AutoRecover bool
+	// Addrs are the servers automatic recovery tries, in order; default the
+	// address given to Dial.
+	Addrs []string
+	// OnRecover, if set, is called after each automatic recovery (from the
+	// recovery goroutine; it must not block for long).
+	OnRecover func(RecoveryReport)
 }
 
 // cancelGrace bounds how long a call whose ctx ended waits for the server to
@@ -54,17 +68,26 @@ type Client struct {
 	wspare   []byte
 	flushing bool
 
-	mu      sync.Mutex // pending calls, free call records, err, locks
-	pending map[uint32]*call
-	nextID  uint32
-	free    []*call
-	err     error
-	locks   map[int32]*Lock
+	mu         sync.Mutex // everything below up to smu
+	pending    map[uint32]*call
+	nextID     uint32
+	free       []*call
+	err        error
+	locks      map[int32]*Lock
+	objects    map[*Atomic64]struct{}
+	readerDone chan struct{}
+	closing    bool
+	swapping   bool // Reinit is replacing the connection
+	newPrimary bool // the last Reinit found a new primary in recovery
+
+	recoveryRunning bool
+	ctx             context.Context // ends at Close: stops automatic recovery
+	cancel          context.CancelFunc
+	recoverWG       sync.WaitGroup
+	reinitMu        sync.Mutex // serialises Reinit
 
 	smu   sync.Mutex // lock cache entries and stats
 	stats Stats
-
-	readerDone chan struct{}
 }
 
 // call is one request in flight.
@@ -95,17 +118,20 @@ func Dial(ctx context.Context, addr string, cfg *Config) (*Client, error) {
 	if cfg != nil {
 		c.cfg = *cfg
 	}
+	if len(c.cfg.Addrs) == 0 {
+		c.cfg.Addrs = []string{addr}
+	}
 	if c.cfg.DialTimeout <= 0 {
 		c.cfg.DialTimeout = 10 * time.Second
 	}
 	if c.cfg.Logger == nil {
 		c.cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	nc, err := c.dial(ctx)
+	nc, err := c.dial(ctx, addr)
 	if err != nil {
 		return nil, fmt.Errorf("dlock: dial %s: %w", addr, err)
 	}
-	id, st, err := c.register(ctx, nc, wire.TInit, 0)
+	id, _, st, err := c.register(ctx, nc, wire.TInit, 0)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("dlock: dial %s: %w", addr, err)
@@ -119,10 +145,10 @@ func Dial(ctx context.Context, addr string, cfg *Config) (*Client, error) {
 	return c, nil
 }
 
-func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
 	defer cancel()
-	network, address := "tcp", c.addr
+	network, address := "tcp", addr
 	if strings.HasPrefix(address, "unix:") {
 		network, address = "unix", strings.TrimPrefix(address, "unix:")
 	} else if strings.HasPrefix(address, "/") {
@@ -134,7 +160,7 @@ func (c *Client) dial(ctx context.Context) (net.Conn, error) {
 
 // register sends TInit/TReinit on a fresh connection and reads the reply
 // synchronously.
-func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int32) (int32, Status, error) {
+func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int32) (int32, uint8, Status, error) {
 	deadline := time.Now().Add(c.cfg.DialTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -143,24 +169,24 @@ func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int3
 	defer nc.SetDeadline(time.Time{})
 	m := wire.Init{MinVersion: MinProtoVersion, TPMode: c.cfg.TPMode}
 	if _, err := nc.Write(m.Append(nil, t, 1, id)); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	var h wire.Header
 	body, err := wire.ReadFrame(nc, &h, nil)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	if h.Type() != t.Reply() || h.ID() != 1 || h.Version() != wire.Version {
-		return 0, ErrBadResponse, nil
+		return 0, 0, ErrBadResponse, nil
 	}
 	if st := Status(h.Status()); st != Success {
-		return 0, passThrough(st), nil
+		return 0, 0, passThrough(st), nil
 	}
 	var rep wire.InitReply
-	if rep.Decode(body) != nil || rep.ClientID <= 0 {
-		return 0, ErrBadResponse, nil
+	if rep.Decode(body) != nil || rep.ClientID <= 0 || (id != 0 && rep.ClientID != id) {
+		return 0, 0, ErrBadResponse, nil
 	}
-	return rep.ClientID, Success, nil
+	return rep.ClientID, rep.ServerState, Success, nil
 }
 
 // passThrough maps a reply status the way the seed's clients do (§13.2):
@@ -178,21 +204,47 @@ func passThrough(st Status) Status {
 }
 
 func (c *Client) start(nc net.Conn) {
-	c.nc = nc
 	c.pending = make(map[uint32]*call)
 	c.locks = make(map[int32]*Lock)
+	c.objects = make(map[*Atomic64]struct{})
 	c.wbuf = make([]byte, 0, 4096)
 	c.wspare = make([]byte, 0, 4096)
-	c.readerDone = make(chan struct{})
-	go c.readLoop(nc)
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.attach(nc)
+}
+
+// attach makes nc the client's connection and starts its reader.
+func (c *Client) attach(nc net.Conn) {
+	done := make(chan struct{})
+	c.wmu.Lock()
+	c.nc = nc
+	c.wmu.Unlock()
+	c.mu.Lock()
+	c.err = nil
+	c.readerDone = done
+	c.mu.Unlock()
+	go c.readLoop(nc, done)
+}
+
+// detach closes the current connection and waits for its reader to fail
+// the calls pending on it.
+func (c *Client) detach() {
+	c.wmu.Lock()
+	nc := c.nc
+	c.wmu.Unlock()
+	c.mu.Lock()
+	done := c.readerDone
+	c.mu.Unlock()
+	nc.Close()
+	<-done
 }
 
 // ID returns the client id the server assigned.
 func (c *Client) ID() int32 { return c.id }
 
 // readLoop matches replies to pending calls until the connection fails.
-func (c *Client) readLoop(nc net.Conn) {
-	defer close(c.readerDone)
+func (c *Client) readLoop(nc net.Conn, done chan struct{}) {
+	defer close(done)
 	br := bufio.NewReaderSize(nc, 16<<10)
 	var h wire.Header
 	buf := make([]byte, 0, 1024)
@@ -200,11 +252,11 @@ func (c *Client) readLoop(nc net.Conn) {
 		body, err := wire.ReadFrame(br, &h, buf)
 		buf = body[:0]
 		if err != nil {
-			c.fail(err)
+			c.fail(nc, err)
 			return
 		}
 		if h.Version() != wire.Version || !h.Type().IsReply() {
-			c.fail(fmt.Errorf("unexpected frame type %#x version %d", h.Type(), h.Version()))
+			c.fail(nc, fmt.Errorf("unexpected frame type %#x version %d", h.Type(), h.Version()))
 			return
 		}
 		c.mu.Lock()
@@ -252,8 +304,9 @@ func (c *Client) releaseOrphan(cl *call, h *wire.Header, body []byte) {
 	c.send(func(dst []byte) []byte { return op.Append(dst, 0, c.id) })
 }
 
-// fail records a broken connection and fails every pending call.
-func (c *Client) fail(err error) {
+// fail records that connection nc broke and fails every call pending on it.
+func (c *Client) fail(nc net.Conn, err error) {
+	nc.Close()
 	c.mu.Lock()
 	if c.err == nil {
 		if errors.Is(err, net.ErrClosed) {
@@ -264,8 +317,11 @@ func (c *Client) fail(err error) {
 	pending := c.pending
 	c.pending = make(map[uint32]*call)
 	e := c.err
+	closing := c.closing
 	c.mu.Unlock()
-	c.nc.Close()
+	if !closing && c.cfg.AutoRecover {
+		c.startRecovery()
+	}
 	for _, cl := range pending {
 		if cl.orphan != nil {
 			continue
@@ -322,15 +378,16 @@ func (c *Client) send(encode func(dst []byte) []byte) {
 	for len(c.wbuf) > 0 {
 		buf := c.wbuf
 		c.wbuf = c.wspare[:0]
+		nc := c.nc
 		c.wmu.Unlock()
-		_, err := c.nc.Write(buf)
+		_, err := nc.Write(buf)
 		c.wmu.Lock()
 		c.wspare = buf[:0]
 		if err != nil {
 			c.wbuf = c.wbuf[:0]
 			c.flushing = false
 			c.wmu.Unlock()
-			c.fail(err)
+			c.fail(nc, err)
 			return
 		}
 	}
@@ -411,16 +468,17 @@ func (c *Client) Shutdown(ctx context.Context) error {
 // Reinit keeps them.
 func (c *Client) Close() error {
 	c.mu.Lock()
-	if c.err == nil {
-		c.err = ErrClosed
-	}
-	c.mu.Unlock()
-	err := c.nc.Close()
-	<-c.readerDone
-	if errors.Is(err, net.ErrClosed) {
+	if c.closing {
+		c.mu.Unlock()
 		return nil
 	}
-	return err
+	c.closing = true
+	c.err = ErrClosed
+	c.mu.Unlock()
+	c.cancel()
+	c.recoverWG.Wait()
+	c.detach()
+	return nil
 }
 
 // Stats returns a copy of the client's debug counters.

@@ -46,11 +46,13 @@ func Example() {
 	if err := l.Lock(ctx); err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("holding orders/42 with token", l.Token())
+	// Tokens grow with every grant; a fresh server starts them at the
+	// current time in microseconds, above anything an earlier primary issued.
+	fmt.Println("holding orders/42, fencing token issued:", l.Token() > 0)
 	if err := l.Unlock(ctx); err != nil {
 		log.Fatal(err)
 	}
-	// Output: holding orders/42 with token 1
+	// Output: holding orders/42, fencing token issued: true
 }
 
 // TryLock does not wait: a lock held by another client reports false.

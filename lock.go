@@ -40,6 +40,10 @@ type Lock struct {
 	e        lockEntry  // guarded by c.smu while a step is applied
 	last     LockState  // guarded by mu
 	released bool
+
+	// Recovery (guarded by c.smu): pending while uploaded to a new primary
+	// and not yet confirmed; confirmed once it was, until ReinitDone.
+	pending, confirmed bool
 }
 
 // OpenLock gets the lock called name, creating it on the server if needed
@@ -281,6 +285,11 @@ func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait u
 	}
 	c := l.c
 	c.smu.Lock()
+	if l.pending {
+		c.stats.Inc(StatLockNotGet)
+		c.smu.Unlock()
+		return ErrLockNotGet, nil
+	}
 	s := l.e.begin(op, expire, c.id, callSync, &c.stats)
 	c.smu.Unlock()
 	if s.local {

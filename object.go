@@ -47,7 +47,16 @@ func (c *Client) CreateAtomic64(ctx context.Context, name string, initial uint64
 	if _, err := c.objectCall(ctx, wire.TObjGet, name, 0, opts); err != nil {
 		return &Atomic64{c: c, name: name, id: id}, err
 	}
-	return &Atomic64{c: c, name: name, id: id, opened: true}, nil
+	return c.trackObject(&Atomic64{c: c, name: name, id: id, opened: true}), nil
+}
+
+// trackObject remembers o so that a recovery against a new primary, where
+// objects do not survive, can invalidate it.
+func (c *Client) trackObject(o *Atomic64) *Atomic64 {
+	c.mu.Lock()
+	c.objects[o] = struct{}{}
+	c.mu.Unlock()
+	return o
 }
 
 // OpenAtomic64 opens an existing object (umo_atomic64_get):
@@ -58,7 +67,7 @@ func (c *Client) OpenAtomic64(ctx context.Context, name string, opts Atomic64Opt
 	if err != nil {
 		return nil, err
 	}
-	return &Atomic64{c: c, name: name, id: id, opened: true}, nil
+	return c.trackObject(&Atomic64{c: c, name: name, id: id, opened: true}), nil
 }
 
 func (c *Client) objectCall(ctx context.Context, t wire.Type, name string, initial uint64, opts Atomic64Options) (int32, error) {
@@ -180,6 +189,9 @@ func (o *Atomic64) Release(ctx context.Context) error {
 		o.mu.Lock()
 		o.opened = false
 		o.mu.Unlock()
+		o.c.mu.Lock()
+		delete(o.c.objects, o)
+		o.c.mu.Unlock()
 	}
 	return st.Err()
 }

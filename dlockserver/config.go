@@ -45,6 +45,11 @@ type Config struct {
 	// that many clients have re-registered and finished uploading their
 	// locks, every other request is answered DLOCK_NOT_READY. At most 1000.
 	RecoveryClients int
+	// RecoveryTimeout, when > 0, bounds recovery mode: past it the server
+	// becomes ready with the clients that came back, logs how many never
+	// did, and keeps every lock that was reported. Zero waits forever, as
+	// upstream DLock does.
+	RecoveryTimeout time.Duration
 
 	// TPMode is the transport mode (SEPERATE_CONN 0, UNI_CONN 1) clients must
 	// announce; it exists for C ABI compatibility and changes nothing else.

@@ -216,7 +216,7 @@ func (c *conn) handle(h *wire.Header, body []byte) bool {
 		return c.lockLifecycle(h, body)
 	case wire.TObjCreate, wire.TObjGet, wire.TObjRelease, wire.TObjDestroy:
 		return c.objLifecycle(h, body)
-	case wire.THeartbeat, wire.TDeinit, wire.TReinitDone, wire.TStats, wire.TResetStats, wire.TUpdateLocks:
+	case wire.THeartbeat, wire.TDeinit, wire.TReinitDone, wire.TStats, wire.TResetStats, wire.TUpdateLocks, wire.TLockQuery:
 		return c.control(h, body)
 	}
 	c.outMu.Lock()

@@ -1,6 +1,7 @@
 package dlockserver
 
 import (
+	"slices"
 	"time"
 
 	"github.com/dlock-io/dlock"
@@ -141,6 +142,16 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 			}
 		}
 		c.reply(t, h.ID(), dlock.Success)
+	case wire.TLockQuery:
+		if !ready {
+			c.reply(t, h.ID(), dlock.ErrNotReady)
+			return true
+		}
+		if c.id.Decode(body) != nil {
+			c.reply(t, h.ID(), dlock.ErrInval)
+			return true
+		}
+		c.reply(t, h.ID(), s.holds(cl.id, c.id.ID))
 	case wire.TStats:
 		if !ready {
 			c.reply(t, h.ID(), dlock.ErrNotReady)
@@ -175,7 +186,26 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 func (s *Server) becomeReady() {
 	s.state = wire.StateReady
 	s.recovery = 0
-	s.cfg.Logger.Info("recovery complete: server ready", "clients", len(s.clients))
+	s.locks.EndRecovery()
+	s.cfg.Logger.Info("recovery complete: server ready", "clients", len(s.clients), "locks", s.locks.Len())
+}
+
+// recoveryDeadline ends recovery with the clients that came back. Called
+// with mu held.
+func (s *Server) recoveryDeadline() {
+	if s.state == wire.StateReady {
+		return
+	}
+	var unfinished []int32
+	for id, cl := range s.clients {
+		if cl.reinit {
+			unfinished = append(unfinished, id)
+		}
+	}
+	s.cfg.Logger.Warn("recovery deadline passed: becoming ready with the clients that returned",
+		"expected", s.cfg.RecoveryClients, "missing", s.recovery, "returned", len(s.clients),
+		"unfinished_clients", unfinished)
+	s.becomeReady()
 }
 
 // updateLocks merges a recovery upload (BEHAVIOR.md §11). Called with mu held.
@@ -184,8 +214,8 @@ func (s *Server) updateLocks(cl *client, reqID uint32, c *conn) {
 	c.ids.N = m.N
 	for i := 0; i < m.N; i++ {
 		it := &m.Items[i]
-		_ = it
-		c.ids.IDs[i] = -1 // TODO(recovery): merge per BEHAVIOR.md §11
+		c.ids.IDs[i] = s.locks.Merge(cl.id, it.Desc, dlock.LockType(it.Type), it.ID, it.Lease,
+			dlock.LockState(it.State), lockcore.Hold(it.Hold), it.Token)
 	}
 	cl.uploaded = true
 	c.outMu.Lock()
@@ -539,4 +569,28 @@ func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 	c.out = rep.Append(c.out, t, h.ID(), int32(st))
 	c.outMu.Unlock()
 	return true
+}
+
+// holds answers TLockQuery: Success when client holds lock id now (an
+// ATOMIC or FAIR hold whose lease ran out does not count), ErrFail when it
+// does not, ErrLockNotGet when it has no reference. Called with mu held.
+func (s *Server) holds(client, id int32) dlock.Status {
+	l, st := s.lookup(client, id)
+	if l == nil {
+		return st
+	}
+	now := s.now()
+	var buf [dlock.MaxFairShared]int32
+	ex, shared := l.Holders(buf[:0])
+	held := ex == client || slices.Contains(shared, client)
+	switch l.Type() {
+	case dlock.Atomic:
+		held = held && now <= l.State().Atomic().Timeout
+	case dlock.Fair:
+		held = held && now <= l.State().Fair().Timeout
+	}
+	if held {
+		return dlock.Success
+	}
+	return dlock.ErrFail
 }

@@ -86,12 +86,22 @@ func New(cfg Config) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		rng:       rand.New(rand.NewChaCha8(seed)),
 	}
+	// Fencing tokens start at the current time in microseconds, so that a
+	// server started after another one died continues above every token the
+	// old one issued (unless it issued more than a million per second on
+	// average); recovery reports raise them further.
+	s.locks.RaiseTokens(uint64(time.Now().UnixMicro()))
+	s.timer = time.AfterFunc(time.Hour, s.fire)
+	s.timer.Stop()
 	if cfg.RecoveryClients > 0 {
 		s.state = wire.StateWaitClientReinit
 		s.recovery = cfg.RecoveryClients
+		if cfg.RecoveryTimeout > 0 {
+			s.mu.Lock()
+			s.push(event{at: time.Now().Add(cfg.RecoveryTimeout), kind: evRecovery})
+			s.mu.Unlock()
+		}
 	}
-	s.timer = time.AfterFunc(time.Hour, s.fire)
-	s.timer.Stop()
 	return s, nil
 }
 
@@ -393,9 +403,10 @@ func (s *Server) schedule(id int32, l *lockcore.Lock) {
 // stale entry (a waiter already granted, a client that came back) is simply
 // dropped.
 const (
-	evLock    = iota // a lock's NextEvent second arrived
-	evWait           // a blocking request's deadline passed
-	evSession        // an abnormal client's session timeout passed
+	evLock     = iota // a lock's NextEvent second arrived
+	evWait            // a blocking request's deadline passed
+	evSession         // an abnormal client's session timeout passed
+	evRecovery        // the recovery deadline passed
 )
 
 type event struct {
@@ -492,6 +503,8 @@ func (s *Server) run(e event) {
 		w.c.sendLock(w.reqID, &r)
 		s.deliver(wake)
 		s.schedule(w.lockID, l)
+	case evRecovery:
+		s.recoveryDeadline()
 	case evSession:
 		cl := s.clients[e.client]
 		if cl == nil || cl.conn != nil || cl.lostGen != e.gen {

@@ -43,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxConns, "max-conns", 4000, "open connections at most")
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 15*time.Second, "how long a disconnected client keeps its locks (negative: until evicted)")
 	fs.IntVar(&cfg.RecoveryClients, "recovery-clients", 0, "start in recovery mode and wait for this many clients (0..1000)")
+	fs.DurationVar(&cfg.RecoveryTimeout, "recovery-timeout", 0, "end recovery mode after this long even if clients are missing (0: wait forever)")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log `format`: text or json")
 	if err := fs.Parse(args); err != nil {

@@ -28,8 +28,10 @@ type Lock struct {
 	// shared hold.
 	shared []int32
 
-	q      waitq
-	ghosts []ghost // FAIR: abandoned tickets
+	q       waitq
+	reports []fairReport // FAIR: recovery reports, until the table ends recovery
+	ghosts  []ghost      // FAIR: abandoned tickets
+	grabs   uint64       // FAIR: timeout grabs so far
 
 	// Table bookkeeping.
 	id   int32
@@ -246,17 +248,15 @@ func (l *Lock) NextEvent() (at uint32, ok bool) {
 	if l.q.len() == 0 || l.timeout == math.MaxUint32 {
 		return 0, false
 	}
-	switch l.typ {
-	case dlock.Atomic:
-		if l.owner == 0 {
-			return 0, false
-		}
-		return l.timeout + 1, true
-	case dlock.Fair:
-		return l.timeout + 1, true
+	if l.typ == dlock.RW {
+		return 0, false
 	}
-	return 0, false
+	return l.timeout + 1, true
 }
+
+// Grabs returns the number of FAIR timeout grabs (a ticket taking the lock
+// after the holder's lease or the hand-over window ran out) so far.
+func (l *Lock) Grabs() uint64 { return l.grabs }
 
 // Waiters returns the number of queued blocking requests.
 func (l *Lock) Waiters() int { return l.q.len() }

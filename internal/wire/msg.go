@@ -329,10 +329,20 @@ type UpdateLock struct {
 	ID    int32 // the client's id for the lock, used as the preferred id
 	Lease uint32
 	Type  uint8
+	Hold  uint8    // what the client has: HoldNone, HoldExclusive, HoldShared, TicketExclusive, TicketShared
 	State [16]byte // the client's view of the lock value (zero: not held)
 	Token uint64   // fencing token of the hold the client reports, 0 if none
 	Desc  []byte
 }
+
+// What a client reports having of a lock during recovery (UpdateLock.Hold).
+const (
+	HoldNone        uint8 = 0
+	HoldExclusive   uint8 = 1
+	HoldShared      uint8 = 2
+	TicketExclusive uint8 = 3 // a FAIR ticket not yet served
+	TicketShared    uint8 = 4
+)
 
 // UpdateLocks is the body of TUpdateLocks.
 type UpdateLocks struct {
@@ -348,7 +358,7 @@ func (m *UpdateLocks) Append(dst []byte, id uint32, client int32) []byte {
 		it := &m.Items[i]
 		dst = le.AppendUint32(dst, uint32(it.ID))
 		dst = le.AppendUint32(dst, it.Lease)
-		dst = append(dst, it.Type, 0)
+		dst = append(dst, it.Type, it.Hold)
 		dst = append(dst, it.State[:]...)
 		dst = le.AppendUint64(dst, it.Token)
 		dst = appendDesc(dst, it.Desc)
@@ -365,7 +375,7 @@ func (m *UpdateLocks) Decode(b []byte) error {
 		it.ID = r.i32()
 		it.Lease = r.u32()
 		it.Type = r.u8()
-		r.take(1)
+		it.Hold = r.u8()
 		r.state(&it.State)
 		it.Token = r.u64()
 		it.Desc = r.desc()

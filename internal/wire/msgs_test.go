@@ -67,6 +67,7 @@ func sampleUpdateLock(i, dlen int) UpdateLock {
 		ID:    -1 - int32(i),
 		Lease: uint32(i),
 		Type:  uint8(i % 3),
+		Hold:  uint8(i % 5),
 		State: state(byte(0x80 + i)),
 		Token: 0xFFFFFFFF00000000 | uint64(i),
 		Desc:  mkdesc(dlen, byte(0x10+i)),

@@ -38,6 +38,7 @@ const (
 	TBatchLockOp   Type = 0x21 // batch_trylock / batch_unlock / batch_lock_extend
 	TCancel        Type = 0x22 // give up a blocking lock request (no reply of its own)
 	TUpdateLocks   Type = 0x23 // update_all_locks (recovery upload)
+	TLockQuery     Type = 0x24 // does this client hold the lock? (re-validation after recovery)
 	TObjCreate     Type = 0x30 // umo_atomic64_create
 	TObjGet        Type = 0x31 // umo_atomic64_get
 	TObjRelease    Type = 0x32 // umo_atomic64_release

@@ -1,0 +1,351 @@
+package dlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/dlock-io/dlock/internal/wire"
+)
+
+// RecoveryReport tells what a recovery kept.
+type RecoveryReport struct {
+	// Addr is the server the client recovered with.
+	Addr string
+	// NewPrimary is true when that server was a new primary rebuilding its
+	// state from the clients (the old one died), false when the client only
+	// reconnected to the same server.
+	NewPrimary bool
+	// Kept are the locks the client held before and the server confirms.
+	Kept []*Lock
+	// Lost are the locks the client held before but no longer holds: a
+	// lease ran out during the outage, another client's report won the
+	// merge, or the server had removed the client. Their handles are reset:
+	// the client must lock them again.
+	Lost []*Lock
+	// Err is set when recovery gave up: the server removed this client
+	// (ErrClientRemovedByServer). The client is unusable; dial a new one.
+	Err error
+}
+
+// Reinit re-registers this client under its id over a new connection to
+// addr (client_reinit): after a connection failure with the server still
+// running, or against a new primary started in recovery mode. Locks and
+// their cached state are kept. Against a new primary, objects are gone: the
+// client's Atomic64 handles stop working. Counters restart at zero.
+//
+// Then call UpdateAllLocks (new primary) and ReinitDone, or let
+// Config.AutoRecover do it all.
+func (c *Client) Reinit(ctx context.Context, addr string) error {
+	c.reinitMu.Lock()
+	defer c.reinitMu.Unlock()
+	nc, err := c.dial(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
+	}
+	_, state, st, err := c.register(ctx, nc, wire.TReinit, c.id)
+	if err == nil && st != Success {
+		err = st.Err()
+	}
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
+	}
+	c.mu.Lock()
+	c.swapping = true
+	c.mu.Unlock()
+	c.detach()
+	c.attach(nc)
+	newPrimary := state == wire.StateWaitClientReinit
+	c.mu.Lock()
+	c.swapping = false
+	c.addr = addr
+	c.newPrimary = newPrimary
+	objs := c.objects
+	if newPrimary {
+		c.objects = make(map[*Atomic64]struct{})
+	}
+	c.mu.Unlock()
+	if newPrimary {
+		for o := range objs {
+			o.mu.Lock()
+			o.opened = false
+			o.mu.Unlock()
+		}
+	}
+	c.smu.Lock()
+	c.stats = Stats{}
+	c.smu.Unlock()
+	return nil
+}
+
+// holdKind says what a cache entry reports during recovery.
+func holdKind(e *lockEntry) uint8 {
+	switch e.state {
+	case stateExclusiveLocked:
+		return wire.HoldExclusive
+	case stateSharedLocked:
+		return wire.HoldShared
+	case stateExclusiveTicketed:
+		return wire.TicketExclusive
+	case stateSharedTicketed:
+		return wire.TicketShared
+	}
+	return wire.HoldNone
+}
+
+// UpdateAllLocks uploads the client's locks and their cached state to a new
+// primary in recovery (update_all_locks), in batches of up to 31. Until the
+// server confirms a lock, its handle answers ErrLockNotGet. It returns
+// ErrAgain while some locks are unconfirmed (call it again), nil when all
+// are, and ErrGeneric from a server that is not recovering.
+func (c *Client) UpdateAllLocks(ctx context.Context) error {
+	c.mu.Lock()
+	all := make([]*Lock, 0, len(c.locks))
+	for _, l := range c.locks {
+		all = append(all, l)
+	}
+	c.mu.Unlock()
+	if len(all) == 0 {
+		return nil
+	}
+	c.smu.Lock()
+	var todo []*Lock
+	for _, l := range all {
+		if !l.confirmed {
+			l.pending = true
+			todo = append(todo, l)
+		}
+	}
+	c.smu.Unlock()
+	for len(todo) > 0 {
+		n := min(len(todo), MaxBatch)
+		batch := todo[:n]
+		todo = todo[n:]
+		var m wire.UpdateLocks
+		m.N = n
+		c.smu.Lock()
+		for i, l := range batch {
+			m.Items[i] = wire.UpdateLock{ID: l.e.id, Lease: l.e.lease, Type: uint8(l.e.typ),
+				Hold: holdKind(&l.e), State: l.e.report(), Token: l.e.token, Desc: l.e.desc}
+		}
+		c.smu.Unlock()
+		cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
+		if err != nil {
+			return fmt.Errorf("dlock: update locks: %w", err)
+		}
+		st := passThrough(cl.status)
+		var rep wire.IDs
+		bad := st == Success && (rep.Decode(cl.body) != nil || rep.N != n)
+		c.putCall(cl)
+		if bad {
+			return ErrBadResponse
+		}
+		if st != Success {
+			return st.Err()
+		}
+		c.mu.Lock()
+		c.smu.Lock()
+		for i, l := range batch {
+			id := rep.IDs[i]
+			if id <= 0 {
+				continue
+			}
+			if id != l.e.id {
+				if c.locks[l.e.id] == l {
+					delete(c.locks, l.e.id)
+				}
+				l.e.id = id
+				c.locks[id] = l
+			}
+			l.pending = false
+			l.confirmed = true
+		}
+		c.smu.Unlock()
+		c.mu.Unlock()
+	}
+	c.smu.Lock()
+	defer c.smu.Unlock()
+	for _, l := range all {
+		if l.pending {
+			return ErrAgain
+		}
+	}
+	return nil
+}
+
+// ReinitDone tells the server this client finished re-registering
+// (client_reinit_done); a new primary becomes ready when every expected
+// client has.
+func (c *Client) ReinitDone(ctx context.Context) error {
+	st, err := c.control(ctx, wire.TReinitDone, nil)
+	if err != nil {
+		return fmt.Errorf("dlock: reinit done: %w", err)
+	}
+	c.smu.Lock()
+	for _, l := range c.lockList() {
+		l.confirmed = false
+	}
+	c.smu.Unlock()
+	return st.Err()
+}
+
+// lockList snapshots the client's lock handles.
+func (c *Client) lockList() []*Lock {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ls := make([]*Lock, 0, len(c.locks))
+	for _, l := range c.locks {
+		ls = append(ls, l)
+	}
+	return ls
+}
+
+// Revalidate asks the server, for every lock the client believes it holds,
+// whether it really does — held, not expired — and resets the handles of
+// the ones it does not. Call it once a recovered server is ready (it
+// answers ErrNotReady before). Unlike Extend, an expired hold that nobody
+// took yet is reported lost: a lease that ran out during an outage is never
+// silently kept.
+func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error) {
+	for _, l := range c.lockList() {
+		c.smu.Lock()
+		held, id := l.e.held(), l.e.id
+		c.smu.Unlock()
+		if !held {
+			continue
+		}
+		m := wire.ID{ID: id}
+		cl, err := c.roundTrip(ctx, func(dst []byte, rid uint32) []byte { return m.Append(dst, wire.TLockQuery, rid, c.id) })
+		if err != nil {
+			return kept, lost, fmt.Errorf("dlock: revalidate %q: %w", l.name, err)
+		}
+		st := passThrough(cl.status)
+		c.putCall(cl)
+		switch st {
+		case Success:
+			kept = append(kept, l)
+		case ErrFail, ErrLockNotGet:
+			c.smu.Lock()
+			l.e.reset()
+			c.smu.Unlock()
+			lost = append(lost, l)
+		default:
+			return kept, lost, st.Err()
+		}
+	}
+	return kept, lost, nil
+}
+
+// startRecovery launches the automatic recovery goroutine unless one runs.
+func (c *Client) startRecovery() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.recoveryRunning || c.closing || c.swapping {
+		return
+	}
+	c.recoveryRunning = true
+	c.recoverWG.Add(1)
+	go c.recoverLoop()
+}
+
+// recoverLoop redials with jittered exponential backoff until a recovery
+// succeeds, the server removed this client, or Close.
+func (c *Client) recoverLoop() {
+	defer c.recoverWG.Done()
+	defer func() {
+		c.mu.Lock()
+		c.recoveryRunning = false
+		c.mu.Unlock()
+	}()
+	backoff := 50 * time.Millisecond
+	for {
+		for _, addr := range c.cfg.Addrs {
+			rep, err := c.recoverOnce(c.ctx, addr)
+			if c.ctx.Err() != nil {
+				return
+			}
+			if err == nil || errors.Is(err, ErrClientRemovedByServer) {
+				if err != nil {
+					rep = RecoveryReport{Addr: addr, Err: err}
+					c.smu.Lock()
+					for _, l := range c.lockList() {
+						if l.e.held() {
+							l.e.reset()
+							rep.Lost = append(rep.Lost, l)
+						}
+					}
+					c.smu.Unlock()
+				}
+				c.cfg.Logger.Info("dlock: recovered", "addr", addr, "kept", len(rep.Kept), "lost", len(rep.Lost), "err", err)
+				if c.cfg.OnRecover != nil {
+					c.cfg.OnRecover(rep)
+				}
+				return
+			}
+			c.cfg.Logger.Debug("dlock: recovery attempt failed", "addr", addr, "err", err)
+		}
+		sleep := backoff/2 + rand.N(backoff)
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(sleep):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// recoverOnce runs reinit → update → done → revalidate against addr.
+func (c *Client) recoverOnce(ctx context.Context, addr string) (RecoveryReport, error) {
+	rep := RecoveryReport{Addr: addr}
+	if err := c.Reinit(ctx, addr); err != nil {
+		return rep, err
+	}
+	c.mu.Lock()
+	rep.NewPrimary = c.newPrimary
+	c.mu.Unlock()
+	if rep.NewPrimary {
+		for {
+			err := c.UpdateAllLocks(ctx)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, ErrAgain) {
+				return rep, err
+			}
+			if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+				return rep, err
+			}
+		}
+	}
+	if err := c.ReinitDone(ctx); err != nil {
+		return rep, err
+	}
+	for {
+		kept, lost, err := c.Revalidate(ctx)
+		if err == nil {
+			rep.Kept, rep.Lost = kept, lost
+			return rep, nil
+		}
+		if !errors.Is(err, ErrNotReady) {
+			return rep, err
+		}
+		// Other clients are still recovering: wait for the server.
+		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+			return rep, err
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
