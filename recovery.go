@@ -75,8 +75,12 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 			o.mu.Unlock()
 		}
 	}
+	locks := c.lockList()
 	c.smu.Lock()
 	c.stats = Stats{}
+	for _, l := range locks {
+		l.confirmed = false // a server that died mid-recovery confirmed nothing
+	}
 	c.smu.Unlock()
 	return nil
 }
@@ -184,8 +188,9 @@ func (c *Client) ReinitDone(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dlock: reinit done: %w", err)
 	}
+	locks := c.lockList()
 	c.smu.Lock()
-	for _, l := range c.lockList() {
+	for _, l := range locks {
 		l.confirmed = false
 	}
 	c.smu.Unlock()
@@ -270,8 +275,9 @@ func (c *Client) recoverLoop() {
 			if err == nil || errors.Is(err, ErrClientRemovedByServer) {
 				if err != nil {
 					rep = RecoveryReport{Addr: addr, Err: err}
+					locks := c.lockList()
 					c.smu.Lock()
-					for _, l := range c.lockList() {
+					for _, l := range locks {
 						if l.e.held() {
 							l.e.reset()
 							rep.Lost = append(rep.Lost, l)

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dlock-io/dlock"
+)
+
+// scenario is one of the targets the tool is built to check. Each runs
+// against a fresh server, with its echo floor measured by the same server
+// process at the same concurrency.
+type scenario struct {
+	name string
+	desc string
+	// setup adjusts a copy of the user's flags (duration, warmup, inproc
+	// are kept).
+	setup func(c *benchConfig)
+	// checks compares a run with its targets.
+	checks func(d, e *runResult) []check
+}
+
+// check is one line of the scenario table.
+type check struct {
+	Scenario string  `json:"scenario"`
+	What     string  `json:"what"`
+	Measured string  `json:"measured"`
+	Floor    string  `json:"floor,omitempty"`
+	Ratio    float64 `json:"ratio,omitempty"` // to the echo floor
+	Value    float64 `json:"value"`           // the quantity compared with Limit
+	Target   string  `json:"target"`
+	Pass     bool    `json:"pass"`
+}
+
+func atMost(v, limit float64) bool  { return v <= limit }
+func atLeast(v, limit float64) bool { return v >= limit }
+
+var scenarios = []*scenario{
+	{
+		name: "single",
+		desc: "1 client, acquire + release of an uncontended ATOMIC lock vs two echo ping-pongs",
+		setup: func(c *benchConfig) {
+			c.clients, c.typ, c.mode = 1, dlock.Atomic, dlock.Exclusive
+		},
+		checks: func(d, e *runResult) []check {
+			p50, p99 := div(d.Latency.P50, e.Latency.P50), div(d.Latency.P99, e.Latency.P99)
+			return []check{
+				{What: "acq+rel p50 ÷ echo pair p50", Measured: fmtMicros(d.Latency.P50), Floor: fmtMicros(e.Latency.P50),
+					Ratio: p50, Value: p50, Target: "≤ 1.10×", Pass: atMost(p50, 1.1)},
+				{What: "acq+rel p99 ÷ echo pair p99", Measured: fmtMicros(d.Latency.P99), Floor: fmtMicros(e.Latency.P99),
+					Ratio: p99, Value: p99, Target: "≤ 1.30×", Pass: atMost(p99, 1.3)},
+			}
+		},
+	},
+	{
+		name: "distinct64",
+		desc: "64 clients on 64 distinct ATOMIC locks: throughput vs echo pairs/s at 64 connections",
+		setup: func(c *benchConfig) {
+			c.clients, c.typ, c.mode = 64, dlock.Atomic, dlock.Exclusive
+		},
+		checks: func(d, e *runResult) []check {
+			r := div(d.OpsPerSec, e.OpsPerSec)
+			return []check{{What: "ops/s ÷ echo pairs/s", Measured: fmt.Sprintf("%.0f/s", d.OpsPerSec), Floor: fmt.Sprintf("%.0f/s", e.OpsPerSec),
+				Ratio: r, Value: r, Target: "≥ 0.80×", Pass: atLeast(r, 0.8)}}
+		},
+	},
+	{
+		name: "fair64",
+		desc: "64 clients contending for one FAIR lock with blocking Lock",
+		setup: func(c *benchConfig) {
+			c.clients, c.locks, c.typ, c.mode, c.block = 64, 1, dlock.Fair, dlock.Exclusive, true
+		},
+		checks: func(d, e *runResult) []check {
+			order := "ticket order held"
+			if d.OrderViolations > 0 {
+				order = fmt.Sprintf("%d out of order (%s)", d.OrderViolations, d.OrderFirst)
+			}
+			return []check{
+				{What: "grants in ticket order", Measured: order, Value: float64(d.OrderViolations),
+					Target: "0 violations", Pass: d.OrderChecked && d.OrderViolations == 0},
+				{What: "mutual exclusion", Measured: fmt.Sprintf("%d overlapping holds", d.ExclusionViolations),
+					Value: float64(d.ExclusionViolations), Target: "0 violations", Pass: d.ExclusionViolations == 0},
+				{What: "hand-overs/s", Measured: fmt.Sprintf("%.0f/s", d.HandOversPerSec), Floor: fmt.Sprintf("%.0f pairs/s", e.OpsPerSec),
+					Ratio: div(d.HandOversPerSec, e.OpsPerSec), Value: d.HandOversPerSec, Target: "≥ 10000/s", Pass: atLeast(d.HandOversPerSec, 10000)},
+				{What: "wait p99", Measured: fmtMicros(d.Acquire.P99), Floor: fmtMicros(e.Latency.P99),
+					Ratio: div(d.Acquire.P99, e.Latency.P99), Value: d.Acquire.P99, Target: "≤ 20ms", Pass: atMost(d.Acquire.P99, 20000)},
+			}
+		},
+	},
+	{
+		name: "batch31",
+		desc: "1 client, BatchTryLock of 31 ATOMIC locks (one round trip) vs one echo ping-pong",
+		setup: func(c *benchConfig) {
+			c.clients, c.batch, c.typ, c.mode = 1, dlock.MaxBatch, dlock.Atomic, dlock.Exclusive
+		},
+		checks: func(d, e *runResult) []check {
+			r := div(d.Acquire.P50, e.Acquire.P50)
+			return []check{{What: "batch trylock p50 ÷ echo ping-pong p50", Measured: fmtMicros(d.Acquire.P50), Floor: fmtMicros(e.Acquire.P50),
+				Ratio: r, Value: r, Target: "≤ 1.30×", Pass: atMost(r, 1.3)}}
+		},
+	},
+	{
+		name: "pipeline",
+		desc: "1 client, 256 goroutines (requests in flight) on distinct ATOMIC locks",
+		setup: func(c *benchConfig) {
+			c.clients, c.inflight, c.typ, c.mode = 1, 256, dlock.Atomic, dlock.Exclusive
+		},
+		checks: func(d, e *runResult) []check {
+			return []check{{What: "lock requests/s", Measured: fmt.Sprintf("%.0f/s", d.LockOpsPerSec), Floor: fmt.Sprintf("%.0f/s", e.LockOpsPerSec),
+				Ratio: div(d.LockOpsPerSec, e.LockOpsPerSec), Value: d.LockOpsPerSec, Target: "≥ 500000/s", Pass: atLeast(d.LockOpsPerSec, 500000)}}
+		},
+	},
+	{name: "memory", desc: "server filled to its limits: 1000 clients, 51 200 locks (64-byte names), 102 400 objects"},
+}
+
+func scenarioNames() []string {
+	var names []string
+	for _, s := range scenarios {
+		names = append(names, s.name)
+	}
+	return names
+}
+
+func scenarioByName(name string) *scenario {
+	for _, s := range scenarios {
+		if s.name == name {
+			return s
+		}
+	}
+	return nil
+}
+
+// scenarioResult is one scenario's runs and checks.
+type scenarioResult struct {
+	Name   string     `json:"name"`
+	Desc   string     `json:"description"`
+	Config string     `json:"config,omitempty"`
+	Dlock  *runResult `json:"dlock,omitempty"`
+	Echo   *runResult `json:"echo,omitempty"`
+	Memory *memResult `json:"memory,omitempty"`
+	Checks []check    `json:"checks"`
+	Error  string     `json:"error,omitempty"`
+}
+
+func runScenarios(ctx context.Context, base *benchConfig, stdout, stderr io.Writer) error {
+	list := scenarios
+	if base.scenario != "all" {
+		list = []*scenario{scenarioByName(base.scenario)}
+	}
+	var results []*scenarioResult
+	failed := false
+	for _, sc := range list {
+		if ctx.Err() != nil {
+			break
+		}
+		fmt.Fprintf(stderr, "scenario %s: %s\n", sc.name, sc.desc)
+		res := runScenario(ctx, base, sc)
+		results = append(results, res)
+		if res.Error != "" {
+			failed = true
+			fmt.Fprintf(stderr, "scenario %s: %s\n", sc.name, res.Error)
+		}
+		if !base.json {
+			printScenarioDetail(stderr, res)
+		}
+	}
+	if base.json {
+		if err := writeJSON(stdout, results); err != nil {
+			return err
+		}
+	} else {
+		printScenarioTable(stdout, results)
+	}
+	// Only a broken guarantee (ticket order, exclusion) or an error makes
+	// the exit status non-zero; performance misses are reported.
+	for _, r := range results {
+		if d := r.Dlock; d != nil && (d.OrderViolations > 0 || d.ExclusionViolations > 0) {
+			failed = true
+		}
+	}
+	if failed {
+		return errors.New("bench: scenario errors or correctness violations")
+	}
+	return ctx.Err()
+}
+
+func runScenario(ctx context.Context, base *benchConfig, sc *scenario) *scenarioResult {
+	res := &scenarioResult{Name: sc.name, Desc: sc.desc}
+	if sc.name == "memory" {
+		srv, err := benchServer(&benchConfig{inproc: base.inproc, serverCPUProfile: base.serverCPUProfile}, sc.name)
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		defer srv.stop()
+		m, err := runMemory(ctx, srv, memoryFill)
+		if err != nil {
+			res.Error = err.Error()
+			return res
+		}
+		res.Memory = m
+		mb := float64(m.RSS) / (1 << 20)
+		res.Checks = []check{{Scenario: sc.name, What: "server RSS when full", Measured: fmt.Sprintf("%.1f MB (peak %.1f MB)", mb, float64(m.HWM)/(1<<20)),
+			Value: mb, Target: "≤ 150 MB", Pass: atMost(mb, 150)}}
+		return res
+	}
+	cfg := *base
+	cfg.scenario, cfg.addr, cfg.echo = "", "", true
+	cfg.clients, cfg.locks, cfg.batch, cfg.inflight, cfg.block = 1, 0, 1, 1, false
+	sc.setup(&cfg)
+	res.Config = describe(&cfg)
+	srv, err := benchServer(&cfg, sc.name)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	defer srv.stop()
+	d, e, err := measurePair(ctx, &cfg, srv)
+	if err != nil {
+		res.Error = err.Error()
+		return res
+	}
+	res.Dlock, res.Echo = d, e
+	res.Checks = sc.checks(d, e)
+	for i := range res.Checks {
+		res.Checks[i].Scenario = sc.name
+	}
+	return res
+}
+
+func printScenarioDetail(w io.Writer, r *scenarioResult) {
+	if r.Dlock != nil {
+		rep := &benchReport{Config: r.Config, Dlock: r.Dlock, Echo: r.Echo}
+		rep.ratios()
+		rep.print(w)
+	}
+	if m := r.Memory; m != nil {
+		fmt.Fprintf(w, "memory %d clients, %d locks, %d objects in %.1fs; server VmRSS %.1f MB, VmHWM %.1f MB\n",
+			m.Clients, m.Locks, m.Objects, m.Seconds, float64(m.RSS)/(1<<20), float64(m.HWM)/(1<<20))
+	}
+	fmt.Fprintln(w)
+}
+
+func printScenarioTable(w io.Writer, results []*scenarioResult) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "scenario\tcheck\tmeasured\techo floor\tratio\ttarget\tresult")
+	for _, r := range results {
+		if r.Error != "" {
+			fmt.Fprintf(tw, "%s\t%s\t\t\t\t\tERROR\n", r.Name, strings.ReplaceAll(r.Error, "\t", " "))
+			continue
+		}
+		for _, c := range r.Checks {
+			ratio := "-"
+			if c.Ratio != 0 {
+				ratio = fmt.Sprintf("%.2f", c.Ratio)
+			}
+			floor := c.Floor
+			if floor == "" {
+				floor = "-"
+			}
+			verdict := "MISS"
+			if c.Pass {
+				verdict = "PASS"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Scenario, c.What, c.Measured, floor, ratio, c.Target, verdict)
+		}
+	}
+	tw.Flush()
+}
+
+// memFill is how full the memory scenario makes the server.
+type memFill struct {
+	clients, locks, objects int
+	nameLen                 int
+}
+
+var memoryFill = memFill{clients: dlock.MaxClients, locks: dlock.MaxLocks, objects: dlock.MaxObjects, nameLen: 64}
+
+type memResult struct {
+	Clients int     `json:"clients"`
+	Locks   int     `json:"locks"`
+	Objects int     `json:"objects"`
+	Seconds float64 `json:"seconds"`
+	RSS     int64   `json:"rss_bytes"`
+	HWM     int64   `json:"hwm_bytes"`
+}
+
+// fixedName returns a name of exactly n bytes: kind, then i zero-padded.
+func fixedName(kind string, i, n int) string {
+	return kind + fmt.Sprintf("%0*d", n-len(kind), i)
+}
+
+// runMemory fills the server and reads its memory use.
+func runMemory(ctx context.Context, srv *server, fill memFill) (*memResult, error) {
+	start := time.Now()
+	clients, err := dialClients(ctx, srv.dlockAddr, fill.clients)
+	if err != nil {
+		return nil, err
+	}
+	defer closeClients(clients)
+	const parallel = 64
+	run := func(n int, do func(c *dlock.Client, i int) error) error {
+		var wg sync.WaitGroup
+		errs := make([]error, parallel)
+		for g := range parallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := g; i < n; i += parallel {
+					if err := do(clients[i%len(clients)], i); err != nil {
+						errs[g] = err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	err = run(fill.locks, func(c *dlock.Client, i int) error {
+		_, err := c.OpenLock(ctx, fixedName("memory/lock/", i, fill.nameLen), dlock.LockOptions{Type: dlock.LockType(i % 3)})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("memory: open locks: %w", err)
+	}
+	err = run(fill.objects, func(c *dlock.Client, i int) error {
+		_, err := c.CreateAtomic64(ctx, fixedName("memory/obj/", i, fill.nameLen), uint64(i), dlock.Atomic64Options{})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("memory: create objects: %w", err)
+	}
+	rss, hwm, err := srv.memory()
+	if err != nil {
+		return nil, err
+	}
+	return &memResult{Clients: fill.clients, Locks: fill.locks, Objects: fill.objects,
+		Seconds: time.Since(start).Seconds(), RSS: rss, HWM: hwm}, nil
+}
