@@ -278,17 +278,46 @@ func (l *Lock) wrap(op Op, err error) error {
 // do runs one operation through the cache model: a local answer, or one
 // round trip. flags and wait apply to a blocking lock request.
 func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, error) {
+	st, _, _, err := l.exec(ctx, op, expire, flags, wait)
+	return st, err
+}
+
+// Do runs one lock operation with the exact semantics of the C API
+// (BEHAVIOR.md §6): trylock for OpLockExclusive/OpLockShared (or, with block,
+// the blocking lock: at most 5 s, answered DLOCK_EAGAIN with the ticket kept
+// for a fair lock that was not granted in time), unlock, or extend; expire is
+// the relative lease in seconds, and 0 is the C API's "peek" for a lock
+// operation. It returns the raw DLock status (including local outcomes such
+// as ErrAlreadyLocked), the lock value the C call would write to its result
+// buffer, and whether it writes one. It exists for the C ABI and for callers
+// that want DLock's codes; the methods TryLock, Lock, Unlock and Extend are
+// the idiomatic API.
+func (l *Lock) Do(ctx context.Context, op Op, expire uint32, block bool) (st Status, result LockState, filled bool, err error) {
+	if !op.Valid() {
+		return ErrInval, LockState{}, false, nil
+	}
+	var flags uint8
+	var wait uint32
+	if block && isLockOp(op) {
+		flags, wait = wire.FlagBlock|wire.FlagKeepTicket, 5000
+	}
+	return l.exec(ctx, op, expire, flags, wait)
+}
+
+// exec runs one operation through the cache model and reports the result
+// buffer as the C API fills it.
+func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, LockState, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.released {
-		return ErrLockNotGet, nil
+		return ErrLockNotGet, LockState{}, false, nil
 	}
 	c := l.c
 	c.smu.Lock()
 	if l.pending {
 		c.stats.Inc(StatLockNotGet)
 		c.smu.Unlock()
-		return ErrLockNotGet, nil
+		return ErrLockNotGet, LockState{}, false, nil
 	}
 	s := l.e.begin(op, expire, c.id, callSync, &c.stats)
 	c.smu.Unlock()
@@ -296,7 +325,7 @@ func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait u
 		if s.fill {
 			l.last = s.result
 		}
-		return s.status, nil
+		return s.status, s.result, s.fill, nil
 	}
 	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
 	if s.cmd == CmdExclusiveTrylock || s.cmd == CmdSharedTrylock ||
@@ -309,7 +338,7 @@ func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait u
 	if err != nil {
 		l.e.abort(&s)
 		c.stats.Inc(StatNetworkFail)
-		return 0, err
+		return 0, LockState{}, false, err
 	}
 	st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
 	if s.fill {
@@ -317,9 +346,10 @@ func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait u
 	}
 	if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) && isLockOp(op) {
 		// The grant raced the caller's give-up: hand it back.
-		return l.undoGrant(ctx, &s, st)
+		_, err := l.undoGrant(ctx, &s, st)
+		return 0, LockState{}, false, err
 	}
-	return st, nil
+	return st, s.result, s.fill, nil
 }
 
 // undoGrant releases a hold that was granted after the caller's ctx ended.

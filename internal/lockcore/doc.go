@@ -23,6 +23,23 @@
 // hand-over window) so that it can keep a deadline heap and call
 // [Lock.Advance] at that second.
 //
+// A FAIR blocking request holds a ticket like any other; the queue is kept in
+// ticket order and a queued ticket is granted exactly when its ticket trylock
+// would succeed (including the timeout grab). [Lock.Cancel] either hands the
+// ticket back to the client (the C lock() timeout: the client keeps polling
+// with it) or abandons it; an abandoned ticket counts as granted and released
+// as soon as its turn comes, so nobody waits the hand-over grace for it.
+//
+// # Holders
+//
+// Upstream keeps only counters for shared holds. Here every lock also
+// tracks which clients hold it (exclusive owner, one entry per shared hold),
+// so that [Lock.Drop] can release the holds of a client that goes away and so
+// that only a holder can release or extend a hold. A FAIR timeout grab makes
+// the previous holders stale and forgets them. Each deviation from upstream
+// is documented next to the code (rw.go, fair.go); none is visible to a
+// client that follows the protocol.
+//
 // # Fencing tokens
 //
 // Every successful exclusive or shared grant carries a 64-bit token taken from

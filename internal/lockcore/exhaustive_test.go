@@ -1,6 +1,7 @@
 package lockcore
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -38,6 +39,7 @@ type mclient struct {
 	tx, ts  uint16 // FAIR ticket (ticketed or waiting)
 	hasTkt  bool
 	seq     int // issue order of the ticket
+	wseq    int // queue order of the blocking request
 }
 
 type world struct {
@@ -48,7 +50,32 @@ type world struct {
 	lastTok uint64
 	nextTag uint64
 	seq     int
-	trace   []string
+	trace   []traceEntry
+}
+
+// traceEntry is one line of a failure trace, formatted only on failure.
+type traceEntry struct {
+	kind   uint8 // 0 op, 1 tick, 2 exec, 3 acquire, 4 woke
+	c      int32
+	op     int
+	cmd    dlock.Cmd
+	status dlock.Status
+	a, b   uint64
+	q      bool
+}
+
+func (e traceEntry) String() string {
+	switch e.kind {
+	case 0:
+		return fmt.Sprintf("t=%d c%d %s", e.a, e.c, opNames[e.op])
+	case 1:
+		return fmt.Sprintf("tick → %d", e.a)
+	case 2:
+		return fmt.Sprintf("    %v → %v tok=%d", e.cmd, e.status, e.b)
+	case 3:
+		return fmt.Sprintf("    acquire tag=%d → queued=%v %v tok=%d", e.a, e.q, e.status, e.b)
+	}
+	return fmt.Sprintf("    woke c%d tag=%d %v tok=%d", e.c, e.a, e.status, e.b)
 }
 
 const (
@@ -96,8 +123,19 @@ func (w *world) clone() *world {
 func (w *world) fail(t testing.TB, format string, args ...any) {
 	t.Helper()
 	t.Fatalf("%s\ntrace:\n  %s\nlock: %+v holders=%d/%v waiters=%d ghosts=%v\nclients: %+v",
-		fmt.Sprintf(format, args...), strings.Join(w.trace, "\n  "), w.decode(w.l.State()),
+		fmt.Sprintf(format, args...), traceString(w.trace), w.decode(w.l.State()),
 		w.l.owner, w.l.shared, w.l.q.len(), w.l.ghosts, w.cl)
+}
+
+func traceString(tr []traceEntry) string {
+	var b strings.Builder
+	for i, e := range tr {
+		if i > 0 {
+			b.WriteString("\n  ")
+		}
+		b.WriteString(e.String())
+	}
+	return b.String()
 }
 
 func (w *world) decode(s dlock.LockState) any {
@@ -162,7 +200,9 @@ func (w *world) applicable(c *mclient, op int) bool {
 func (w *world) step(t testing.TB, ci, op int) {
 	t.Helper()
 	c := &w.cl[ci]
-	w.trace = append(w.trace, fmt.Sprintf("t=%d c%d %s", w.now, c.id, opNames[op]))
+	w.trace = append(w.trace, traceEntry{kind: 0, a: uint64(w.now), c: c.id, op: op})
+	alive, grabs := w.alive(), w.l.grabs
+	defer w.checkSkips(t, alive, grabs)
 	var wake []Grant
 	switch op {
 	case opLockEx, opLockSh:
@@ -205,10 +245,43 @@ func (w *world) step(t testing.TB, ci, op int) {
 	w.check(t)
 }
 
+// alive returns a bit set of the clients whose pending FAIR ticket could
+// still be granted.
+func (w *world) alive() (set uint64) {
+	if w.l.typ != dlock.Fair {
+		return 0
+	}
+	f := w.l.fairState()
+	for i := range w.cl {
+		c := &w.cl[i]
+		if c.pending() && ticketAlive(f, c.tx, c.ts, sharedTicket(c)) {
+			set |= 1 << i
+		}
+	}
+	return set
+}
+
+// checkSkips asserts that a ticket alive before a step and still pending
+// after it was passed only by a timeout grab.
+func (w *world) checkSkips(t testing.TB, before uint64, grabs uint64) {
+	t.Helper()
+	if w.l.grabs != grabs {
+		return
+	}
+	after := w.alive()
+	for i := range w.cl {
+		if before&(1<<i) != 0 && after&(1<<i) == 0 && w.cl[i].pending() {
+			w.fail(t, "c%d's ticket %d/%d was passed without a timeout grab", w.cl[i].id, w.cl[i].tx, w.cl[i].ts)
+		}
+	}
+}
+
 func (w *world) tick(t testing.TB, d uint32) {
 	t.Helper()
 	w.now += d
-	w.trace = append(w.trace, fmt.Sprintf("tick → %d", w.now))
+	w.trace = append(w.trace, traceEntry{kind: 1, a: uint64(w.now)})
+	alive, grabs := w.alive(), w.l.grabs
+	defer w.checkSkips(t, alive, grabs)
 	w.applyWake(t, w.l.Advance(w.now, nil))
 	w.check(t)
 }
@@ -217,7 +290,7 @@ func (w *world) exec(t testing.TB, c *mclient, cmd dlock.Cmd, arg dlock.LockStat
 	t.Helper()
 	var st dlock.Stats
 	r, wake := w.l.Exec(w.now, c.id, cmd, arg, &st, nil)
-	w.trace = append(w.trace, fmt.Sprintf("    %v → %v tok=%d", cmd, r.Status, r.Token))
+	w.trace = append(w.trace, traceEntry{kind: 2, cmd: cmd, status: r.Status, b: r.Token})
 	if r.Status == dlock.ErrInval {
 		w.fail(t, "model sent an invalid command %v", cmd)
 	}
@@ -336,7 +409,7 @@ func (w *world) acquireOp(t testing.TB, c *mclient, shared bool) []Grant {
 		wt.Ticket = c.cache.Fair()
 	}
 	r, queued, wake := w.l.Acquire(w.now, wt, nil, nil)
-	w.trace = append(w.trace, fmt.Sprintf("    acquire tag=%d → queued=%v %v tok=%d", wt.Tag, queued, r.Status, r.Token))
+	w.trace = append(w.trace, traceEntry{kind: 3, a: wt.Tag, q: queued, status: r.Status, b: r.Token})
 	if w.l.typ == dlock.Fair && !wt.HasTicket && (queued || r.Status == dlock.Success) {
 		c.tx, c.ts = before.Mx, before.Ms
 		c.hasTkt = true
@@ -348,8 +421,13 @@ func (w *world) acquireOp(t testing.TB, c *mclient, shared bool) []Grant {
 		c.waitTag = wt.Tag
 		c.waitSh = shared
 		c.state = mIdle
+		w.seq++
+		c.wseq = w.seq
 	case r.Status == dlock.Success:
+		w.seq++
+		c.wseq = w.seq
 		w.granted(t, c, shared, r)
+		w.fifo(t, c)
 	case r.Status == dlock.ErrFail:
 		*c = mclient{id: c.id}
 	default:
@@ -366,11 +444,12 @@ func (w *world) applyWake(t testing.TB, wake []Grant) {
 			w.fail(t, "grant for unknown waiter %+v", g)
 		}
 		c := &w.cl[i]
-		w.trace = append(w.trace, fmt.Sprintf("    woke c%d tag=%d %v tok=%d", c.id, g.Tag, g.Reply.Status, g.Reply.Token))
+		w.trace = append(w.trace, traceEntry{kind: 4, c: c.id, a: g.Tag, status: g.Reply.Status, b: g.Reply.Token})
 		c.waitTag = 0
 		switch g.Reply.Status {
 		case dlock.Success:
 			w.granted(t, c, c.waitSh, g.Reply)
+			w.fifo(t, c)
 		case dlock.ErrFail:
 			*c = mclient{id: c.id}
 		default:
@@ -410,6 +489,21 @@ func (w *world) granted(t testing.TB, c *mclient, shared bool, r Reply) {
 		c.state = mShLocked
 	}
 	c.lease = expireAt(w.now, testExpire)
+}
+
+// fifo checks, for ATOMIC and RW, that the blocking request of c was not
+// granted ahead of an earlier one that is still queued.
+func (w *world) fifo(t testing.TB, c *mclient) {
+	t.Helper()
+	if w.l.typ == dlock.Fair {
+		return
+	}
+	for i := range w.cl {
+		o := &w.cl[i]
+		if o.waitTag != 0 && o.wseq < c.wseq {
+			w.fail(t, "c%d's blocking request granted before c%d's earlier one", c.id, o.id)
+		}
+	}
 }
 
 func (c *mclient) pending() bool {
@@ -468,6 +562,19 @@ func (w *world) check(t testing.TB) {
 			w.fail(t, "c%d believes it holds shared, server holders %v", id, l.shared)
 		}
 	}
+	// Every hold the server tracks belongs to a client that still believes it
+	// holds the lock (its lease may have run out).
+	inState := func(id int32, st mstate) bool {
+		return slices.ContainsFunc(w.cl, func(c mclient) bool { return c.id == id && c.state == st })
+	}
+	if l.owner != 0 && !inState(l.owner, mExLocked) {
+		w.fail(t, "server owner c%d does not hold the lock", l.owner)
+	}
+	for _, id := range l.shared {
+		if !inState(id, mShLocked) {
+			w.fail(t, "server shared holder c%d does not hold the lock", id)
+		}
+	}
 	switch typ {
 	case dlock.Atomic:
 		if len(l.shared) != 0 || (l.owner == 0 && l.timeout != 0) {
@@ -478,14 +585,8 @@ func (w *world) check(t testing.TB) {
 			w.fail(t, "rw holders: owner %d rcount %d shared %v", l.owner, l.rcount, l.shared)
 		}
 		// RW never loses a hold: server holders are exactly the model's.
-		var msh []int32
-		for i := range w.cl {
-			if w.cl[i].state == mShLocked {
-				msh = append(msh, w.cl[i].id)
-			}
-		}
-		if fmt.Sprint(sortedIDs(msh)) != fmt.Sprint(sortedIDs(l.shared)) {
-			w.fail(t, "rw shared holders %v, model %v", l.shared, msh)
+		if len(sh) != len(l.shared) {
+			w.fail(t, "rw shared holders %v, model %v", l.shared, sh)
 		}
 	case dlock.Fair:
 		f := l.f
@@ -508,11 +609,79 @@ func (w *world) check(t testing.TB) {
 	}
 }
 
+// key encodes everything in w that can influence later steps and checks,
+// with tags and issue sequences replaced by client ids and ranks, so that
+// sequences reaching the same situation are explored once.
+func (w *world) key(buf []byte) []byte {
+	l := w.l
+	buf = binary.LittleEndian.AppendUint32(buf, w.now)
+	st := l.State()
+	buf = append(buf, st[:]...)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(l.owner))
+	for _, id := range sortedIDs(l.shared) {
+		buf = append(buf, byte(id))
+	}
+	buf = append(buf, 0xFF)
+	for i := range l.q.len() {
+		q := l.q.at(i)
+		buf = append(buf, byte(q.Client), byte(q.Mode))
+		buf = binary.LittleEndian.AppendUint16(buf, q.tx)
+		buf = binary.LittleEndian.AppendUint16(buf, q.ts)
+		buf = binary.LittleEndian.AppendUint32(buf, q.obtained)
+	}
+	buf = append(buf, 0xFF)
+	for _, g := range l.ghosts {
+		buf = binary.LittleEndian.AppendUint16(buf, g.tx)
+		buf = binary.LittleEndian.AppendUint16(buf, g.ts)
+		if g.shared {
+			buf = append(buf, 1)
+		} else {
+			buf = append(buf, 0)
+		}
+	}
+	buf = append(buf, 0xFF)
+	rank := func(v int, get func(*mclient) int) byte {
+		r := byte(0)
+		for i := range w.cl {
+			if get(&w.cl[i]) < v {
+				r++
+			}
+		}
+		return r
+	}
+	for i := range w.cl {
+		c := &w.cl[i]
+		buf = append(buf, byte(c.state), b2i(c.waitTag != 0), b2i(c.waitSh), b2i(c.hasTkt),
+			rank(c.seq, func(o *mclient) int { return o.seq }),
+			rank(c.wseq, func(o *mclient) int { return o.wseq }))
+		buf = append(buf, c.cache[:]...)
+		buf = binary.LittleEndian.AppendUint32(buf, c.lease)
+		buf = binary.LittleEndian.AppendUint16(buf, c.tx)
+		buf = binary.LittleEndian.AppendUint16(buf, c.ts)
+	}
+	return buf
+}
+
+func b2i(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// exhaust replays every sequence of client operations and clock ticks up to
+// depth from a fresh lock, skipping a situation already explored with at
+// least as many steps left. It returns the number of distinct situations.
 func exhaust(t *testing.T, typ dlock.LockType, clients, depth int) int {
-	var n int
+	seen := map[string]int{}
+	var buf []byte
 	var rec func(w *world, d int)
 	rec = func(w *world, d int) {
-		n++
+		buf = w.key(buf[:0])
+		if left, ok := seen[string(buf)]; ok && left >= d {
+			return
+		}
+		seen[string(buf)] = d
 		if d == 0 {
 			return
 		}
@@ -526,24 +695,30 @@ func exhaust(t *testing.T, typ dlock.LockType, clients, depth int) int {
 				rec(nw, d-1)
 			}
 		}
-		nw := w.clone()
-		nw.tick(t, 2)
-		rec(nw, d-1)
+		if typ == dlock.RW {
+			return // nothing expires: the clock does not matter
+		}
+		for _, dt := range []uint32{1, 2} {
+			nw := w.clone()
+			nw.tick(t, dt)
+			rec(nw, d-1)
+		}
 	}
 	rec(newWorld(typ, clients), depth)
-	return n
+	return len(seen)
 }
 
 func TestExhaustive(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		typ              dlock.LockType
 		clients          int
 		depth, shortDeps int
 	}{
-		{dlock.Atomic, 2, 6, 5},
-		{dlock.Atomic, 3, 6, 4},
-		{dlock.RW, 2, 6, 5},
-		{dlock.RW, 3, 5, 4},
+		{dlock.Atomic, 2, 10, 6},
+		{dlock.Atomic, 3, 7, 5},
+		{dlock.RW, 2, 12, 6},
+		{dlock.RW, 3, 9, 6},
 		{dlock.Fair, 2, 6, 5},
 		{dlock.Fair, 3, 5, 4},
 	} {
@@ -552,8 +727,9 @@ func TestExhaustive(t *testing.T) {
 			depth = tc.shortDeps
 		}
 		t.Run(fmt.Sprintf("%v/%dclients/depth%d", tc.typ, tc.clients, depth), func(t *testing.T) {
+			t.Parallel()
 			n := exhaust(t, tc.typ, tc.clients, depth)
-			t.Logf("%d states visited", n)
+			t.Logf("%d distinct situations", n)
 		})
 	}
 }

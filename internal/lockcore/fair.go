@@ -99,6 +99,7 @@ func (l *Lock) fairTicket(now uint32, client int32, shared bool, tx, ts uint16, 
 		switch {
 		case l.owner == 0 && f.rcnt == 0 && tx == f.nx && ts == f.ns:
 		case now > l.timeout: // timeout grab
+			l.grabs++
 			f.nx, f.ns = tx, ts
 			f.rflag, f.rcnt, f.rms = true, 0, ts
 			l.shared = l.shared[:0]
@@ -119,6 +120,7 @@ func (l *Lock) fairTicket(now uint32, client int32, shared bool, tx, ts uint16, 
 		l.fairExtendTimeout(expireAt(now, e))
 		f.rcnt++
 	case now > l.timeout: // timeout grab
+		l.grabs++
 		f.nx, f.ns = tx, ts
 		f.rflag, f.rcnt, f.rms = true, 1, ts
 		l.timeout = expireAt(now, e)
