@@ -68,15 +68,28 @@ type Client struct {
 	wspare   []byte
 	flushing bool
 
-	mu         sync.Mutex // everything below up to smu
-	pending    map[uint32]*call
-	nextID     uint32
-	free       []*call
-	err        error
-	locks      map[int32]*Lock
-	objects    map[*Atomic64]struct{}
-	readerDone chan struct{}
-	closing    bool
+	mu      sync.Mutex // everything below up to smu
+	pending map[uint32]*call
+	nextID  uint32
+	calls   uint64 // requests made so far (idle detection)
+	free    []*call
+	err     error
+	locks   map[int32]*Lock
+	objects map[*Atomic64]struct{}
+	closing bool
+
+	// The read side (conn.go): the connection, its buffered reader and who
+	// reads it; rh and rbuf belong to whoever holds the read role.
+	rconn      net.Conn
+	br         *bufio.Reader
+	reader     int
+	kicked     bool
+	followers  []*call
+	readerGone sync.Cond
+	rh         wire.Header
+	rbuf       []byte
+	idleWG     sync.WaitGroup
+
 	swapping   bool // Reinit is replacing the connection
 	newPrimary bool // the last Reinit found a new primary in recovery
 
@@ -90,31 +103,12 @@ type Client struct {
 	stats Stats
 }
 
-// call is one request in flight.
-type call struct {
-	id     uint32
-	done   chan struct{}
-	status Status
-	typ    wire.Type
-	body   []byte
-	err    error
-	// orphan, when set, is a grant nobody waits for any more: the reader
-	// releases it as soon as it arrives.
-	orphan *orphanRelease
-}
-
-type orphanRelease struct {
-	lockID int32
-	typ    LockType
-	mode   Mode
-	self   int32
-}
-
 // Dial connects to the dlock server at addr ("host:port", or a Unix socket
 // path starting with "/" or "unix:") and registers a new client
 // (client_init). The client id is [Client.ID].
 func Dial(ctx context.Context, addr string, cfg *Config) (*Client, error) {
 	c := &Client{addr: addr}
+	c.readerGone.L = &c.mu
 	if cfg != nil {
 		c.cfg = *cfg
 	}
@@ -203,231 +197,6 @@ func passThrough(st Status) Status {
 	return ErrBadResponse
 }
 
-func (c *Client) start(nc net.Conn) {
-	c.pending = make(map[uint32]*call)
-	c.locks = make(map[int32]*Lock)
-	c.objects = make(map[*Atomic64]struct{})
-	c.wbuf = make([]byte, 0, 4096)
-	c.wspare = make([]byte, 0, 4096)
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.attach(nc)
-}
-
-// attach makes nc the client's connection and starts its reader.
-func (c *Client) attach(nc net.Conn) {
-	done := make(chan struct{})
-	c.wmu.Lock()
-	c.nc = nc
-	c.wmu.Unlock()
-	c.mu.Lock()
-	c.err = nil
-	c.readerDone = done
-	c.mu.Unlock()
-	go c.readLoop(nc, done)
-}
-
-// detach closes the current connection and waits for its reader to fail
-// the calls pending on it.
-func (c *Client) detach() {
-	c.wmu.Lock()
-	nc := c.nc
-	c.wmu.Unlock()
-	c.mu.Lock()
-	done := c.readerDone
-	c.mu.Unlock()
-	nc.Close()
-	<-done
-}
-
-// ID returns the client id the server assigned.
-func (c *Client) ID() int32 { return c.id }
-
-// readLoop matches replies to pending calls until the connection fails.
-func (c *Client) readLoop(nc net.Conn, done chan struct{}) {
-	defer close(done)
-	br := bufio.NewReaderSize(nc, 16<<10)
-	var h wire.Header
-	buf := make([]byte, 0, 1024)
-	for {
-		body, err := wire.ReadFrame(br, &h, buf)
-		buf = body[:0]
-		if err != nil {
-			c.fail(nc, err)
-			return
-		}
-		if h.Version() != wire.Version || !h.Type().IsReply() {
-			c.fail(nc, fmt.Errorf("unexpected frame type %#x version %d", h.Type(), h.Version()))
-			return
-		}
-		c.mu.Lock()
-		cl := c.pending[h.ID()]
-		delete(c.pending, h.ID())
-		c.mu.Unlock()
-		if cl == nil {
-			continue // the reply to a call nobody waits for
-		}
-		if cl.orphan != nil {
-			c.releaseOrphan(cl, &h, body)
-			continue
-		}
-		cl.status = Status(h.Status())
-		cl.typ = h.Type()
-		cl.body = append(cl.body[:0], body...)
-		cl.done <- struct{}{}
-	}
-}
-
-// releaseOrphan unlocks a grant that arrived for a caller that gave up.
-func (c *Client) releaseOrphan(cl *call, h *wire.Header, body []byte) {
-	if Status(h.Status()) != Success || h.Type() != wire.TLockOp.Reply() {
-		return
-	}
-	var res wire.LockResult
-	if res.Decode(body) != nil {
-		return
-	}
-	o := cl.orphan
-	op := wire.LockOp{LockID: o.lockID, Cmd: uint8(CmdExclusiveUnlock)}
-	if o.mode == Shared {
-		op.Cmd = uint8(CmdSharedUnlock)
-	}
-	switch o.typ {
-	case Atomic:
-		op.Arg = AtomicState{Owner: o.self}.State()
-	case RW:
-		if o.mode == Exclusive {
-			op.Arg = RWState{Owner: o.self}.State()
-		}
-	case Fair:
-		op.Arg = res.State
-	}
-	c.send(func(dst []byte) []byte { return op.Append(dst, 0, c.id) })
-}
-
-// fail records that connection nc broke and fails every call pending on it.
-func (c *Client) fail(nc net.Conn, err error) {
-	nc.Close()
-	c.mu.Lock()
-	if c.err == nil {
-		if errors.Is(err, net.ErrClosed) {
-			err = ErrClosed
-		}
-		c.err = fmt.Errorf("connection lost: %w", err)
-	}
-	pending := c.pending
-	c.pending = make(map[uint32]*call)
-	e := c.err
-	closing := c.closing
-	c.mu.Unlock()
-	if !closing && c.cfg.AutoRecover {
-		c.startRecovery()
-	}
-	for _, cl := range pending {
-		if cl.orphan != nil {
-			continue
-		}
-		cl.err = e
-		cl.done <- struct{}{}
-	}
-}
-
-// newCall registers a call record with a fresh request id.
-func (c *Client) newCall() (*call, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.err != nil {
-		return nil, c.err
-	}
-	var cl *call
-	if n := len(c.free); n > 0 {
-		cl = c.free[n-1]
-		c.free = c.free[:n-1]
-	} else {
-		cl = &call{done: make(chan struct{}, 1)}
-	}
-	c.nextID++
-	if c.nextID == 0 {
-		c.nextID = 1
-	}
-	cl.id = c.nextID
-	cl.err = nil
-	cl.orphan = nil
-	c.pending[cl.id] = cl
-	return cl, nil
-}
-
-// putCall returns a finished call record to the free list.
-func (c *Client) putCall(cl *call) {
-	c.mu.Lock()
-	if len(c.free) < 256 {
-		c.free = append(c.free, cl)
-	}
-	c.mu.Unlock()
-}
-
-// send appends a frame to the write buffer and writes it unless another
-// goroutine is writing already, in which case that one sends it too.
-func (c *Client) send(encode func(dst []byte) []byte) {
-	c.wmu.Lock()
-	c.wbuf = encode(c.wbuf)
-	if c.flushing {
-		c.wmu.Unlock()
-		return
-	}
-	c.flushing = true
-	for len(c.wbuf) > 0 {
-		buf := c.wbuf
-		c.wbuf = c.wspare[:0]
-		nc := c.nc
-		c.wmu.Unlock()
-		_, err := nc.Write(buf)
-		c.wmu.Lock()
-		c.wspare = buf[:0]
-		if err != nil {
-			c.wbuf = c.wbuf[:0]
-			c.flushing = false
-			c.wmu.Unlock()
-			c.fail(nc, err)
-			return
-		}
-	}
-	c.flushing = false
-	c.wmu.Unlock()
-}
-
-// wait waits for cl's reply or ctx. On ctx's end the call is abandoned: its
-// reply, if it comes, is dropped (the call record is then not reused).
-func (c *Client) wait(ctx context.Context, cl *call) error {
-	select {
-	case <-cl.done:
-		return cl.err
-	case <-ctx.Done():
-		c.mu.Lock()
-		_, stillPending := c.pending[cl.id]
-		delete(c.pending, cl.id)
-		c.mu.Unlock()
-		if stillPending {
-			return ctx.Err()
-		}
-		<-cl.done // the reply raced ctx and is being delivered: use it
-		return cl.err
-	}
-}
-
-// roundTrip sends one request and waits for its reply. The returned call
-// must be given back with putCall once its body was read.
-func (c *Client) roundTrip(ctx context.Context, encode func(dst []byte, id uint32) []byte) (*call, error) {
-	cl, err := c.newCall()
-	if err != nil {
-		return nil, err
-	}
-	c.send(func(dst []byte) []byte { return encode(dst, cl.id) })
-	if err := c.wait(ctx, cl); err != nil {
-		return nil, err
-	}
-	return cl, nil
-}
-
 // control runs a request whose reply is header-only and returns its status.
 func (c *Client) control(ctx context.Context, t wire.Type, body []byte) (Status, error) {
 	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte {
@@ -478,6 +247,7 @@ func (c *Client) Close() error {
 	c.cancel()
 	c.recoverWG.Wait()
 	c.detach()
+	c.idleWG.Wait()
 	return nil
 }
 

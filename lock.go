@@ -384,19 +384,18 @@ func (c *Client) lockRoundTrip(ctx context.Context, m *wire.LockOp, typ LockType
 	if err != nil {
 		return 0, res, err
 	}
+	cl.long = m.Flags&wire.FlagBlock != 0
 	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
-	select {
-	case <-cl.done:
-	case <-ctx.Done():
+	if err := c.await(ctx, cl); err != nil && ctx.Err() != nil {
+		// Withdraw the request and wait, bounded, for the server's answer.
 		cm := wire.ID{ID: int32(cl.id)}
 		c.send(func(dst []byte) []byte { return cm.Append(dst, wire.TCancel, 0, c.id) })
-		t := time.NewTimer(cancelGrace)
-		select {
-		case <-cl.done:
-			t.Stop()
-		case <-t.C:
+		gctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+		err = c.await(gctx, cl)
+		cancel()
+		if err != nil && gctx.Err() != nil {
 			c.mu.Lock()
-			if _, pending := c.pending[cl.id]; pending {
+			if !cl.finished {
 				mode := Exclusive
 				if Cmd(m.Cmd).Shared() {
 					mode = Shared
@@ -406,7 +405,6 @@ func (c *Client) lockRoundTrip(ctx context.Context, m *wire.LockOp, typ LockType
 				return 0, res, ctx.Err()
 			}
 			c.mu.Unlock()
-			<-cl.done
 		}
 	}
 	if cl.err != nil {
