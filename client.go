@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlock-io/dlock/internal/wire"
@@ -39,6 +40,10 @@ type Config struct {
 	// OnRecover, if set, is called after each automatic recovery (from the
 	// recovery goroutine; it must not block for long).
 	OnRecover func(RecoveryReport)
+
+	// TLS, if set, makes the connection TLS 1.3 with mutual authentication
+	// (ssl_cfg); see TLSOptions. Its files are read at every dial.
+	TLS *TLSOptions
 }
 
 // cancelGrace bounds how long a call whose ctx ended waits for the server to
@@ -68,15 +73,16 @@ type Client struct {
 	wspare   []byte
 	flushing bool
 
-	mu      sync.Mutex // everything below up to smu
-	pending map[uint32]*call
-	nextID  uint32
-	calls   uint64 // requests made so far (idle detection)
-	free    []*call
-	err     error
-	locks   map[int32]*Lock
-	objects map[*Atomic64]struct{}
-	closing bool
+	mu       sync.Mutex // everything below up to smu
+	pending  map[uint32]*call
+	nextID   uint32
+	calls    uint64       // requests made so far (idle detection)
+	inflight atomic.Int32 // len(pending), readable without mu
+	free     []*call
+	err      error
+	locks    map[int32]*Lock
+	objects  map[*Atomic64]struct{}
+	closing  bool
 
 	// The read side (conn.go): the connection, its buffered reader and who
 	// reads it; rh and rbuf belong to whoever holds the read role.
@@ -149,7 +155,11 @@ func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
 		network = "unix"
 	}
 	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 60 * time.Second, Interval: 6 * time.Second, Count: 9}}
-	return d.DialContext(ctx, network, address)
+	nc, err := d.DialContext(ctx, network, address)
+	if err != nil || c.cfg.TLS == nil {
+		return nc, err
+	}
+	return handshakeTLS(ctx, nc, address, c.cfg.TLS)
 }
 
 // register sends TInit/TReinit on a fresh connection and reads the reply

@@ -246,6 +246,7 @@ func (c *Client) dispatch(h *wire.Header, body []byte) error {
 	c.mu.Lock()
 	cl := c.pending[h.ID()]
 	delete(c.pending, h.ID())
+	c.inflight.Store(int32(len(c.pending)))
 	if cl == nil {
 		c.mu.Unlock()
 		return nil // the reply to a call nobody waits for
@@ -404,6 +405,7 @@ func (c *Client) newCall() (*call, error) {
 	default:
 	}
 	c.pending[cl.id] = cl
+	c.inflight.Store(int32(len(c.pending)))
 	return cl, nil
 }
 
@@ -438,6 +440,13 @@ func (c *Client) send(encode func(dst []byte) []byte) {
 		return
 	}
 	c.flushing = true
+	if c.inflight.Load() > 1 {
+		// Other requests are in flight: their callers are likely about to
+		// send too. Let them append first so one write carries them all.
+		c.wmu.Unlock()
+		runtime.Gosched()
+		c.wmu.Lock()
+	}
 	for len(c.wbuf) > 0 {
 		buf := c.wbuf
 		c.wbuf = c.wspare[:0]
