@@ -59,6 +59,21 @@ type Config struct {
 	// does not read for that long is disconnected. Default 10 s.
 	WriteTimeout time.Duration
 
+	// TLS, if set, makes every TCP and Unix-socket connection TLS 1.3 with
+	// mutual authentication (ssl_cfg; see dlock.TLSOptions). Plaintext
+	// clients are refused. When a client presents a certificate, its id is
+	// bound to the certificate's identity (dlock.TLSOptions): a Reinit for
+	// that id from another identity fails with -1.
+	TLS *dlock.TLSOptions
+	// TLSNoClientAuth turns mutual authentication off: clients are not asked
+	// for a certificate (one-way TLS), and client ids are bound to nothing.
+	TLSNoClientAuth bool
+	// HandshakeTimeout bounds a TLS handshake; default 10 s.
+	HandshakeTimeout time.Duration
+	// MaxPendingHandshakes bounds connections in the TLS handshake; default
+	// 256. When full, the oldest pending handshake is closed to make room.
+	MaxPendingHandshakes int
+
 	// Logger receives connection-level events. Nil means silent.
 	Logger *slog.Logger
 }
@@ -88,6 +103,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.MaxPendingHandshakes <= 0 {
+		c.MaxPendingHandshakes = 256
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -19,9 +19,15 @@ import (
 // its input is drained, so pipelined requests share one write.
 type conn struct {
 	s   *Server
-	nc  net.Conn
+	nc  net.Conn // a *tls.Conn over raw with TLS, else raw
+	raw net.Conn // closed to abort the connection without blocking
 	seq uint64
-	br  *bufio.Reader
+	br  *bufio.Reader // made once the TLS handshake is done
+
+	// The identity of the client certificate (mtls.Identity), set by the
+	// handshake before the first request.
+	peerID  [32]byte
+	hasPeer bool
 
 	// Guarded by s.mu.
 	client  *client
@@ -55,8 +61,8 @@ func newConn(s *Server, nc net.Conn, seq uint64) *conn {
 	return &conn{
 		s:     s,
 		nc:    nc,
+		raw:   nc,
 		seq:   seq,
-		br:    bufio.NewReaderSize(nc, 16<<10),
 		out:   make([]byte, 0, 4096),
 		spare: make([]byte, 0, 4096),
 		kick:  make(chan struct{}, 1),
@@ -75,13 +81,22 @@ func (c *conn) serve() {
 		close(c.quit)
 		c.s.connClosed(c)
 	}()
+	if !c.handshake() {
+		return
+	}
+	c.br = bufio.NewReaderSize(c.nc, 16<<10)
 	var h wire.Header
 	buf := make([]byte, 0, 1024)
-	for {
+	for first := true; ; first = false {
 		body, err := wire.ReadFrame(c.br, &h, buf)
 		buf = body[:0]
 		if err != nil {
-			if errors.Is(err, wire.ErrBadMagic) || errors.Is(err, wire.ErrTooLarge) {
+			if first && errors.Is(err, wire.ErrBadMagic) && h[0] == 0x16 && h[1] == 0x03 {
+				c.s.mu.Lock()
+				c.s.stats.Inc(dlock.StatBadRequest)
+				c.s.mu.Unlock()
+				c.s.cfg.Logger.Warn("closing connection: a TLS client on a plaintext server", "remote", c.nc.RemoteAddr())
+			} else if errors.Is(err, wire.ErrBadMagic) || errors.Is(err, wire.ErrTooLarge) {
 				c.s.mu.Lock()
 				c.s.stats.Inc(dlock.StatBadRequest)
 				c.s.mu.Unlock()
@@ -141,7 +156,7 @@ func (c *conn) flush() {
 			c.s.mu.Lock()
 			c.s.stats.Inc(dlock.StatSendFail)
 			c.s.mu.Unlock()
-			c.nc.Close()
+			c.raw.Close()
 			return
 		}
 	}

@@ -41,7 +41,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		if len(s.clients) >= s.cfg.MaxClients && !s.evictOne() {
 			return fail(dlock.ErrServerNoResource, false)
 		}
-		cl := &client{id: s.newClientID(), conn: c}
+		cl := &client{id: s.newClientID(), conn: c, identity: c.peerID, hasIdentity: c.hasPeer}
 		s.clients[cl.id] = cl
 		c.client = cl
 		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version}
@@ -56,6 +56,13 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		return fail(dlock.ErrGeneric, true)
 	}
 	cl := s.clients[id]
+	if cl != nil && cl.hasIdentity && (!c.hasPeer || c.peerID != cl.identity) {
+		// Another certificate claims this id: impersonation. The holder's
+		// connection, if any, is left alone.
+		s.stats.Inc(dlock.StatClientIDVerifyFail)
+		s.cfg.Logger.Warn("refusing reinit: the client certificate differs from the one that registered the id", "client", id, "remote", c.raw.RemoteAddr())
+		return fail(dlock.ErrGeneric, false)
+	}
 	if cl != nil {
 		if s.state != wire.StateReady && cl.uploaded {
 			return fail(dlock.ErrGeneric, true) // repeated reinit during recovery
@@ -63,7 +70,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		if old := cl.conn; old != nil && old != c {
 			old.client = nil
 			s.dropConnWaiters(old)
-			old.nc.Close()
+			old.raw.Close()
 		}
 	} else {
 		if s.state == wire.StateReady {
@@ -72,7 +79,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		if len(s.clients) >= s.cfg.MaxClients {
 			return fail(dlock.ErrServerNoResource, true)
 		}
-		cl = &client{id: id}
+		cl = &client{id: id, identity: c.peerID, hasIdentity: c.hasPeer}
 		s.clients[id] = cl
 	}
 	cl.conn = c

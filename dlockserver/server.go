@@ -3,7 +3,9 @@ package dlockserver
 import (
 	"container/heap"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -36,10 +38,12 @@ type Server struct {
 	timer     *time.Timer
 	timerAt   time.Time
 	conns     map[*conn]struct{}
+	shaking   map[*conn]struct{} // connections in the TLS handshake
 	connSeq   uint64
 	listeners map[net.Listener]struct{}
 	closed    bool
 	rng       *rand.Rand
+	tls       *tls.Config // nil without TLS
 
 	wg sync.WaitGroup // connection goroutines
 }
@@ -51,6 +55,11 @@ type client struct {
 	lostGen  uint64
 	reinit   bool // reinit in progress (until ReinitDone)
 	uploaded bool // uploaded locks during recovery
+	// identity is the hash of the client certificate that registered the
+	// id (mtls.Identity); a Reinit must present the same. Unset without
+	// client certificates.
+	identity    [32]byte
+	hasIdentity bool
 }
 
 // waiter is a blocking lock request queued in a lock.
@@ -83,6 +92,7 @@ func New(cfg Config) (*Server, error) {
 		waits:     make(map[uint64]*waiter),
 		scheduled: make(map[int32]uint32),
 		conns:     make(map[*conn]struct{}),
+		shaking:   make(map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
 		rng:       rand.New(rand.NewChaCha8(seed)),
 	}
@@ -91,6 +101,11 @@ func New(cfg Config) (*Server, error) {
 	// old one issued (unless it issued more than a million per second on
 	// average); recovery reports raise them further.
 	s.locks.RaiseTokens(uint64(time.Now().UnixMicro()))
+	if cfg.TLS != nil {
+		if s.tls, err = serverTLS(cfg.TLS, cfg.TLSNoClientAuth); err != nil {
+			return nil, fmt.Errorf("%w: TLS: %v", ErrInvalidConfig, err)
+		}
+	}
 	s.timer = time.AfterFunc(time.Hour, s.fire)
 	s.timer.Stop()
 	if cfg.RecoveryClients > 0 {
@@ -192,7 +207,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	for c := range s.conns {
-		c.nc.Close()
+		c.raw.Close()
 	}
 	s.timer.Stop()
 	s.mu.Unlock()
@@ -290,10 +305,19 @@ func (s *Server) startConn(nc net.Conn) {
 		}
 		oldest.evicted = true
 		delete(s.conns, oldest)
-		oldest.nc.Close()
+		delete(s.shaking, oldest)
+		oldest.raw.Close()
 	}
 	s.connSeq++
+	raw := nc
+	if s.tls != nil {
+		nc = tls.Server(nc, s.tls)
+	}
 	c := newConn(s, nc, s.connSeq)
+	c.raw = raw
+	if s.tls != nil {
+		s.startHandshake(c)
+	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(2)
 	s.mu.Unlock()
