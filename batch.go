@@ -97,8 +97,9 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		}
 		locks[i] = l
 	}
-	unlock := lockAll(locks[:n])
-	defer unlock()
+	var held lockSet
+	held.lock(locks[:n])
+	defer held.unlock()
 
 	c.smu.Lock()
 	for i := 0; i < n; i++ {
@@ -170,16 +171,21 @@ func (c *Client) batchRoundTrip(ctx context.Context, m *wire.BatchLockOp, rep *w
 	return nil
 }
 
-// lockAll locks the handles' mutexes in id order (each once), so that
-// concurrent batches over the same locks cannot deadlock, and returns the
-// function that unlocks them.
-func lockAll(locks []*Lock) func() {
-	var sorted [MaxBatch]*Lock
-	n := 0
+// lockSet locks the handles' mutexes in id order (each once), so that
+// concurrent batches over the same locks cannot deadlock.
+type lockSet struct {
+	sorted [MaxBatch]*Lock
+	n      int
+}
+
+func (ls *lockSet) lock(locks []*Lock) {
 	for _, l := range locks {
+		if l == nil {
+			continue
+		}
 		dup := false
-		for j := 0; j < n; j++ {
-			if sorted[j] == l {
+		for j := 0; j < ls.n; j++ {
+			if ls.sorted[j] == l {
 				dup = true
 				break
 			}
@@ -187,20 +193,21 @@ func lockAll(locks []*Lock) func() {
 		if dup {
 			continue
 		}
-		j := n
-		for j > 0 && sorted[j-1].e.id > l.e.id {
-			sorted[j] = sorted[j-1]
+		j := ls.n
+		for j > 0 && ls.sorted[j-1].e.id > l.e.id {
+			ls.sorted[j] = ls.sorted[j-1]
 			j--
 		}
-		sorted[j] = l
-		n++
+		ls.sorted[j] = l
+		ls.n++
 	}
-	for i := 0; i < n; i++ {
-		sorted[i].mu.Lock()
+	for i := 0; i < ls.n; i++ {
+		ls.sorted[i].mu.Lock()
 	}
-	return func() {
-		for i := n - 1; i >= 0; i-- {
-			sorted[i].mu.Unlock()
-		}
+}
+
+func (ls *lockSet) unlock() {
+	for i := ls.n - 1; i >= 0; i-- {
+		ls.sorted[i].mu.Unlock()
 	}
 }

@@ -477,8 +477,9 @@ func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 	if n == 0 || n > MaxBatch {
 		return fmt.Errorf("dlock: batch release: %w", ErrBatchSize)
 	}
-	unlock := lockAll(locks)
-	defer unlock()
+	var held lockSet
+	held.lock(locks)
+	defer held.unlock()
 	var m wire.IDs
 	var sent [MaxBatch]*Lock
 	c.smu.Lock()

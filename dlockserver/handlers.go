@@ -355,7 +355,7 @@ func (c *conn) lockOp(h *wire.Header, body []byte) bool {
 	case m.Flags&wire.FlagBlock != 0:
 		r, queued = s.acquire(c, h.ID(), m)
 	default:
-		r = s.exec(c.client.id, m.LockID, dlock.Cmd(m.Cmd), dlock.LockState(m.Arg))
+		r = s.exec(s.now(), c.client.id, m.LockID, dlock.Cmd(m.Cmd), dlock.LockState(m.Arg))
 	}
 	s.mu.Unlock()
 	if !queued {
@@ -375,19 +375,19 @@ func (s *Server) lookup(client, id int32) (*lockcore.Lock, dlock.Status) {
 		s.stats.Inc(dlock.StatEInvalLockOffset)
 		return nil, dlock.ErrInval
 	}
-	if !s.locks.Has(client, id) {
+	if !l.Referenced(client) {
 		return nil, dlock.ErrLockNotGet
 	}
 	return l, dlock.Success
 }
 
-// exec runs one non-blocking command. Called with mu held.
-func (s *Server) exec(client, id int32, cmd dlock.Cmd, arg dlock.LockState) lockcore.Reply {
+// exec runs one non-blocking command at second now. Called with mu held.
+func (s *Server) exec(now uint32, client, id int32, cmd dlock.Cmd, arg dlock.LockState) lockcore.Reply {
 	l, st := s.lookup(client, id)
 	if l == nil {
 		return lockcore.Reply{Status: st}
 	}
-	r, wake := l.Exec(s.now(), client, cmd, arg, &s.stats, s.wake[:0])
+	r, wake := l.Exec(now, client, cmd, arg, &s.stats, s.wake[:0])
 	if len(wake) > 0 {
 		s.deliver(wake)
 	}
@@ -475,6 +475,7 @@ func (c *conn) batchLockOp(h *wire.Header, body []byte) bool {
 	res := &c.bres
 	res.N = m.N
 	s.mu.Lock()
+	now := s.now() // one clock reading for the whole batch
 	for i := 0; i < m.N; i++ {
 		it := &m.Items[i]
 		var r lockcore.Reply
@@ -483,7 +484,7 @@ func (c *conn) batchLockOp(h *wire.Header, body []byte) bool {
 		} else if s.state != wire.StateReady {
 			r.Status = dlock.ErrNotReady
 		} else {
-			r = s.exec(c.client.id, it.LockID, dlock.Cmd(it.Cmd), dlock.LockState(it.Arg))
+			r = s.exec(now, c.client.id, it.LockID, dlock.Cmd(it.Cmd), dlock.LockState(it.Arg))
 		}
 		res.Items[i] = wire.LockResult{Status: int32(r.Status), State: r.State, Token: r.Token}
 	}

@@ -57,6 +57,12 @@ func (l *Lock) ID() int32 { return l.id }
 // Descriptor returns the descriptor bytes that name the lock in its table.
 func (l *Lock) Descriptor() string { return l.desc }
 
+// Referenced reports whether client holds a reference to the lock.
+func (l *Lock) Referenced(client int32) bool {
+	_, ok := l.refs[client]
+	return ok
+}
+
 // Refs returns the number of clients holding a reference to the lock.
 func (l *Lock) Refs() int { return len(l.refs) }
 
