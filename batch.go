@@ -110,8 +110,13 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 			c.stats.Inc(StatLockNotGet)
 			continue
 		}
+		prev, ticket := l.e.state, l.e.value
 		steps[i] = l.e.begin(op, ttl, c.id, callBatch, &c.stats)
 		if steps[i].local {
+			if op == OpUnlock && steps[i].status == Success &&
+				(prev == stateExclusiveTicketed || prev == stateSharedTicketed) {
+				c.abandonTicket(l.e.id, ticket, prev)
+			}
 			continue
 		}
 		sent[i] = m.N

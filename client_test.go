@@ -526,3 +526,38 @@ func TestNotReadyDuringRecovery(t *testing.T) {
 		t.Fatalf("Dial to a recovering server = %v, want ErrNotReady", err)
 	}
 }
+
+// TestFairAbandonedTicketDoesNotStall: a client that takes a fair ticket
+// with TryLock and gives it up with Unlock tells the server, so the next
+// client is not made to wait out the 2-second hand-over window for it
+// (upstream DLock abandons the ticket only in the client's cache).
+func TestFairAbandonedTicketDoesNotStall(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	a, b, c := srv.Dial(t), srv.Dial(t), srv.Dial(t)
+	la := open(t, a, "fair", dlock.LockOptions{Type: dlock.Fair})
+	lb := open(t, b, "fair", dlock.LockOptions{Type: dlock.Fair})
+	lc := open(t, c, "fair", dlock.LockOptions{Type: dlock.Fair})
+	for _, shared := range []bool{false, true} {
+		mustTry(t, la, false, true)
+		mustTry(t, lb, shared, false) // b takes a ticket...
+		if err := lb.Unlock(ctx); err != nil { // ...and gives it up
+			t.Fatal(err)
+		}
+		// The abandon is fire-and-forget; a heartbeat on b's connection
+		// makes sure the server has read it.
+		if err := b.Heartbeat(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := la.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		mustTry(t, lc, false, true) // at once: nobody waits for b's ticket
+		if err := lc.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := srv.Stats()[dlock.StatEAgain]; got == 0 {
+			t.Fatal("b's trylock was not queued: the test did not exercise a ticket")
+		}
+	}
+}

@@ -319,11 +319,16 @@ func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait
 		c.smu.Unlock()
 		return ErrLockNotGet, LockState{}, false, nil
 	}
+	prev, ticket := l.e.state, l.e.value
+	ticketed := prev == stateExclusiveTicketed || prev == stateSharedTicketed
 	s := l.e.begin(op, expire, c.id, callSync, &c.stats)
 	c.smu.Unlock()
 	if s.local {
 		if s.fill {
 			l.last = s.result
+		}
+		if ticketed && op == OpUnlock && s.status == Success {
+			c.abandonTicket(l.e.id, ticket, prev)
 		}
 		return s.status, s.result, s.fill, nil
 	}
@@ -513,4 +518,15 @@ func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 		c.mu.Unlock()
 	}
 	return st.Err()
+}
+
+// abandonTicket tells the server that a fair ticket given up in the cache
+// (DLock's local abandon) is not wanted, so the lock's hand-over does not
+// wait 2 s for it. Fire and forget: the server sends no reply.
+func (c *Client) abandonTicket(id int32, ticket LockState, was localState) {
+	m := wire.LockOp{LockID: id, Cmd: uint8(CmdExclusiveTicketTrylock), Arg: ticket}
+	if was == stateSharedTicketed {
+		m.Cmd = uint8(CmdSharedTicketTrylock)
+	}
+	c.send(func(dst []byte) []byte { return m.AppendType(dst, wire.TAbandon, 0, c.id) })
 }

@@ -602,3 +602,26 @@ func (s *Server) holds(client, id int32) dlock.Status {
 	}
 	return dlock.ErrFail
 }
+
+// abandon handles TAbandon: the client gave a fair ticket up (unlock in the
+// ticketed state), so the hand-over need not wait for it. No reply.
+func (c *conn) abandon(h *wire.Header, body []byte) bool {
+	m := &c.op
+	if m.Decode(body) != nil {
+		return c.malformed(h)
+	}
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.client == nil || s.state != wire.StateReady {
+		return true
+	}
+	l, _ := s.lookup(c.client.id, m.LockID)
+	if l == nil {
+		return true
+	}
+	shared := dlock.Cmd(m.Cmd).Shared()
+	s.deliver(l.Abandon(s.now(), dlock.LockState(m.Arg).Fair(), shared, s.wake[:0]))
+	s.schedule(m.LockID, l)
+	return true
+}

@@ -210,8 +210,13 @@ type LockOp struct {
 
 // Append appends a TLockOp frame.
 func (m *LockOp) Append(dst []byte, id uint32, client int32) []byte {
+	return m.AppendType(dst, TLockOp, id, client)
+}
+
+// AppendType appends a frame of type t (TLockOp or TAbandon) with m's body.
+func (m *LockOp) AppendType(dst []byte, t Type, id uint32, client int32) []byte {
 	start := len(dst)
-	dst = appendHeader(dst, TLockOp, id, client)
+	dst = appendHeader(dst, t, id, client)
 	dst = le.AppendUint32(dst, uint32(m.LockID))
 	dst = append(dst, m.Cmd, m.Flags, 0, 0)
 	dst = append(dst, m.Arg[:]...)
