@@ -76,6 +76,11 @@ func TestRecoveryManual(t *testing.T) {
 	if err := a.Reinit(ctx, srv.Addr); err == nil {
 		t.Error("a second Reinit after uploading during recovery succeeded; want -1")
 	}
+	// b starts recovering, then restarts (reinit again before uploading):
+	// allowed, unlike a reinit after the upload.
+	if err := b.Reinit(ctx, srv.Addr); err != nil {
+		t.Fatal(err)
+	}
 	recoverManually(t, b, srv.Addr)
 	if srv.Ready() {
 		t.Fatal("ready before the third client finished")
