@@ -323,16 +323,10 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 // cancelWaitersOn answers client's queued requests on lock id before the
 // client lets go of the lock. Called with mu held.
 func (s *Server) cancelWaitersOn(client, id int32) {
+	now := s.now()
 	for tag, w := range s.waits {
-		if w.client != client || w.lockID != id {
-			continue
-		}
-		delete(s.waits, tag)
-		if l := s.locks.Lock(id); l != nil {
-			r, _, wake := l.Cancel(s.now(), tag, false, s.wake[:0])
-			s.deliver(wake)
-			r.Status = dlock.ErrLockNotGet
-			w.c.sendLock(w.reqID, &r)
+		if w.client == client && w.lockID == id {
+			s.withdraw(now, tag, w, lockGone)
 		}
 	}
 }
@@ -451,16 +445,8 @@ func (c *conn) cancel(h *wire.Header, body []byte) bool {
 	tag := c.tag(uint32(m.ID))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	w := s.waits[tag]
-	if w == nil {
-		return true // already answered
-	}
-	delete(s.waits, tag)
-	if l := s.locks.Lock(w.lockID); l != nil {
-		r, _, wake := l.Cancel(s.now(), tag, w.keepTicket, s.wake[:0])
-		w.c.sendLock(w.reqID, &r)
-		s.deliver(wake)
-		s.schedule(w.lockID, l)
+	if w := s.waits[tag]; w != nil { // else already answered
+		s.withdraw(s.now(), tag, w, giveUp)
 	}
 	return true
 }

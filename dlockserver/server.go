@@ -349,16 +349,42 @@ func (s *Server) connClosed(c *conn) {
 func (s *Server) dropConnWaiters(c *conn) {
 	now := s.now()
 	for tag, w := range s.waits {
-		if w.c != c {
-			continue
-		}
-		delete(s.waits, tag)
-		if l := s.locks.Lock(w.lockID); l != nil {
-			_, _, wake := l.Cancel(now, tag, false, s.wake[:0])
-			s.deliver(wake)
-			s.schedule(w.lockID, l)
+		if w.c == c {
+			s.withdraw(now, tag, w, connGone)
 		}
 	}
+}
+
+// Why a queued blocking request is withdrawn, which decides its answer.
+type withdrawal uint8
+
+const (
+	giveUp     withdrawal = iota // TCancel or its deadline: the lock's answer (ErrTimeout, or ErrAgain with the ticket kept if asked)
+	lockGone                     // its client let go of the lock: ErrLockNotGet
+	clientGone                   // its client was removed: ErrClientNotInit
+	connGone                     // its connection is gone: no answer
+)
+
+// withdraw takes the queued request tag (waiter w) off its lock, answers it
+// as why says, and grants whoever that lets in. Called with mu held.
+func (s *Server) withdraw(now uint32, tag uint64, w *waiter, why withdrawal) {
+	delete(s.waits, tag)
+	l := s.locks.Lock(w.lockID)
+	if l == nil {
+		return
+	}
+	r, _, wake := l.Cancel(now, tag, why == giveUp && w.keepTicket, s.wake[:0])
+	switch why {
+	case lockGone:
+		r.Status = dlock.ErrLockNotGet
+	case clientGone:
+		r.Status = dlock.ErrClientNotInit
+	}
+	if why != connGone {
+		w.c.sendLock(w.reqID, &r)
+	}
+	s.deliver(wake)
+	s.schedule(w.lockID, l)
 }
 
 // removeClient deletes a client and everything it holds: holds are
@@ -366,15 +392,8 @@ func (s *Server) dropConnWaiters(c *conn) {
 func (s *Server) removeClient(cl *client) {
 	now := s.now()
 	for tag, w := range s.waits {
-		if w.client != cl.id {
-			continue
-		}
-		delete(s.waits, tag)
-		if l := s.locks.Lock(w.lockID); l != nil {
-			r, _, wake := l.Cancel(now, tag, false, s.wake[:0])
-			s.deliver(wake)
-			r.Status = dlock.ErrClientNotInit
-			w.c.sendLock(w.reqID, &r)
+		if w.client == cl.id {
+			s.withdraw(now, tag, w, clientGone)
 		}
 	}
 	wake := s.locks.RemoveClient(now, cl.id, s.wake[:0])
@@ -514,19 +533,9 @@ func (s *Server) run(e event) {
 		s.deliver(l.Advance(now, s.wake[:0]))
 		s.schedule(e.lock, l)
 	case evWait:
-		w := s.waits[e.tag]
-		if w == nil {
-			return
+		if w := s.waits[e.tag]; w != nil {
+			s.withdraw(now, e.tag, w, giveUp)
 		}
-		delete(s.waits, e.tag)
-		l := s.locks.Lock(w.lockID)
-		if l == nil {
-			return
-		}
-		r, _, wake := l.Cancel(now, e.tag, w.keepTicket, s.wake[:0])
-		w.c.sendLock(w.reqID, &r)
-		s.deliver(wake)
-		s.schedule(w.lockID, l)
 	case evRecovery:
 		s.recoveryDeadline()
 	case evSession:
