@@ -1,12 +1,53 @@
-// Package dlock is a distributed lock service client and the vocabulary every
-// dlock user imports: status codes, lock types and modes, lock state values
-// and debug counters.
+// Package dlock is the client of the dlock distributed lock service, and the
+// vocabulary every dlock user imports: status codes, lock types and modes,
+// lock state values and debug counters.
 //
-// dlock implements the model of openEuler UMDK's DLock over TCP: atomic
-// (leased exclusive) locks, reader/writer locks, fair FIFO ticket locks,
-// reentrancy, lock extension, batches, distributed 64-bit atomic objects,
-// heartbeats, debug statistics and recovery after the primary server dies.
+// dlock implements the model of openEuler UMDK's DLock over TCP: a primary
+// server holds atomic (leased exclusive) locks, reader/writer locks, fair
+// FIFO ticket locks and distributed 64-bit atomic objects; clients take and
+// release them in one round trip per operation, up to 31 in a batch.
 //
-// Status codes are errors: every failure the server reports is a [Status],
-// and errors.Is(err, dlock.ErrNotReady) works on any error that wraps one.
+// # Connecting
+//
+// [Dial] registers a client with a server (client_init) over one
+// multiplexed connection; [Client.Shutdown] deregisters it, releasing every
+// lock it still holds; [Client.Close] only drops the connection, and the
+// server keeps the client's locks for its session timeout so that a client
+// that comes back with [Client.Reinit] keeps them.
+//
+// # Locks
+//
+// [Client.OpenLock] opens a lock by name; the first client to open a name
+// fixes its type. A [Lock] has the methods of sync.RWMutex with a context:
+// [Lock.TryLock], [Lock.TryRLock], [Lock.Lock], [Lock.RLock], [Lock.Unlock],
+// plus [Lock.Extend] for leases. Blocking calls wait on the server, queued in
+// FIFO (fair locks: ticket) order, and are answered by a push when granted;
+// when their context ends the request is withdrawn and a grant that raced
+// the withdrawal is released before the call returns.
+//
+// Ownership belongs to the [Client], not to a goroutine, as in DLock: any
+// goroutine of the client may unlock what another locked, and locking a lock
+// the client already holds is a reentrant hold that needs one more Unlock.
+//
+// Every grant carries a fencing token ([Lock.Token]) that strictly increases
+// per lock, also across a failover: a resource guarded by the lock can
+// refuse a request carrying a lower token than one it has seen, which
+// protects it from a holder whose lease ran out unnoticed.
+//
+// # Errors
+//
+// Outcomes the server reports are [Status] values, which are errors:
+// errors.Is(err, dlock.ErrNotReady) works on any error that wraps one.
+// Expected outcomes are results, not errors: a busy lock is (false, nil)
+// from TryLock, a failed compare-and-swap (false, nil). Transport failures
+// are wrapped errors naming the operation. [Lock.Do] gives the raw DLock
+// status of one operation, as the C API returns it.
+//
+// # Failover
+//
+// When the primary dies, a new one started in recovery mode rebuilds its
+// lock state from the clients: [Client.Reinit], [Client.UpdateAllLocks],
+// [Client.ReinitDone], then [Client.Revalidate] — or set
+// [Config.AutoRecover] and let the client do all of it. Objects are not
+// recovered.
 package dlock
