@@ -540,7 +540,7 @@ func TestFairAbandonedTicketDoesNotStall(t *testing.T) {
 	lc := open(t, c, "fair", dlock.LockOptions{Type: dlock.Fair})
 	for _, shared := range []bool{false, true} {
 		mustTry(t, la, false, true)
-		mustTry(t, lb, shared, false) // b takes a ticket...
+		mustTry(t, lb, shared, false)          // b takes a ticket...
 		if err := lb.Unlock(ctx); err != nil { // ...and gives it up
 			t.Fatal(err)
 		}

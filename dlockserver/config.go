@@ -62,8 +62,9 @@ type Config struct {
 	// TLS, if set, makes every TCP and Unix-socket connection TLS 1.3 with
 	// mutual authentication (ssl_cfg; see dlock.TLSOptions). Plaintext
 	// clients are refused. When a client presents a certificate, its id is
-	// bound to the certificate's identity (dlock.TLSOptions): a Reinit for
-	// that id from another identity fails with -1.
+	// bound to the certificate's identity, a hash of its issuer and subject
+	// names: a Reinit of that id with another identity fails with -1
+	// (README, "Securing dlock").
 	TLS *dlock.TLSOptions
 	// TLSNoClientAuth turns mutual authentication off: clients are not asked
 	// for a certificate (one-way TLS), and client ids are bound to nothing.

@@ -102,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 	// average); recovery reports raise them further.
 	s.locks.RaiseTokens(uint64(time.Now().UnixMicro()))
 	if cfg.TLS != nil {
-		if s.tls, err = serverTLS(cfg.TLS, cfg.TLSNoClientAuth); err != nil {
+		if s.tls, err = serverTLS(cfg.TLS, cfg.TLSNoClientAuth, cfg.Logger); err != nil {
 			return nil, fmt.Errorf("%w: TLS: %v", ErrInvalidConfig, err)
 		}
 	}

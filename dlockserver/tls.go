@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"time"
 
@@ -12,8 +13,9 @@ import (
 )
 
 // serverTLS returns the tls.Config of a server: it reads o's files at the
-// first handshake and again when they change.
-func serverTLS(o *dlock.TLSOptions, noClientAuth bool) (*tls.Config, error) {
+// first handshake and again when they change. A file that does not load
+// fails the handshake and is logged as an error.
+func serverTLS(o *dlock.TLSOptions, noClientAuth bool, log *slog.Logger) (*tls.Config, error) {
 	src, err := mtls.NewServer(mtls.Options{
 		CAFile:        o.CAFile,
 		CertFile:      o.CertFile,
@@ -28,7 +30,17 @@ func serverTLS(o *dlock.TLSOptions, noClientAuth bool) (*tls.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	return src.ServerConfig(), nil
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		MaxVersion: tls.VersionTLS13,
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cfg, err := src.Config()
+			if err != nil {
+				log.Error("TLS configuration", "err", err)
+			}
+			return cfg, err
+		},
+	}, nil
 }
 
 // startHandshake counts c among the pending handshakes; when there are

@@ -18,6 +18,11 @@ type Server struct {
 	*dlockserver.Server
 	// Addr is the "127.0.0.1:port" address clients dial.
 	Addr string
+	// PKI is the CA of a server made by NewTLSServer, and ClientTLS the
+	// options Dial uses: a client certificate of that CA whose key is
+	// encrypted with the password "dlocktest".
+	PKI       *PKI
+	ClientTLS *dlock.TLSOptions
 
 	tb   testing.TB
 	done chan error
@@ -45,6 +50,26 @@ func NewServer(tb testing.TB, cfg *dlockserver.Config) *Server {
 	return s
 }
 
+// NewTLSServer is NewServer with mutual TLS: it makes a PKI, a server
+// certificate and a client certificate (with an encrypted key), sets
+// cfg.TLS unless it is already set, and makes Dial use the client
+// certificate.
+func NewTLSServer(tb testing.TB, cfg *dlockserver.Config) *Server {
+	tb.Helper()
+	var c dlockserver.Config
+	if cfg != nil {
+		c = *cfg
+	}
+	pki := NewPKI(tb, "")
+	if c.TLS == nil {
+		c.TLS = pki.TLS(pki.Issue("server", CertOptions{}))
+	}
+	s := NewServer(tb, &c)
+	s.PKI = pki
+	s.ClientTLS = pki.TLS(pki.Issue("client", CertOptions{Password: []byte("dlocktest")}))
+	return s
+}
+
 // Close shuts the server down and waits for it. Calling it twice is harmless.
 func (s *Server) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -64,7 +89,7 @@ func (s *Server) Dial(tb testing.TB) *dlock.Client {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := dlock.Dial(ctx, s.Addr, nil)
+	c, err := dlock.Dial(ctx, s.Addr, &dlock.Config{TLS: s.ClientTLS})
 	if err != nil {
 		tb.Fatalf("dlocktest: dial %s: %v", s.Addr, err)
 	}

@@ -189,9 +189,15 @@ func TestCheckTicketOrder(t *testing.T) {
 	if n, first := checkTicketOrder(good); n != 0 {
 		t.Errorf("in-order holds (with Nx wrap): %d violations (%s)", n, first)
 	}
-	bad := []holdRecord{{seq: 1, nx: 3, token: 1}, {seq: 2, nx: 5, token: 2}, {seq: 3, nx: 6, token: 2}}
+	// A skipped ticket (given up by its waiter) is not a violation; serving
+	// an earlier ticket after a later one, or a repeated token, is.
+	skipped := []holdRecord{{seq: 1, nx: 3, token: 1}, {seq: 2, nx: 5, token: 2}}
+	if n, first := checkTicketOrder(skipped); n != 0 {
+		t.Errorf("a retired ticket between two holds: %d violations (%s)", n, first)
+	}
+	bad := []holdRecord{{seq: 1, nx: 3, token: 1}, {seq: 2, nx: 5, token: 2}, {seq: 3, nx: 4, token: 3}, {seq: 4, nx: 6, token: 3}}
 	if n, _ := checkTicketOrder(bad); n != 2 {
-		t.Errorf("skipped ticket and repeated token: %d violations, want 2", n)
+		t.Errorf("out-of-order ticket and repeated token: %d violations, want 2", n)
 	}
 }
 

@@ -3,12 +3,21 @@
 //	dlockd [-addr host:port] [-unix path] [-max-clients n] [-max-locks n]
 //	       [-max-objects n] [-session-timeout d] [-recovery-clients n]
 //	       [-log-level debug|info|warn|error] [-log-format text|json]
+//	       [-tls-ca file -tls-cert file -tls-key file
+//	        [-tls-key-password-file file | -tls-key-password-env name]
+//	        [-tls-crl file] [-tls-client-auth=false] [-tls-require-aes256]
+//	        [-tls-handshake-timeout d] [-max-pending-handshakes n]]
+//
+// With -tls-cert, every connection is TLS 1.3 with mutual authentication
+// (README, "Securing dlock"). The TLS files are checked at startup, then
+// re-read when they change.
 //
 // It prints the addresses it listens on and stops gracefully on SIGINT or
 // SIGTERM.
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -21,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dlock-io/dlock"
 	"github.com/dlock-io/dlock/dlockserver"
 )
 
@@ -44,6 +54,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 15*time.Second, "how long a disconnected client keeps its locks (negative: until evicted)")
 	fs.IntVar(&cfg.RecoveryClients, "recovery-clients", 0, "start in recovery mode and wait for this many clients (0..1000)")
 	fs.DurationVar(&cfg.RecoveryTimeout, "recovery-timeout", 0, "end recovery mode after this long even if clients are missing (0: wait forever)")
+	var tlsOpts dlock.TLSOptions
+	fs.StringVar(&tlsOpts.CAFile, "tls-ca", "", "PEM `file` of the CAs client certificates must chain to (turns on TLS with -tls-cert)")
+	fs.StringVar(&tlsOpts.CertFile, "tls-cert", "", "PEM certificate `file` of the server; turns on TLS")
+	fs.StringVar(&tlsOpts.KeyFile, "tls-key", "", "PEM private key `file` of -tls-cert (PKCS#8, optionally encrypted)")
+	pwFile := fs.String("tls-key-password-file", "", "read the password of an encrypted -tls-key from this `file` (first line)")
+	pwEnv := fs.String("tls-key-password-env", "", "read the password of an encrypted -tls-key from this environment `variable`")
+	fs.StringVar(&tlsOpts.CRLFile, "tls-crl", "", "PEM or DER certificate revocation list `file`, enforced on every handshake and re-read when it changes")
+	clientAuth := fs.Bool("tls-client-auth", true, "require and verify client certificates (mutual TLS)")
+	fs.BoolVar(&tlsOpts.RequireAES256, "tls-require-aes256", false, "refuse connections that did not negotiate TLS_AES_256_GCM_SHA384 (Go clients never do: for OpenSSL clients)")
+	fs.DurationVar(&cfg.HandshakeTimeout, "tls-handshake-timeout", 10*time.Second, "close connections whose TLS handshake takes longer")
+	fs.IntVar(&cfg.MaxPendingHandshakes, "max-pending-handshakes", 256, "TLS handshakes in progress at most (the oldest is closed to make room)")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log `format`: text or json")
 	if err := fs.Parse(args); err != nil {
@@ -61,6 +82,30 @@ func run(args []string, stdout, stderr io.Writer) error {
 		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
 	default:
 		return fmt.Errorf("-log-format %q: want text or json", *format)
+	}
+
+	if tlsOpts.CertFile != "" || tlsOpts.KeyFile != "" || tlsOpts.CAFile != "" || tlsOpts.CRLFile != "" || tlsOpts.RequireAES256 {
+		if tlsOpts.CertFile == "" || tlsOpts.KeyFile == "" {
+			return errors.New("TLS needs -tls-cert and -tls-key")
+		}
+		if *clientAuth && tlsOpts.CAFile == "" {
+			return errors.New("-tls-client-auth needs -tls-ca")
+		}
+		switch {
+		case *pwFile != "" && *pwEnv != "":
+			return errors.New("-tls-key-password-file and -tls-key-password-env exclude each other")
+		case *pwFile != "":
+			tlsOpts.KeyPassword = passwordFromFile(*pwFile)
+		case *pwEnv != "":
+			tlsOpts.KeyPassword = passwordFromEnv(*pwEnv)
+		}
+		if err := tlsOpts.Check(); err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		cfg.TLS = &tlsOpts
+		cfg.TLSNoClientAuth = !*clientAuth
+	} else if *pwFile != "" || *pwEnv != "" || !*clientAuth {
+		return errors.New("TLS flags given without -tls-cert and -tls-key")
 	}
 
 	srv, err := dlockserver.New(cfg)
@@ -104,4 +149,36 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// passwordFromFile returns a key-password callback that reads the first
+// line of name each time the key is loaded, so that no copy of the password
+// outlives its use (the caller wipes what it returns).
+func passwordFromFile(name string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		n := len(data)
+		if i := bytes.IndexAny(data, "\r\n"); i >= 0 {
+			n = i
+		}
+		pw := append([]byte(nil), data[:n]...)
+		clear(data)
+		return pw, nil
+	}
+}
+
+// passwordFromEnv returns a key-password callback that reads the
+// environment variable name. The copy it returns is wiped after use; the
+// environment itself cannot be (prefer a password file).
+func passwordFromEnv(name string) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return nil, fmt.Errorf("environment variable %s is not set", name)
+		}
+		return []byte(v), nil
+	}
 }

@@ -12,6 +12,7 @@ package mtls
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -53,21 +54,20 @@ type Source struct {
 	server bool
 	now    func() time.Time
 
-	mu         sync.Mutex
-	caStamp    stamp
-	cas        []*x509.Certificate
-	pool       *x509.CertPool
-	pairStamp  [2]stamp
-	pair       *tls.Certificate
-	crlStamp   stamp
-	crl        *crlSet
-	cfg        *tls.Config // built from the above; nil when it must be rebuilt
-	serverRoot *tls.Config
+	mu        sync.Mutex
+	caStamp   stamp
+	cas       []*x509.Certificate
+	pool      *x509.CertPool
+	pairStamp [2]stamp
+	pair      *tls.Certificate
+	crlStamp  stamp
+	crl       *crlSet
+	cfg       *tls.Config // built from the above; nil when it must be rebuilt
 }
 
 // stamp identifies a version of a file.
 type stamp struct {
-	mod  time.Time
+	mod  int64 // ns since the epoch
 	size int64
 }
 
@@ -76,7 +76,7 @@ func fileStamp(name string) (stamp, error) {
 	if err != nil {
 		return stamp{}, err
 	}
-	return stamp{fi.ModTime(), fi.Size()}, nil
+	return stamp{fi.ModTime().UnixNano(), fi.Size()}, nil
 }
 
 // NewServer checks o for a server and returns its Source. Files are read at
@@ -112,22 +112,8 @@ func newSource(o Options, server bool) (*Source, error) {
 	if o.Base != nil && o.Base.MaxVersion != 0 && o.Base.MaxVersion < tls.VersionTLS13 {
 		return nil, errors.New("the tls.Config's MaxVersion is below TLS 1.3: dlock speaks TLS 1.3 only")
 	}
-	s := &Source{o: o, server: server, now: time.Now}
-	if server {
-		s.serverRoot = &tls.Config{
-			MinVersion: tls.VersionTLS13,
-			MaxVersion: tls.VersionTLS13,
-			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-				return s.Config()
-			},
-		}
-	}
-	return s, nil
+	return &Source{o: o, server: server, now: time.Now}, nil
 }
-
-// ServerConfig returns the configuration to give tls.Server: each handshake
-// gets the current configuration from Config.
-func (s *Source) ServerConfig() *tls.Config { return s.serverRoot }
 
 // Config re-reads the files that changed and returns the current
 // configuration. A file that fails to load makes Config fail (handshakes are
@@ -210,8 +196,13 @@ func (s *Source) build() *tls.Config {
 	cfg.MinVersion, cfg.MaxVersion = tls.VersionTLS13, tls.VersionTLS13
 	cfg.GetConfigForClient = nil
 	cfg.SessionTicketsDisabled = true // every connection verifies the peer's certificate afresh
-	if s.pair != nil {
-		cfg.Certificates = []tls.Certificate{*s.pair}
+	if pair := s.pair; pair != nil && s.server {
+		cfg.Certificates = []tls.Certificate{*pair}
+	} else if pair != nil {
+		// Present the certificate whatever CAs the server says it accepts,
+		// as OpenSSL does, so that a refusal comes with the server's reason
+		// (crypto/tls would otherwise send no certificate).
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return pair, nil }
 	}
 	ownChain := false // we verify the chain in VerifyConnection
 	if s.server {
@@ -348,7 +339,7 @@ func LoadKeyPair(certFile, keyFile string, password func() ([]byte, error)) (*tl
 	if err != nil {
 		return nil, fmt.Errorf("key file %s: %w", keyFile, err)
 	}
-	pub, ok := key.Public().(interface{ Equal(any) bool })
+	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(certs[0].PublicKey) {
 		return nil, fmt.Errorf("key file %s does not match the certificate in %s", keyFile, certFile)
 	}
