@@ -1,0 +1,365 @@
+package main
+
+/*
+#include "dlock_types.h"
+*/
+import "C"
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/dlock-io/dlock"
+)
+
+const (
+	// maxClientInstances caps client_init per process (upstream: 32
+	// documented, 64 in practice; BEHAVIOR.md §2 recommends ≥ 64).
+	maxClientInstances = 256
+	controlTimeout     = 10 * time.Second // CONTROL_SOCKET_TIMEOUT
+	statsRateLimit     = 10000            // calls per window
+	statsWindow        = time.Second
+)
+
+// clientLib is the process-wide client library (dclient_lib_init) and its
+// registry of client instances, keyed by client id.
+var clientLib struct {
+	mu      sync.Mutex
+	inited  bool
+	port    int
+	tpMode  uint8
+	ssl     sslSettings
+	clients map[int32]*instance
+
+	// stats rate limit (§15.1), process-wide
+	statsStart time.Time
+	statsCalls int
+}
+
+func init() { clientLib.statsStart = time.Now() }
+
+// instance is one client instance: the Go client plus what the C API keeps
+// around it.
+type instance struct {
+	id int32
+	c  *dlock.Client
+
+	mu      sync.Mutex
+	locks   map[int32]*dlock.Lock     // get_lock'd locks by id
+	got     map[int32]*dlock.Atomic64 // objects this client has got (umo_atomic64_get)
+	handles map[int32]*dlock.Atomic64 // every object handle known, for destroy/release
+	async   *asyncOp                  // the outstanding async operation, if any
+	extra   dlock.Stats               // counters of outcomes decided here rather than in the Go client
+}
+
+func newInstance(c *dlock.Client) *instance {
+	return &instance{
+		id:      c.ID(),
+		c:       c,
+		locks:   make(map[int32]*dlock.Lock),
+		got:     make(map[int32]*dlock.Atomic64),
+		handles: make(map[int32]*dlock.Atomic64),
+	}
+}
+
+// inc counts a C-layer outcome.
+func (in *instance) inc(c dlock.Counter) {
+	in.mu.Lock()
+	in.extra.Inc(c)
+	in.mu.Unlock()
+}
+
+// lookupClient returns the library state and the instance for id: inited
+// false when the library is not initialised, in nil when the id is unknown.
+func lookupClient(id C.int) (inited bool, in *instance) {
+	clientLib.mu.Lock()
+	defer clientLib.mu.Unlock()
+	if !clientLib.inited {
+		return false, nil
+	}
+	return true, clientLib.clients[int32(id)]
+}
+
+func clientConfig() *dlock.Config {
+	clientLib.mu.Lock()
+	defer clientLib.mu.Unlock()
+	return &dlock.Config{DialTimeout: controlTimeout, TPMode: clientLib.tpMode, Logger: logger, TLS: tlsOptions(clientLib.ssl)}
+}
+
+// dclient_lib_init initialises the client library (§4.1, checks in
+// upstream's order).
+//
+//export dclient_lib_init
+func dclient_lib_init(cfg *C.struct_client_cfg) C.int {
+	if cfg == nil || !validPort(cfg.primary_port) || !sslComplete(&cfg.ssl) {
+		return code(dlock.ErrInval)
+	}
+	clientLib.mu.Lock()
+	defer clientLib.mu.Unlock()
+	if clientLib.inited {
+		return errGeneric
+	}
+	if cfg.tp_mode != C.SEPERATE_CONN && cfg.tp_mode != C.UNI_CONN {
+		return errGeneric
+	}
+	setLogLevel(cfg.log_level)
+	if !selectDevice(cfg.dev_name, &cfg.eid) {
+		return errGeneric
+	}
+	ssl, ok := readSSL(&cfg.ssl)
+	if !ok {
+		return errGeneric
+	}
+	clientLib.inited = true
+	clientLib.port = portOrDefault(cfg.primary_port)
+	clientLib.tpMode = uint8(cfg.tp_mode)
+	clientLib.ssl = ssl
+	clientLib.clients = make(map[int32]*instance)
+	return 0
+}
+
+// dclient_lib_deinit destroys every client instance locally — closing its
+// connection without deregistering, so the server keeps its registration
+// and locks — and uninitialises the library (§4.2).
+//
+//export dclient_lib_deinit
+func dclient_lib_deinit() {
+	clientLib.mu.Lock()
+	if !clientLib.inited {
+		clientLib.mu.Unlock()
+		return
+	}
+	clients := clientLib.clients
+	clientLib.clients = nil
+	clientLib.inited = false
+	clientLib.ssl = sslSettings{}
+	clientLib.mu.Unlock()
+	for _, in := range clients {
+		in.c.Close()
+	}
+}
+
+func serverAddr(ip string) string {
+	clientLib.mu.Lock()
+	port := clientLib.port
+	clientLib.mu.Unlock()
+	return net.JoinHostPort(ip, strconv.Itoa(port))
+}
+
+// client_init creates a client instance connected to ip_str:primary_port
+// and writes its id (§4.3).
+//
+//export client_init
+func client_init(clientID *C.int, ipStr *C.char) C.int {
+	if clientID == nil || ipStr == nil {
+		return code(dlock.ErrInval)
+	}
+	if inited, _ := lookupClient(0); !inited {
+		return errGeneric
+	}
+	ip, ok := dottedIPv4(ipStr)
+	if !ok {
+		return errGeneric
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+	defer cancel()
+	c, err := dlock.Dial(ctx, serverAddr(ip), clientConfig())
+	if err != nil {
+		return connectStatus(err)
+	}
+	in := newInstance(c)
+	clientLib.mu.Lock()
+	switch {
+	case !clientLib.inited || len(clientLib.clients) >= maxClientInstances || clientLib.clients[in.id] != nil:
+		clientLib.mu.Unlock()
+		c.Shutdown(ctx)
+		return errGeneric
+	}
+	clientLib.clients[in.id] = in
+	clientLib.mu.Unlock()
+	*clientID = C.int(in.id)
+	return 0
+}
+
+// client_reinit re-registers an existing client instance, under the same
+// id, over a new connection to ip_str (§4.4).
+//
+//export client_reinit
+func client_reinit(clientID C.int, ipStr *C.char) C.int {
+	if ipStr == nil {
+		return code(dlock.ErrInval)
+	}
+	inited, in := lookupClient(clientID)
+	switch {
+	case !inited:
+		return errGeneric
+	case in == nil:
+		return code(dlock.ErrInval)
+	}
+	ip, ok := dottedIPv4(ipStr)
+	if !ok {
+		return errGeneric
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+	defer cancel()
+	if err := in.c.Reinit(ctx, serverAddr(ip)); err != nil {
+		return connectStatus(err)
+	}
+	in.mu.Lock()
+	in.async = nil // forgotten: a late result is dropped
+	in.extra = dlock.Stats{}
+	in.mu.Unlock()
+	in.rekeyLocks()
+	return 0
+}
+
+// rekeyLocks re-indexes the lock handles by their current ids (a recovery
+// may have given a lock a new id).
+func (in *instance) rekeyLocks() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	m := make(map[int32]*dlock.Lock, len(in.locks))
+	for _, l := range in.locks {
+		m[l.ID()] = l
+	}
+	in.locks = m
+}
+
+// client_deinit deregisters a client instance and destroys it locally
+// whatever the outcome (§4.6).
+//
+//export client_deinit
+func client_deinit(clientID C.int) C.int {
+	clientLib.mu.Lock()
+	if !clientLib.inited {
+		clientLib.mu.Unlock()
+		return errGeneric
+	}
+	in := clientLib.clients[int32(clientID)]
+	delete(clientLib.clients, int32(clientID))
+	clientLib.mu.Unlock()
+	if in == nil {
+		return errGeneric
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+	defer cancel()
+	return statusOf(in.c.Shutdown(ctx))
+}
+
+// client_heartbeat checks that the server answers within timeout seconds
+// (§4.7).
+//
+//export client_heartbeat
+func client_heartbeat(clientID C.int, timeout C.uint) C.int {
+	inited, in := lookupClient(clientID)
+	switch {
+	case !inited:
+		return errGeneric
+	case timeout == 0 || timeout > dlock.MaxHeartbeatSeconds:
+		return code(dlock.ErrInval)
+	case in == nil:
+		return code(dlock.ErrInval)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeout)*time.Second)
+	defer cancel()
+	return statusOf(in.c.Heartbeat(ctx))
+}
+
+// client_reinit_done tells the server the client finished re-registering
+// (§4.5).
+//
+//export client_reinit_done
+func client_reinit_done(clientID C.int) C.int {
+	inited, in := lookupClient(clientID)
+	switch {
+	case !inited:
+		return errGeneric
+	case in == nil:
+		return code(dlock.ErrClientNotInit)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+	defer cancel()
+	return statusOf(in.c.ReinitDone(ctx))
+}
+
+// update_all_locks uploads the client's locks to a new primary in recovery
+// (§11 step 4).
+//
+//export update_all_locks
+func update_all_locks(clientID C.int) C.int {
+	inited, in := lookupClient(clientID)
+	switch {
+	case !inited:
+		return errGeneric
+	case in == nil:
+		return code(dlock.ErrClientNotInit)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*controlTimeout)
+	defer cancel()
+	err := in.c.UpdateAllLocks(ctx)
+	in.rekeyLocks()
+	return statusOf(err)
+}
+
+// statsAllowed applies the process-wide rate limit of the client stats
+// calls (§15.1).
+func statsAllowed() bool {
+	clientLib.mu.Lock()
+	defer clientLib.mu.Unlock()
+	now := time.Now()
+	if now.Sub(clientLib.statsStart) > statsWindow {
+		clientLib.statsStart = now
+		clientLib.statsCalls = 0
+	}
+	clientLib.statsCalls++
+	return clientLib.statsCalls <= statsRateLimit
+}
+
+// get_client_debug_stats copies a client instance's counters (§15.1).
+//
+//export get_client_debug_stats
+func get_client_debug_stats(clientID C.int, stats *C.struct_debug_stats) C.int {
+	if stats == nil {
+		return code(dlock.ErrInval)
+	}
+	inited, in := lookupClient(clientID)
+	switch {
+	case !inited:
+		return code(dlock.ErrClientMgrNotInit)
+	case !statsAllowed():
+		return code(dlock.ErrAgain)
+	case in == nil:
+		return code(dlock.ErrClientNotInit)
+	}
+	st := in.c.Stats()
+	in.mu.Lock()
+	for i, v := range in.extra {
+		st[i] += v
+	}
+	in.mu.Unlock()
+	copyStats(stats, st)
+	return 0
+}
+
+// clear_client_debug_stats zeroes a client instance's counters (§15.1).
+//
+//export clear_client_debug_stats
+func clear_client_debug_stats(clientID C.int) C.int {
+	inited, in := lookupClient(clientID)
+	switch {
+	case !inited:
+		return code(dlock.ErrClientMgrNotInit)
+	case !statsAllowed():
+		return code(dlock.ErrAgain)
+	case in == nil:
+		return code(dlock.ErrClientNotInit)
+	}
+	in.c.ResetStats()
+	in.mu.Lock()
+	in.extra = dlock.Stats{}
+	in.mu.Unlock()
+	return 0
+}

@@ -1,0 +1,227 @@
+package main
+
+/*
+#include "dlock_types.h"
+*/
+import "C"
+
+import (
+	"context"
+	"time"
+
+	"github.com/dlock-io/dlock"
+)
+
+// validObjDesc checks a struct umo_atomic64_desc (§9.2 step 1).
+func validObjDesc(d *C.struct_umo_atomic64_desc) bool {
+	return d.len > 0 && d.len <= dlock.MaxDescLen && d.p_desc != nil && d.lease_time > 0
+}
+
+// objectClient runs the client checks of the object calls.
+func objectClient(clientID C.int) (*instance, C.int) {
+	inited, in := lookupClient(clientID)
+	switch {
+	case !inited:
+		return nil, code(dlock.ErrClientMgrNotInit)
+	case in == nil:
+		return nil, code(dlock.ErrClientNotInit)
+	}
+	return in, 0
+}
+
+func objOptions(d *C.struct_umo_atomic64_desc) dlock.Atomic64Options {
+	return dlock.Atomic64Options{Lease: time.Duration(d.lease_time) * time.Second}
+}
+
+// umo_atomic64_create creates an object with value init_val and writes its
+// id (§9.2). Creating does not take a reference: umo_atomic64_get does.
+//
+//export umo_atomic64_create
+func umo_atomic64_create(clientID C.int, desc *C.struct_umo_atomic64_desc, initVal C.uint64_t, objID *C.int) C.int {
+	if objID == nil || desc == nil || !validObjDesc(desc) {
+		return code(dlock.ErrInval)
+	}
+	in, rc := objectClient(clientID)
+	if rc != 0 {
+		return rc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+	defer cancel()
+	name := string(goBytes(desc.p_desc, C.uint(desc.len)))
+	// The Go call creates and opens; the C call only creates, so the
+	// reference the Go call took is given back at once.
+	o, err := in.c.CreateAtomic64(ctx, name, uint64(initVal), objOptions(desc))
+	if o == nil {
+		return statusOf(err)
+	}
+	if err == nil {
+		o.Release(ctx)
+	}
+	in.mu.Lock()
+	in.handles[o.ID()] = o
+	in.mu.Unlock()
+	*objID = C.int(o.ID())
+	return 0
+}
+
+// handle returns a handle for object id: the one the client got, or any it
+// created or got before.
+func (in *instance) handle(id C.int) *dlock.Atomic64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if o := in.got[int32(id)]; o != nil {
+		return o
+	}
+	return in.handles[int32(id)]
+}
+
+// umo_atomic64_destroy destroys an object the client created (§9.3).
+//
+//export umo_atomic64_destroy
+func umo_atomic64_destroy(clientID C.int, objID C.int) C.int {
+	in, rc := objectClient(clientID)
+	if rc != 0 {
+		return rc
+	}
+	o := in.handle(objID)
+	if o == nil {
+		// No handle for an id this client never created or got: answer what
+		// the server answers for an object the caller cannot name.
+		return code(dlock.ErrObjectNotCreate)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+	defer cancel()
+	return statusOf(o.Destroy(ctx))
+}
+
+// umo_atomic64_get opens an object and writes its id (§9.4).
+//
+//export umo_atomic64_get
+func umo_atomic64_get(clientID C.int, desc *C.struct_umo_atomic64_desc, objID *C.int) C.int {
+	if objID == nil || desc == nil || !validObjDesc(desc) {
+		return code(dlock.ErrInval)
+	}
+	in, rc := objectClient(clientID)
+	if rc != 0 {
+		return rc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+	defer cancel()
+	name := string(goBytes(desc.p_desc, C.uint(desc.len)))
+	o, err := in.c.OpenAtomic64(ctx, name, objOptions(desc))
+	if err != nil {
+		return statusOf(err)
+	}
+	in.mu.Lock()
+	in.got[o.ID()] = o
+	in.handles[o.ID()] = o
+	in.mu.Unlock()
+	*objID = C.int(o.ID())
+	return 0
+}
+
+// umo_atomic64_release drops the client's reference to an object (§9.5).
+//
+//export umo_atomic64_release
+func umo_atomic64_release(clientID C.int, objID C.int) C.int {
+	in, rc := objectClient(clientID)
+	if rc != 0 {
+		return rc
+	}
+	o := in.handle(objID)
+	if o == nil {
+		return code(dlock.ErrObjectNotGet)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+	defer cancel()
+	rc = statusOf(o.Release(ctx))
+	if st := dlock.Status(rc); st != dlock.ErrNotReady && st != dlock.ErrBadResponse {
+		in.mu.Lock()
+		delete(in.got, int32(objID))
+		in.mu.Unlock()
+	}
+	return rc
+}
+
+// gotObject runs the checks of faa, cas and get_snapshot (§9.6).
+func gotObject(clientID C.int, objID C.int) (*dlock.Atomic64, C.int) {
+	in, rc := objectClient(clientID)
+	if rc != 0 {
+		return nil, rc
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.async != nil {
+		in.extra.Inc(dlock.StatEAsync)
+		return nil, code(dlock.ErrAsync)
+	}
+	o := in.got[int32(objID)]
+	if o == nil {
+		in.extra.Inc(dlock.StatObjectNotGet)
+		return nil, code(dlock.ErrObjectNotGet)
+	}
+	return o, 0
+}
+
+// umo_atomic64_faa adds add_val and writes the value before the addition
+// (§9.6).
+//
+//export umo_atomic64_faa
+func umo_atomic64_faa(clientID C.int, objID C.int, addVal C.uint64_t, resVal *C.uint64_t) C.int {
+	if resVal == nil {
+		return code(dlock.ErrInval)
+	}
+	o, rc := gotObject(clientID, objID)
+	if rc != 0 {
+		return rc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
+	defer cancel()
+	v, err := o.FetchAndAdd(ctx, uint64(addVal))
+	if err != nil {
+		return statusOf(err)
+	}
+	*resVal = C.uint64_t(v)
+	return 0
+}
+
+// umo_atomic64_cas sets the value to swap_val if it equals cmp_val (§9.6).
+//
+//export umo_atomic64_cas
+func umo_atomic64_cas(clientID C.int, objID C.int, cmpVal, swapVal C.uint64_t) C.int {
+	o, rc := gotObject(clientID, objID)
+	if rc != 0 {
+		return rc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
+	defer cancel()
+	ok, err := o.CompareAndSwap(ctx, uint64(cmpVal), uint64(swapVal))
+	switch {
+	case err != nil:
+		return statusOf(err)
+	case !ok:
+		return code(dlock.ErrObjectCASFailed)
+	}
+	return 0
+}
+
+// umo_atomic64_get_snapshot writes the current value (§9.6).
+//
+//export umo_atomic64_get_snapshot
+func umo_atomic64_get_snapshot(clientID C.int, objID C.int, resVal *C.uint64_t) C.int {
+	if resVal == nil {
+		return code(dlock.ErrInval)
+	}
+	o, rc := gotObject(clientID, objID)
+	if rc != 0 {
+		return rc
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), lockTimeout)
+	defer cancel()
+	v, err := o.Load(ctx)
+	if err != nil {
+		return statusOf(err)
+	}
+	*resVal = C.uint64_t(v)
+	return 0
+}
