@@ -32,6 +32,9 @@ type Result struct {
 	State LockState
 	// Token is the fencing token of a hold granted by this entry.
 	Token uint64
+	// Filled reports whether State is the entry's lock value (the C API
+	// writes an entry's state only then: on success, a fair EAGAIN, a peek).
+	Filled bool
 }
 
 // ErrBatchSize is returned (wrapped with ErrInval) for a batch of 0 or more
@@ -150,7 +153,7 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 			res.Token = it.Token
 		}
 		if s.fill {
-			res.State = s.result
+			res.State, res.Filled = s.result, true
 			l.last = s.result
 		}
 	}

@@ -561,3 +561,70 @@ func TestFairAbandonedTicketDoesNotStall(t *testing.T) {
 		}
 	}
 }
+
+// TestLowLevelAPI covers the pieces the C layer builds on: per-entry batch
+// opens with raw ids, Result.Filled, create-only objects and handles by id,
+// and Reinit bringing back locks parked by a rejected upload.
+func TestLowLevelAPI(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	a, b := srv.Dial(t), srv.Dial(t)
+	open(t, b, "typed", dlock.LockOptions{Type: dlock.RW})
+
+	reqs := []dlock.OpenRequest{
+		{Name: "x", Options: dlock.LockOptions{Type: dlock.Atomic}},
+		{Name: "typed", Options: dlock.LockOptions{Type: dlock.Fair}}, // type mismatch
+		{Name: "y", Options: dlock.LockOptions{Type: dlock.Fair}},
+	}
+	locks := make([]*dlock.Lock, 3)
+	ids := make([]int32, 3)
+	if err := a.BatchOpenLocks(ctx, reqs, locks, ids); err != nil {
+		t.Fatal(err)
+	}
+	if ids[0] <= 0 || ids[1] != -1 || ids[2] <= 0 || locks[1] != nil || locks[2].Type() != dlock.Fair {
+		t.Fatalf("ids %v locks %v", ids, locks)
+	}
+
+	res := make([]dlock.Result, 1)
+	if err := a.BatchUnlock(ctx, locks[:1], res); err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Status != dlock.ErrAlreadyUnlocked || res[0].Filled {
+		t.Errorf("unlock of an unheld lock: %+v, want ALREADY_UNLOCKED, not filled", res[0])
+	}
+	if err := a.BatchTryLock(ctx, []dlock.LockRequest{{Lock: locks[0]}}, res); err != nil || !res[0].Filled {
+		t.Errorf("trylock: %v %+v, want filled", err, res[0])
+	}
+
+	o, err := a.CreateAtomic64(ctx, "only", 1, dlock.Atomic64Options{CreateOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Load(ctx); !errors.Is(err, dlock.ErrObjectNotGet) {
+		t.Errorf("Load on a created, unopened object: %v", err)
+	}
+	if err := b.Atomic64ByID(o.ID()).Destroy(ctx); !errors.Is(err, dlock.ErrObjectInvalidOwner) {
+		t.Errorf("Destroy by id from another client: %v", err)
+	}
+	if err := a.Atomic64ByID(o.ID()).Destroy(ctx); err != nil {
+		t.Errorf("Destroy by id from the owner: %v", err)
+	}
+
+	// An upload refused by a ready server parks the locks; Reinit brings
+	// them back.
+	if err := a.UpdateAllLocks(ctx); !errors.Is(err, dlock.ErrGeneric) {
+		t.Fatalf("UpdateAllLocks on a ready server: %v, want ErrGeneric", err)
+	}
+	if _, err := locks[0].TryLock(ctx); !errors.Is(err, dlock.ErrLockNotGet) {
+		t.Fatalf("parked lock: %v, want ErrLockNotGet", err)
+	}
+	if err := a.Reinit(ctx, srv.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ReinitDone(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := locks[0].TryLock(ctx); err != nil || !ok {
+		t.Errorf("lock after Reinit: %v %v", ok, err)
+	}
+}

@@ -430,21 +430,53 @@ func (c *Client) lockRoundTrip(ctx context.Context, m *wire.LockOp, typ LockType
 // all entries were processed (ErrGeneric for a type mismatch,
 // ErrServerNoResource when the server is full).
 func (c *Client) BatchOpenLock(ctx context.Context, names []string, opts LockOptions, locks []*Lock) error {
-	n := len(names)
-	if n == 0 || n > MaxBatch || len(locks) < n {
+	if len(names) == 0 || len(names) > MaxBatch || len(locks) < len(names) {
 		return fmt.Errorf("dlock: batch open: %w", ErrBatchSize)
 	}
-	if !opts.Type.Valid() {
-		return fmt.Errorf("dlock: batch open: %w", ErrInval)
+	var reqs [MaxBatch]OpenRequest
+	var ids [MaxBatch]int32
+	for i, name := range names {
+		reqs[i] = OpenRequest{Name: name, Options: opts}
+	}
+	if err := c.BatchOpenLocks(ctx, reqs[:len(names)], locks, ids[:len(names)]); err != nil {
+		return err
+	}
+	for _, id := range ids[:len(names)] {
+		switch {
+		case id > 0:
+		case id == -int32(ErrServerNoResource):
+			return ErrServerNoResource
+		default:
+			return ErrGeneric
+		}
+	}
+	return nil
+}
+
+// OpenRequest is one entry of BatchOpenLocks.
+type OpenRequest struct {
+	Name    string
+	Options LockOptions
+}
+
+// BatchOpenLocks opens up to 31 locks, each with its own options, in one
+// round trip (batch_get_lock). The server handles the entries
+// independently: locks[i] receives the handle for reqs[i] or nil, and
+// ids[i] the server's answer — the lock id, -1 (type mismatch) or
+// -int32(ErrServerNoResource). The error is for the call as a whole.
+func (c *Client) BatchOpenLocks(ctx context.Context, reqs []OpenRequest, locks []*Lock, ids []int32) error {
+	n := len(reqs)
+	if n == 0 || n > MaxBatch || len(locks) < n || len(ids) < n {
+		return fmt.Errorf("dlock: batch open: %w", ErrBatchSize)
 	}
 	var m wire.BatchGetLock
 	m.N = n
-	for i, name := range names {
-		if len(name) == 0 || len(name) > MaxDescLen {
-			return fmt.Errorf("dlock: batch open %q: %w", name, ErrInval)
+	for i, r := range reqs {
+		if len(r.Name) == 0 || len(r.Name) > MaxDescLen || !r.Options.Type.Valid() {
+			return fmt.Errorf("dlock: batch open %q: %w", r.Name, ErrInval)
 		}
-		d := []byte(name)
-		m.Items[i] = wire.GetLock{Preferred: djb2(d), Lease: opts.LeaseTime, Type: uint8(opts.Type), Desc: d}
+		d := []byte(r.Name)
+		m.Items[i] = wire.GetLock{Preferred: djb2(d), Lease: r.Options.LeaseTime, Type: uint8(r.Options.Type), Desc: d}
 	}
 	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
 	if err != nil {
@@ -458,25 +490,19 @@ func (c *Client) BatchOpenLock(ctx context.Context, names []string, opts LockOpt
 	if rep.Decode(cl.body) != nil || rep.N != n {
 		return ErrBadResponse
 	}
-	var first error
 	for i := 0; i < n; i++ {
-		locks[i] = nil
-		switch id := rep.IDs[i]; {
-		case id > 0:
-			locks[i] = c.adoptLock(id, names[i], opts)
-		case first != nil:
-		case id == -int32(ErrServerNoResource):
-			first = ErrServerNoResource
-		default:
-			first = ErrGeneric
+		ids[i], locks[i] = rep.IDs[i], nil
+		if id := rep.IDs[i]; id > 0 {
+			locks[i] = c.adoptLock(id, reqs[i].Name, reqs[i].Options)
 		}
 	}
-	return first
+	return nil
 }
 
 // BatchRelease releases up to 31 locks in one round trip
-// (batch_release_lock). Locks the client still holds (or holds a ticket on)
-// are skipped and left open; the others are released.
+// (batch_release_lock). Locks the client still holds are skipped and left
+// open; a fair ticket the client holds is given up (as DLock's
+// batch_release_lock does); the others are released.
 func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 	n := len(locks)
 	if n == 0 || n > MaxBatch {
@@ -489,9 +515,12 @@ func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 	var sent [MaxBatch]*Lock
 	c.smu.Lock()
 	for _, l := range locks {
-		if l == nil || l.c != c || l.released || l.e.ref > 0 ||
-			l.e.state == stateExclusiveTicketed || l.e.state == stateSharedTicketed {
+		if l == nil || l.c != c || l.released || l.e.ref > 0 {
 			continue
+		}
+		if st := l.e.state; st == stateExclusiveTicketed || st == stateSharedTicketed {
+			c.abandonTicket(l.e.id, l.e.value, st)
+			l.e.reset()
 		}
 		sent[m.N] = l
 		m.IDs[m.N] = l.e.id

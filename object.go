@@ -15,6 +15,10 @@ type Atomic64Options struct {
 	// still have it open (umo_atomic64_desc.lease_time), rounded up to whole
 	// seconds. Default 60 s.
 	Lease time.Duration
+	// CreateOnly makes CreateAtomic64 create the object without opening it
+	// (exactly umo_atomic64_create): the handle can Destroy it but must be
+	// opened with OpenAtomic64 before use.
+	CreateOnly bool
 }
 
 // Atomic64 is a distributed 64-bit unsigned integer (umo_atomic64). All
@@ -43,6 +47,9 @@ func (c *Client) CreateAtomic64(ctx context.Context, name string, initial uint64
 	id, err := c.objectCall(ctx, wire.TObjCreate, name, initial, opts)
 	if err != nil {
 		return nil, err
+	}
+	if opts.CreateOnly {
+		return &Atomic64{c: c, name: name, id: id}, nil
 	}
 	if _, err := c.objectCall(ctx, wire.TObjGet, name, 0, opts); err != nil {
 		return &Atomic64{c: c, name: name, id: id}, err
@@ -106,6 +113,13 @@ func (c *Client) objRoundTrip(ctx context.Context, encode func([]byte, uint32) [
 		return ErrBadResponse, nil
 	}
 	return st, nil
+}
+
+// Atomic64ByID returns a handle for object id that this client has not
+// opened, for Destroy and Release by id (the C API's calls take ids). Its
+// value operations answer ErrObjectNotGet.
+func (c *Client) Atomic64ByID(id int32) *Atomic64 {
+	return &Atomic64{c: c, id: id}
 }
 
 // ID returns the object id.

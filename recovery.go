@@ -79,7 +79,10 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	c.smu.Lock()
 	c.stats = Stats{}
 	for _, l := range locks {
-		l.confirmed = false // a server that died mid-recovery confirmed nothing
+		// Locks parked by an unfinished UpdateAllLocks come back (§4.4
+		// step 6), and a server that died mid-recovery confirmed nothing.
+		l.pending = false
+		l.confirmed = false
 	}
 	c.smu.Unlock()
 	return nil
