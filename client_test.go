@@ -628,3 +628,37 @@ func TestLowLevelAPI(t *testing.T) {
 		t.Errorf("lock after Reinit: %v %v", ok, err)
 	}
 }
+
+func TestStartAsync(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	a, b := srv.Dial(t), srv.Dial(t)
+	la := open(t, a, "async", dlock.LockOptions{Type: dlock.Fair})
+	lb := open(t, b, "async", dlock.LockOptions{Type: dlock.Fair})
+	st, _, _, wait := la.Start(dlock.OpLockExclusive, 5)
+	if st != dlock.Success || wait == nil {
+		t.Fatalf("Start: %v, wait %v", st, wait != nil)
+	}
+	if st, res, filled, err := wait(ctx); err != nil || st != dlock.Success || !filled || res.Fair().Mx != 1 {
+		t.Fatalf("async trylock: %v %v %v %+v", err, st, filled, res.Fair())
+	}
+	// A second lock is a reentrant extend; its unlock with ref 2 is local.
+	_, _, _, wait = la.Start(dlock.OpLockExclusive, 5)
+	if st, _, _, _ := wait(ctx); st != dlock.ErrAlreadyLocked {
+		t.Fatalf("async reentrant lock: %v", st)
+	}
+	if st, _, _, wait := la.Start(dlock.OpUnlock, 0); st != dlock.ErrAlreadyLocked || wait != nil {
+		t.Fatalf("async unlock with ref 2: %v, local %v", st, wait == nil)
+	}
+	// b queues with a ticket; EAGAIN through the async path.
+	_, _, _, wait = lb.Start(dlock.OpLockExclusive, 5)
+	if st, _, _, _ := wait(ctx); st != dlock.ErrAgain {
+		t.Fatalf("async contended fair trylock: %v", st)
+	}
+	if st, _, _, _ := lb.Start(dlock.OpLockShared, 5); st != dlock.ErrTicket {
+		t.Fatalf("shared op with an exclusive ticket: %v, want ETICKET locally", st)
+	}
+	if st, _, _, _ := la.Start(dlock.OpLockExclusive, 0); st != dlock.ErrInval {
+		t.Fatalf("async with expire 0: %v, want EINVAL", st)
+	}
+}

@@ -559,3 +559,64 @@ func (c *Client) abandonTicket(id int32, ticket LockState, was localState) {
 	}
 	c.send(func(dst []byte) []byte { return m.AppendType(dst, wire.TAbandon, 0, c.id) })
 }
+
+// Start begins one lock operation the way the C API's lock_request_async
+// does (BEHAVIOR.md §6.9): the client's cache answers at once (wait is nil;
+// st, result and filled are the answer), or the command is sent and wait
+// collects the server's answer later. If wait's ctx ends first, the
+// operation is forgotten — a late reply is dropped — and wait returns ctx's
+// error. The C layer allows one such operation per client at a time.
+func (l *Lock) Start(op Op, expire uint32) (st Status, result LockState, filled bool, wait func(context.Context) (Status, LockState, bool, error)) {
+	if !op.Valid() {
+		return ErrInval, LockState{}, false, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := l.c
+	if l.released {
+		return ErrLockNotGet, LockState{}, false, nil
+	}
+	c.smu.Lock()
+	if l.pending {
+		c.stats.Inc(StatLockNotGet)
+		c.smu.Unlock()
+		return ErrLockNotGet, LockState{}, false, nil
+	}
+	s := l.e.begin(op, expire, c.id, callAsync, &c.stats)
+	c.smu.Unlock()
+	if s.local {
+		return s.status, s.result, s.fill, nil
+	}
+	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
+	cl, err := c.newCall()
+	if err != nil {
+		c.smu.Lock()
+		l.e.abort(&s)
+		c.stats.Inc(StatBadResponse)
+		c.smu.Unlock()
+		return ErrBadResponse, LockState{}, false, nil
+	}
+	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
+	return Success, LockState{}, false, func(ctx context.Context) (Status, LockState, bool, error) {
+		err := c.wait(ctx, cl)
+		var res wire.LockResult
+		if err == nil && (cl.typ != wire.TLockOp.Reply() || res.Decode(cl.body) != nil) {
+			err = errors.New("malformed lock reply")
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		c.smu.Lock()
+		defer c.smu.Unlock()
+		if err != nil {
+			l.e.abort(&s)
+			return 0, LockState{}, false, err
+		}
+		status := Status(cl.status)
+		c.putCall(cl)
+		st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
+		if s.fill {
+			l.last = s.result
+		}
+		return st, s.result, s.fill, nil
+	}
+}
