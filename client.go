@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -178,6 +179,9 @@ func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int3
 	var h wire.Header
 	body, err := wire.ReadFrame(nc, &h, nil)
 	if err != nil {
+		if errors.Is(err, io.EOF) && c.cfg.TLS == nil {
+			err = fmt.Errorf("server closed the connection before answering (does it require TLS? set Config.TLS): %w", err)
+		}
 		return 0, 0, 0, err
 	}
 	if h.Type() != t.Reply() || h.ID() != 1 || h.Version() != wire.Version {

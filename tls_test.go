@@ -292,6 +292,8 @@ func TestTLSNoDowngrade(t *testing.T) {
 	if c, err := dlock.Dial(ctx, tlsSrv.Addr, nil); err == nil {
 		c.Close()
 		t.Error("plaintext client registered with a TLS server")
+	} else if !strings.Contains(err.Error(), "does it require TLS?") {
+		t.Errorf("plaintext client's error %q does not point at TLS", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("plaintext client refused after %v", d)

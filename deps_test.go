@@ -1,0 +1,46 @@
+package dlock_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestImportRules keeps the layering of STYLE.md checkable: each package
+// may import directly only the project packages listed for it (and the
+// standard library). internal/mtls, the TLS loading shared by client and
+// server, is the one addition to STYLE.md's table.
+func TestImportRules(t *testing.T) {
+	const mod = "github.com/dlock-io/dlock"
+	allowed := map[string][]string{
+		"internal/wire":     {},
+		"internal/mtls":     {},
+		"internal/lockcore": {""},
+		"internal/umo":      {""},
+		"":                  {"internal/wire", "internal/mtls"},
+		"dlockserver":       {"", "internal/wire", "internal/mtls", "internal/lockcore", "internal/umo"},
+	}
+	for pkg, ok := range allowed {
+		path := mod
+		if pkg != "" {
+			path += "/" + pkg
+		}
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, path).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", path, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if !strings.HasPrefix(dep, mod) {
+				continue
+			}
+			rel := strings.TrimPrefix(strings.TrimPrefix(dep, mod), "/")
+			permitted := false
+			for _, a := range ok {
+				permitted = permitted || a == rel
+			}
+			if !permitted {
+				t.Errorf("%s depends on %s, which the layering does not allow", path, dep)
+			}
+		}
+	}
+}
