@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dlock-io/dlock"
@@ -21,8 +22,11 @@ type conn struct {
 	s   *Server
 	nc  net.Conn // a *tls.Conn over raw with TLS, else raw
 	raw net.Conn // closed to abort the connection without blocking
-	seq uint64
-	br  *bufio.Reader // made once the TLS handshake is done
+	// rawConn, on a plain TCP or Unix socket, allows non-blocking writes of
+	// pushed replies (nil with TLS).
+	rawConn syscall.RawConn
+	seq     uint64
+	br      *bufio.Reader // made once the TLS handshake is done
 
 	// The identity of the client certificate (mtls.Identity), set by the
 	// handshake before the first request.
@@ -172,13 +176,39 @@ func (c *conn) push() {
 	}
 }
 
-// sendLock queues a lock-operation reply from another goroutine.
+// sendLock sends a lock-operation reply from another goroutine (a grant,
+// a withdrawn request): on a plain socket it tries one non-blocking write at
+// once, so a hand-over does not wait for the writer goroutine to wake; what
+// the socket does not take now (and everything on TLS) goes through the
+// writer, so the sender never blocks on another client's connection.
 func (c *conn) sendLock(reqID uint32, r *lockcore.Reply) {
 	res := wire.LockResult{State: r.State, Token: r.Token}
 	c.outMu.Lock()
 	c.out = res.Append(c.out, reqID, int32(r.Status))
+	if c.rawConn != nil && !c.flushing {
+		c.writeNow()
+	}
+	pending := len(c.out) > 0
 	c.outMu.Unlock()
-	c.push()
+	if pending {
+		c.push()
+	}
+}
+
+// writeNow makes one non-blocking write of the queued replies and keeps
+// what the socket did not take. Called with outMu held and no flush in
+// progress.
+func (c *conn) writeNow() {
+	var n int
+	var werr error
+	err := c.rawConn.Write(func(fd uintptr) bool {
+		n, werr = syscall.Write(int(fd), c.out)
+		return true // one attempt: never wait for the socket here
+	})
+	if err != nil || werr != nil || n <= 0 {
+		return // EAGAIN or a failure: the writer goroutine takes over
+	}
+	c.out = c.out[:copy(c.out, c.out[n:])]
 }
 
 // reply queues a header-only reply to a request of type t.

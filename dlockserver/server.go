@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dlock-io/dlock"
@@ -317,6 +318,8 @@ func (s *Server) startConn(nc net.Conn) {
 	c.raw = raw
 	if s.tls != nil {
 		s.startHandshake(c)
+	} else if sc, ok := raw.(syscall.Conn); ok {
+		c.rawConn, _ = sc.SyscallConn()
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(2)
