@@ -64,10 +64,9 @@ var ErrClosed = errors.New("dlock: client closed")
 // unlock a lock another goroutine of the same Client locked, and a second
 // lock of a lock the Client already holds is a reentrant hold.
 type Client struct {
-	cfg  Config
-	addr string
-	id   int32
-	nc   net.Conn
+	cfg Config
+	id  int32
+	nc  net.Conn
 
 	wmu      sync.Mutex
 	wbuf     []byte
@@ -114,7 +113,7 @@ type Client struct {
 // path starting with "/" or "unix:") and registers a new client
 // (client_init). The client id is [Client.ID].
 func Dial(ctx context.Context, addr string, cfg *Config) (*Client, error) {
-	c := &Client{addr: addr}
+	c := &Client{}
 	c.readerGone.L = &c.mu
 	if cfg != nil {
 		c.cfg = *cfg

@@ -61,7 +61,6 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	newPrimary := state == wire.StateWaitClientReinit
 	c.mu.Lock()
 	c.swapping = false
-	c.addr = addr
 	c.newPrimary = newPrimary
 	objs := c.objects
 	if newPrimary {
