@@ -116,8 +116,7 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		prev, ticket := l.e.state, l.e.value
 		steps[i] = l.e.begin(op, ttl, c.id, callBatch, &c.stats)
 		if steps[i].local {
-			if op == OpUnlock && steps[i].status == Success &&
-				(prev == stateExclusiveTicketed || prev == stateSharedTicketed) {
+			if gaveUpTicket(prev, op, &steps[i]) {
 				c.abandonTicket(l.e.id, ticket, prev)
 			}
 			continue

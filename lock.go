@@ -320,14 +320,13 @@ func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait
 		return ErrLockNotGet, LockState{}, false, nil
 	}
 	prev, ticket := l.e.state, l.e.value
-	ticketed := prev == stateExclusiveTicketed || prev == stateSharedTicketed
 	s := l.e.begin(op, expire, c.id, callSync, &c.stats)
 	c.smu.Unlock()
 	if s.local {
 		if s.fill {
 			l.last = s.result
 		}
-		if ticketed && op == OpUnlock && s.status == Success {
+		if gaveUpTicket(prev, op, &s) {
 			c.abandonTicket(l.e.id, ticket, prev)
 		}
 		return s.status, s.result, s.fill, nil
@@ -549,6 +548,13 @@ func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 	return st.Err()
 }
 
+// gaveUpTicket reports whether step s, begun on an entry in state prev,
+// gave a fair ticket up in the cache (an unlock in a ticketed state).
+func gaveUpTicket(prev localState, op Op, s *step) bool {
+	return s.local && op == OpUnlock && s.status == Success &&
+		(prev == stateExclusiveTicketed || prev == stateSharedTicketed)
+}
+
 // abandonTicket tells the server that a fair ticket given up in the cache
 // (DLock's local abandon) is not wanted, so the lock's hand-over does not
 // wait 2 s for it. Fire and forget: the server sends no reply.
@@ -582,9 +588,16 @@ func (l *Lock) Start(op Op, expire uint32) (st Status, result LockState, filled 
 		c.smu.Unlock()
 		return ErrLockNotGet, LockState{}, false, nil
 	}
+	prev, ticket := l.e.state, l.e.value
 	s := l.e.begin(op, expire, c.id, callAsync, &c.stats)
 	c.smu.Unlock()
 	if s.local {
+		if s.fill {
+			l.last = s.result
+		}
+		if gaveUpTicket(prev, op, &s) {
+			c.abandonTicket(l.e.id, ticket, prev)
+		}
 		return s.status, s.result, s.fill, nil
 	}
 	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}

@@ -13,21 +13,62 @@ import (
 	"github.com/dlock-io/dlock"
 )
 
-// asyncOp is a client's outstanding async lock operation (§6.9): a
-// goroutine running the operation and the slot its result lands in.
+// waitFunc collects the reply of an operation begun with dlock.Lock.Start.
+type waitFunc = func(context.Context) (dlock.Status, dlock.LockState, bool, error)
+
+// asyncOp is a client's outstanding async lock operation (§6.9): a command
+// in flight, a goroutine waiting for its reply and the slot the outcome
+// lands in.
 type asyncOp struct {
 	lockID int32
 	typ    dlock.LockType
 	start  time.Time
-	done   chan struct{} // closed when the fields below are set
-	status dlock.Status
-	state  dlock.LockState
-	filled bool
+	cancel context.CancelFunc // forgets the operation: a reply that comes later is dropped
+	done   chan struct{}      // closed when the fields below are set
+
+	forgotten bool // the operation was forgotten before its reply came
+	status    dlock.Status
+	state     dlock.LockState
+	filled    bool
+}
+
+// startAsync makes the operation whose reply wait collects the client's
+// outstanding one. in.mu must be held.
+func (in *instance) startAsync(lockID int32, typ dlock.LockType, wait waitFunc) {
+	// opTimeout bounds an operation nobody collects; lock_result_check
+	// forgets it after lockTimeout.
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	a := &asyncOp{lockID: lockID, typ: typ, start: time.Now(), cancel: cancel, done: make(chan struct{})}
+	in.async = a
+	go func() {
+		defer cancel()
+		st, state, filled, err := wait(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			a.forgotten = true
+		case err != nil:
+			st, filled = dlock.Status(statusOf(err)), false
+		}
+		a.status, a.state, a.filled = st, state, filled
+		close(a.done)
+	}()
+}
+
+// forgetAsync drops the outstanding operation, if any: its reply, should it
+// still come, is dropped. in.mu must be held.
+func (in *instance) forgetAsync() {
+	if in.async != nil {
+		in.async.cancel()
+		in.async = nil
+	}
 }
 
 // lock_request_async starts a lock operation and returns without waiting
 // for the server (§6.9). One operation may be outstanding per client; its
-// result is collected with lock_result_check.
+// result is collected with lock_result_check. What the client's cache
+// answers alone (a reentry, an unlock of a reentrant hold, a ticket of the
+// other mode, a refused mapping) is returned at once and leaves nothing
+// outstanding.
 //
 //export lock_request_async
 func lock_request_async(clientID C.int, req *C.struct_lock_request) C.int {
@@ -53,41 +94,12 @@ func lock_request_async(clientID C.int, req *C.struct_lock_request) C.int {
 		in.extra.Inc(dlock.StatLockNotGet)
 		return code(dlock.ErrLockNotGet)
 	}
-	op, expire := dlock.Op(req.lock_op), uint32(req.expire_time)
-	if local(l, op) {
-		// Answered from the client's cache (a reentry, an unlock of a lock
-		// not held, a refused mapping): no operation becomes outstanding.
-		var scratch dlock.LockState
-		return do(l, op, expire, false, unsafe.Pointer(&scratch))
+	st, _, _, wait := l.Start(dlock.Op(req.lock_op), uint32(req.expire_time))
+	if wait == nil {
+		return code(st)
 	}
-	a := &asyncOp{lockID: int32(req.lock_id), typ: l.Type(), start: time.Now(), done: make(chan struct{})}
-	in.async = a
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-		defer cancel()
-		st, state, filled, err := l.Do(ctx, op, expire, false)
-		if err != nil {
-			st, filled = dlock.Status(statusOf(err)), false
-		}
-		a.status, a.state, a.filled = st, state, filled
-		close(a.done)
-	}()
+	in.startAsync(int32(req.lock_id), l.Type(), wait)
 	return 0
-}
-
-// local reports whether op on l is decided by the client's cache alone, as
-// far as the lock's type and whether it is held tell.
-func local(l *dlock.Lock, op dlock.Op) bool {
-	held := l.Held()
-	switch {
-	case op == dlock.OpLockShared && l.Type() == dlock.Atomic:
-		return true // DLOCK_EINVAL
-	case op == dlock.OpLockExclusive || op == dlock.OpLockShared:
-		return held && l.Type() == dlock.RW // local reentry or DLOCK_EINVAL
-	case op == dlock.OpUnlock:
-		return !held // DLOCK_ALREADY_UNLOCKED, or a fair ticket given up
-	}
-	return !held || l.Type() == dlock.RW // extend: DLOCK_EINVAL
 }
 
 // lock_result_check collects the result of the outstanding async operation
@@ -121,14 +133,19 @@ func (in *instance) checkResult(result unsafe.Pointer) dlock.Status {
 	select {
 	case <-a.done:
 	default:
-		if time.Since(a.start) > lockTimeout {
-			in.async = nil // a result that comes later is dropped
-			in.extra.Inc(dlock.StatETimeout)
-			return dlock.ErrTimeout
+		if time.Since(a.start) <= lockTimeout {
+			return dlock.ErrAsyncAgain
 		}
-		return dlock.ErrAsyncAgain
+		// Forget it. The wait settles at once: it withdraws the call, or
+		// applies the reply if that came in meanwhile.
+		a.cancel()
+		<-a.done
 	}
 	in.async = nil
+	if a.forgotten {
+		in.extra.Inc(dlock.StatETimeout)
+		return dlock.ErrTimeout
+	}
 	if in.locks[a.lockID] == nil {
 		return dlock.ErrLockNotGet
 	}

@@ -47,21 +47,19 @@ type instance struct {
 	id int32
 	c  *dlock.Client
 
-	mu      sync.Mutex
-	locks   map[int32]*dlock.Lock     // get_lock'd locks by id
-	got     map[int32]*dlock.Atomic64 // objects this client has got (umo_atomic64_get)
-	handles map[int32]*dlock.Atomic64 // every object handle known, for destroy/release
-	async   *asyncOp                  // the outstanding async operation, if any
-	extra   dlock.Stats               // counters of outcomes decided here rather than in the Go client
+	mu    sync.Mutex
+	locks map[int32]*dlock.Lock     // get_lock'd locks by id
+	got   map[int32]*dlock.Atomic64 // objects this client has got (umo_atomic64_get)
+	async *asyncOp                  // the outstanding async operation, if any
+	extra dlock.Stats               // counters of outcomes decided here rather than in the Go client
 }
 
 func newInstance(c *dlock.Client) *instance {
 	return &instance{
-		id:      c.ID(),
-		c:       c,
-		locks:   make(map[int32]*dlock.Lock),
-		got:     make(map[int32]*dlock.Atomic64),
-		handles: make(map[int32]*dlock.Atomic64),
+		id:    c.ID(),
+		c:     c,
+		locks: make(map[int32]*dlock.Lock),
+		got:   make(map[int32]*dlock.Atomic64),
 	}
 }
 
@@ -209,7 +207,7 @@ func client_reinit(clientID C.int, ipStr *C.char) C.int {
 		return connectStatus(err)
 	}
 	in.mu.Lock()
-	in.async = nil // forgotten: a late result is dropped
+	in.forgetAsync()
 	in.extra = dlock.Stats{}
 	in.mu.Unlock()
 	in.rekeyLocks()

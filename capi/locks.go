@@ -113,63 +113,34 @@ func batch_get_lock(clientID C.int, lockNum C.uint, descs *C.struct_lock_desc, l
 	n := int(lockNum)
 	ds := unsafe.Slice(descs, n)
 	ids := unsafe.Slice(lockIDs, n)
-	names := make([]string, n)
+	reqs := make([]dlock.OpenRequest, n)
 	for i := range ds {
 		if !validDesc(&ds[i]) {
 			return code(dlock.ErrInval)
 		}
 		b := goBytes(ds[i].p_desc, ds[i].len)
-		names[i] = string(b)
 		ids[i] = C.int(djb2(b))
+		reqs[i] = dlock.OpenRequest{Name: string(b), Options: dlock.LockOptions{
+			Type: dlock.LockType(ds[i].lock_type), LeaseTime: uint32(ds[i].lease_time)}}
 	}
 	inited, in := lookupClient(clientID)
 	if !inited || in == nil {
 		return errGeneric
 	}
-	// The Go call takes one set of options per batch: entries are sent in
-	// groups of equal type and lease, each group in one request.
-	type opts = dlock.LockOptions
-	var order []opts
-	groups := make(map[opts][]int)
-	for i := range ds {
-		o := opts{Type: dlock.LockType(ds[i].lock_type), LeaseTime: uint32(ds[i].lease_time)}
-		if _, ok := groups[o]; !ok {
-			order = append(order, o)
-		}
-		groups[o] = append(groups[o], i)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
-	unset := new(dlock.Lock) // marks entries the call did not answer
-	for _, o := range order {
-		idx := groups[o]
-		gnames := make([]string, len(idx))
-		locks := make([]*dlock.Lock, len(idx))
-		for j, i := range idx {
-			gnames[j] = names[i]
-			locks[j] = unset
+	locks := make([]*dlock.Lock, n)
+	got := make([]int32, n)
+	if err := in.c.BatchOpenLocks(ctx, reqs, locks, got); err != nil {
+		return statusOf(err)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for i, l := range locks {
+		ids[i] = C.int(got[i])
+		if l != nil && in.locks[l.ID()] == nil {
+			in.locks[l.ID()] = l
 		}
-		err := in.c.BatchOpenLock(ctx, gnames, o, locks)
-		if locks[0] == unset { // the whole request failed
-			return statusOf(err)
-		}
-		failed := C.int(-1)
-		if dlock.Status(statusOf(err)) == dlock.ErrServerNoResource {
-			failed = -C.int(dlock.ErrServerNoResource)
-		}
-		in.mu.Lock()
-		for j, i := range idx {
-			l := locks[j]
-			if l == nil {
-				ids[i] = failed
-				continue
-			}
-			ids[i] = C.int(l.ID())
-			if in.locks[l.ID()] == nil {
-				in.locks[l.ID()] = l
-			}
-		}
-		in.mu.Unlock()
 	}
 	return 0
 }
@@ -414,27 +385,12 @@ func runBatch(in *instance, entries []batchEntry, res batchResults) {
 		in.c.BatchExtend(ctx, goReqs, out)
 	}
 	for j, i := range goIdx {
-		r, typ := out[j], entries[i].l.Type()
+		r := out[j]
 		res.set(i, code(r.Status))
-		if batchFilled(kind, typ, r) {
-			res.state(i, typ, r.State)
+		if r.Filled {
+			res.state(i, entries[i].l.Type(), r.State)
 		}
 	}
-}
-
-// batchFilled says whether the C API writes the state of a batch entry with
-// result r: when the entry's value was refreshed (a grant, a reentrant
-// hold, a fair ticket, an unlock or extend that succeeded).
-func batchFilled(kind dlock.Op, typ dlock.LockType, r dlock.Result) bool {
-	switch kind {
-	case dlock.OpLockExclusive, dlock.OpLockShared:
-		return r.Status == dlock.Success || r.Status == dlock.ErrAlreadyLocked ||
-			(r.Status == dlock.ErrAgain && typ == dlock.Fair)
-	case dlock.OpUnlock:
-		// A fair ticket given up locally succeeds without a value.
-		return r.Status == dlock.Success && (typ != dlock.Fair || r.State != dlock.LockState{})
-	}
-	return r.Status == dlock.Success
 }
 
 // batchRequests validates and resolves a batch of lock requests whose ops

@@ -48,31 +48,26 @@ func umo_atomic64_create(clientID C.int, desc *C.struct_umo_atomic64_desc, initV
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
 	name := string(goBytes(desc.p_desc, C.uint(desc.len)))
-	// The Go call creates and opens; the C call only creates, so the
-	// reference the Go call took is given back at once.
-	o, err := in.c.CreateAtomic64(ctx, name, uint64(initVal), objOptions(desc))
-	if o == nil {
+	opts := objOptions(desc)
+	opts.CreateOnly = true
+	o, err := in.c.CreateAtomic64(ctx, name, uint64(initVal), opts)
+	if err != nil {
 		return statusOf(err)
 	}
-	if err == nil {
-		o.Release(ctx)
-	}
-	in.mu.Lock()
-	in.handles[o.ID()] = o
-	in.mu.Unlock()
 	*objID = C.int(o.ID())
 	return 0
 }
 
-// handle returns a handle for object id: the one the client got, or any it
-// created or got before.
+// handle returns a handle for object id: the one the client got, else one
+// that addresses the id on the server, which answers for objects this client
+// did not create or get.
 func (in *instance) handle(id C.int) *dlock.Atomic64 {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if o := in.got[int32(id)]; o != nil {
 		return o
 	}
-	return in.handles[int32(id)]
+	return in.c.Atomic64ByID(int32(id))
 }
 
 // umo_atomic64_destroy destroys an object the client created (§9.3).
@@ -84,11 +79,6 @@ func umo_atomic64_destroy(clientID C.int, objID C.int) C.int {
 		return rc
 	}
 	o := in.handle(objID)
-	if o == nil {
-		// No handle for an id this client never created or got: answer what
-		// the server answers for an object the caller cannot name.
-		return code(dlock.ErrObjectNotCreate)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
 	return statusOf(o.Destroy(ctx))
@@ -114,7 +104,6 @@ func umo_atomic64_get(clientID C.int, desc *C.struct_umo_atomic64_desc, objID *C
 	}
 	in.mu.Lock()
 	in.got[o.ID()] = o
-	in.handles[o.ID()] = o
 	in.mu.Unlock()
 	*objID = C.int(o.ID())
 	return 0
@@ -129,9 +118,6 @@ func umo_atomic64_release(clientID C.int, objID C.int) C.int {
 		return rc
 	}
 	o := in.handle(objID)
-	if o == nil {
-		return code(dlock.ErrObjectNotGet)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
 	rc = statusOf(o.Release(ctx))

@@ -76,7 +76,14 @@ int main(int argc, char **argv)
     /* reentry through async */
     CHECK(lock_request_async(c0, &r), 0);
     CHECK(wait_result(c0, &s), DLOCK_ALREADY_LOCKED);
-    CHECK(unlock(c0, a, &s), DLOCK_ALREADY_LOCKED);
+    /* unlocking the reentrant hold is answered at request time: nothing
+     * becomes outstanding */
+    r = req_of(a, UNLOCK, 0);
+    CHECK(lock_request_async(c0, &r), DLOCK_ALREADY_LOCKED);
+    CHECK(lock_result_check(c0, &s), DLOCK_NO_ASYNC);
+    r = req_of(a, LOCK_EXCLUSIVE, 0);
+    CHECK(trylock(c0, &r, &s), DLOCK_SUCCESS); /* a peek, not refused with EASYNC */
+    CHECK(s.atomic.client_id, c0);
     /* extend, then unlock */
     r = req_of(a, EXTEND_LOCK_EXCLUSIVE, 60);
     CHECK(lock_request_async(c0, &r), 0);
@@ -110,8 +117,25 @@ int main(int argc, char **argv)
     CHECK(wait_result(c1, &s), DLOCK_EAGAIN);
     CHECK(s.fl.m_exclusive, 1);
     CHECK(release_lock(c1, f), DLOCK_TICKET_TO_UNLOCK);
-    CHECK(unlock(c1, f, &s), DLOCK_SUCCESS);
-    CHECK(unlock(c0, f, &s), DLOCK_SUCCESS);
+    /* a shared request with an exclusive ticket: DLOCK_ETICKET at request
+     * time, nothing outstanding */
+    r = req_of(f, LOCK_SHARED, 10);
+    CHECK(lock_request_async(c1, &r), DLOCK_ETICKET);
+    CHECK(lock_result_check(c1, &s), DLOCK_NO_ASYNC);
+    /* giving the ticket up is local too: DLOCK_SUCCESS, nothing outstanding */
+    r = req_of(f, UNLOCK, 0);
+    CHECK(lock_request_async(c1, &r), DLOCK_SUCCESS);
+    CHECK(lock_result_check(c1, &s), DLOCK_NO_ASYNC);
+    CHECK(release_lock(c1, f), 0); /* no ticket left */
+    /* a fair reentrant hold: its unlock is answered at request time too */
+    r = req_of(f, LOCK_EXCLUSIVE, 10);
+    CHECK(lock_request_async(c0, &r), 0);
+    CHECK(wait_result(c0, &s), DLOCK_ALREADY_LOCKED);
+    r = req_of(f, UNLOCK, 0);
+    CHECK(lock_request_async(c0, &r), DLOCK_ALREADY_LOCKED);
+    CHECK(lock_result_check(c0, &s), DLOCK_NO_ASYNC);
+    CHECK(lock_request_async(c0, &r), 0);
+    CHECK(wait_result(c0, &s), DLOCK_SUCCESS);
 
     /* the object calls work again */
     CHECK(umo_atomic64_faa(c0, obj, 1, &v), 0);

@@ -16,7 +16,7 @@ int main(int argc, char **argv)
     char names[N][32];
     struct lock_desc descs[N];
     int ids[N], ids1[N], rel[N];
-    struct lock_request reqs[N];
+    struct lock_request reqs[N], r1;
     struct lock_op_res res[N];
     lock_state s;
 
@@ -47,6 +47,32 @@ int main(int argc, char **argv)
         CHECK(batch_get_lock(c1, 2, two, got), 0);
         CHECK(got[0], ids[0]);
         CHECK(got[1], -1);
+    }
+    {
+        /* mixed types and leases in one request, handled in array order:
+         * entry 1 creates "batch order" as ATOMIC, so entry 3 (RW) fails;
+         * entry 2 mismatches an existing lock. Sent as one request per type,
+         * the RW entries 0 and 3 would have gone first and entry 1 would
+         * have failed instead. */
+        struct lock_desc mix[4] = {desc_of("batch new rw", DLOCK_RW), desc_of("batch order", DLOCK_ATOMIC),
+                                   descs[2], desc_of("batch order", DLOCK_RW)};
+        int got[4];
+        mix[1].lease_time = 5;
+        mix[2].lock_type = DLOCK_ATOMIC; /* descs[2] is FAIR */
+        CHECK(batch_get_lock(c1, 4, mix, got), 0);
+        CHECK_TRUE(got[0] > 0);
+        CHECK_TRUE(got[1] > 0);
+        if ((int)djb2("batch order") > 0)
+            CHECK(got[1], (int)djb2("batch order"));
+        CHECK(got[2], -1);
+        CHECK(got[3], -1);
+        r1 = req_of(got[1], LOCK_EXCLUSIVE, 30);
+        CHECK(trylock(c1, &r1, &s), DLOCK_SUCCESS); /* the ATOMIC one */
+        CHECK(unlock(c1, got[1], &s), DLOCK_SUCCESS);
+        r1 = req_of(got[0], LOCK_SHARED, 30);
+        CHECK(trylock(c1, &r1, &s), DLOCK_SUCCESS); /* the RW one */
+        CHECK(unlock(c1, got[0], &s), DLOCK_SUCCESS);
+        CHECK(batch_release_lock(c1, 2, got), 0);
     }
     CHECK(batch_get_lock(c1, N, descs, ids1), 0);
 
@@ -127,6 +153,32 @@ int main(int argc, char **argv)
     CHECK(release_lock(c0, ids[6]), -1); /* gone */
     memcpy(rel, ids, sizeof(rel));
     CHECK(batch_release_lock(c1, N, rel), 0);
+
+    {
+        /* batch_release_lock releases a fair lock in the ticketed state,
+         * giving the ticket up (release_lock refuses: §5.7 quirk 15) */
+        struct lock_desc fd = desc_of("batch fair ticket", DLOCK_FAIR);
+        int f = 0, one[1];
+        CHECK(get_lock(c0, &fd, &f), 0);
+        CHECK(get_lock(c1, &fd, &f), 0);
+        r1 = req_of(f, LOCK_EXCLUSIVE, 30);
+        CHECK(trylock(c0, &r1, &s), DLOCK_SUCCESS);
+        CHECK(trylock(c1, &r1, &s), DLOCK_EAGAIN); /* c1 holds a ticket */
+        CHECK(release_lock(c1, f), DLOCK_TICKET_TO_UNLOCK);
+        one[0] = f;
+        CHECK(batch_release_lock(c1, 1, one), 0);
+        CHECK(one[0], f); /* sent, not skipped */
+        CHECK(trylock(c1, &r1, &s), DLOCK_LOCK_NOT_GET);
+        CHECK(unlock(c0, f, &s), DLOCK_SUCCESS);
+        CHECK(release_lock(c0, f), 0);
+        /* c1's reference went too: the lock is gone, its type is free again */
+        fd.lock_type = DLOCK_ATOMIC;
+        CHECK(get_lock(c1, &fd, &f), 0);
+        r1 = req_of(f, LOCK_EXCLUSIVE, 30);
+        CHECK(trylock(c1, &r1, &s), DLOCK_SUCCESS);
+        CHECK(unlock(c1, f, &s), DLOCK_SUCCESS);
+        CHECK(release_lock(c1, f), 0);
+    }
 
     CHECK(client_deinit(c0), 0);
     CHECK(client_deinit(c1), 0);

@@ -37,10 +37,14 @@ int main(int argc, char **argv)
     CHECK(umo_atomic64_create(c0, &d, 5, &id1), DLOCK_OBJECT_ALREADY_CREATED);
     CHECK(id1, 4242); /* not written */
     CHECK(umo_atomic64_create(c1, &d, 5, &id1), DLOCK_OBJECT_ALREADY_EXISTED);
-    /* creating takes no reference */
+    /* creating takes no reference: the server says the creator has not got it */
     CHECK(umo_atomic64_faa(c0, id, 1, &v), DLOCK_OBJECT_NOT_GET);
     CHECK(umo_atomic64_release(c0, id), DLOCK_OBJECT_NOT_GET);
     CHECK(umo_atomic64_get(c0, &nope, &id1), DLOCK_OBJECT_NOT_CREATE);
+    /* ids the client never created or got are answered by the server */
+    CHECK(umo_atomic64_destroy(c1, id), DLOCK_OBJECT_INVALID_OWNER);
+    CHECK(umo_atomic64_release(c1, id), DLOCK_OBJECT_NOT_GET);
+    CHECK(umo_atomic64_destroy(c1, 4242), DLOCK_OBJECT_NOT_CREATE);
 
     CHECK(umo_atomic64_get(c0, &d, &id1), 0);
     CHECK(id1, id);
@@ -74,8 +78,9 @@ int main(int argc, char **argv)
     CHECK(umo_atomic64_release(c1, id), 0); /* the last reference: freed */
     CHECK(umo_atomic64_destroy(c0, id), DLOCK_OBJECT_NOT_CREATE);
 
-    /* create → destroy → destroy */
+    /* create → destroy → destroy: with no reference the first destroy frees it */
     CHECK(umo_atomic64_create(c0, &d2, 1, &id2), 0);
+    CHECK(umo_atomic64_release(c0, id2), DLOCK_OBJECT_NOT_GET);
     CHECK(umo_atomic64_destroy(c0, id2), 0);
     CHECK(umo_atomic64_destroy(c0, id2), DLOCK_OBJECT_NOT_CREATE);
     CHECK(umo_atomic64_create(c0, &d2, 1, &id2), 0); /* a fresh one */

@@ -122,6 +122,25 @@ int main(int argc, char **argv)
     CHECK(umo_atomic64_get(c0, &od, &obj), DLOCK_OBJECT_NOT_CREATE);
     CHECK(client_init(&c3, "127.0.0.1"), 0);
 
+    /* update_all_locks refused by a ready server parks the locks (§11 step
+     * 4: invisible, DLOCK_LOCK_NOT_GET); client_reinit brings them back
+     * with their state (§4.4 step 6) */
+    {
+        int n = 0;
+        CHECK(get_lock(c3, &d, &n), 0);
+        r = req_of(n, LOCK_EXCLUSIVE, 60);
+        CHECK(trylock(c3, &r, &s), DLOCK_SUCCESS);
+        CHECK(update_all_locks(c3), -1);
+        CHECK(trylock(c3, &r, &s), DLOCK_LOCK_NOT_GET);
+        CHECK(unlock(c3, n, &s), DLOCK_LOCK_NOT_GET);
+        CHECK(client_reinit(c3, "127.0.0.1"), 0);
+        CHECK(client_reinit_done(c3), 0);
+        CHECK(trylock(c3, &r, &s), DLOCK_ALREADY_LOCKED); /* still held: a reentry */
+        CHECK(unlock(c3, n, &s), DLOCK_ALREADY_LOCKED);
+        CHECK(unlock(c3, n, &s), DLOCK_SUCCESS);
+        CHECK(release_lock(c3, n), 0);
+    }
+
     CHECK(client_deinit(c0), 0);
     CHECK(client_deinit(c1), 0);
     CHECK(client_deinit(c3), 0);
