@@ -108,17 +108,7 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	for i := 0; i < n; i++ {
 		l, op, ttl := entry(i)
 		sent[i] = -1
-		if l.released || l.pending {
-			steps[i] = step{local: true, status: ErrLockNotGet}
-			c.stats.Inc(StatLockNotGet)
-			continue
-		}
-		prev, ticket := l.e.state, l.e.value
-		steps[i] = l.e.begin(op, ttl, c.id, callBatch, &c.stats)
-		if steps[i].local {
-			if gaveUpTicket(prev, op, &steps[i]) {
-				c.abandonTicket(l.e.id, ticket, prev)
-			}
+		if steps[i] = l.beginOp(op, ttl, callBatch); steps[i].local {
 			continue
 		}
 		sent[i] = m.N

@@ -309,26 +309,11 @@ func (l *Lock) Do(ctx context.Context, op Op, expire uint32, block bool) (st Sta
 func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, LockState, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.released {
-		return ErrLockNotGet, LockState{}, false, nil
-	}
 	c := l.c
 	c.smu.Lock()
-	if l.pending {
-		c.stats.Inc(StatLockNotGet)
-		c.smu.Unlock()
-		return ErrLockNotGet, LockState{}, false, nil
-	}
-	prev, ticket := l.e.state, l.e.value
-	s := l.e.begin(op, expire, c.id, callSync, &c.stats)
+	s := l.beginOp(op, expire, callSync)
 	c.smu.Unlock()
 	if s.local {
-		if s.fill {
-			l.last = s.result
-		}
-		if gaveUpTicket(prev, op, &s) {
-			c.abandonTicket(l.e.id, ticket, prev)
-		}
 		return s.status, s.result, s.fill, nil
 	}
 	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
@@ -548,6 +533,30 @@ func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 	return st.Err()
 }
 
+// beginOp maps op on this lock through the cache, with l.mu and c.smu held.
+// A lock released or parked by recovery answers ErrLockNotGet. A local
+// answer is settled here: its result recorded, and a fair ticket given up in
+// the cache reported to the server. Otherwise the step carries the command
+// to send.
+func (l *Lock) beginOp(op Op, expire uint32, via callKind) step {
+	c := l.c
+	if l.released || l.pending {
+		c.stats.Inc(StatLockNotGet)
+		return step{op: op, via: via, local: true, status: ErrLockNotGet}
+	}
+	prev, ticket := l.e.state, l.e.value
+	s := l.e.begin(op, expire, c.id, via, &c.stats)
+	if s.local {
+		if s.fill {
+			l.last = s.result
+		}
+		if gaveUpTicket(prev, op, &s) {
+			c.abandonTicket(l.e.id, ticket, prev)
+		}
+	}
+	return s
+}
+
 // gaveUpTicket reports whether step s, begun on an entry in state prev,
 // gave a fair ticket up in the cache (an unlock in a ticketed state).
 func gaveUpTicket(prev localState, op Op, s *step) bool {
@@ -579,25 +588,10 @@ func (l *Lock) Start(op Op, expire uint32) (st Status, result LockState, filled 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.c
-	if l.released {
-		return ErrLockNotGet, LockState{}, false, nil
-	}
 	c.smu.Lock()
-	if l.pending {
-		c.stats.Inc(StatLockNotGet)
-		c.smu.Unlock()
-		return ErrLockNotGet, LockState{}, false, nil
-	}
-	prev, ticket := l.e.state, l.e.value
-	s := l.e.begin(op, expire, c.id, callAsync, &c.stats)
+	s := l.beginOp(op, expire, callAsync)
 	c.smu.Unlock()
 	if s.local {
-		if s.fill {
-			l.last = s.result
-		}
-		if gaveUpTicket(prev, op, &s) {
-			c.abandonTicket(l.e.id, ticket, prev)
-		}
 		return s.status, s.result, s.fill, nil
 	}
 	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
