@@ -54,8 +54,12 @@ func TestClientHotPathAllocs(t *testing.T) {
 }
 
 func BenchmarkTryLockUnlock(b *testing.B) {
-	srv := dlocktest.NewServer(b, nil)
-	c := srv.Dial(b)
+	benchTryLockUnlock(b, dlocktest.NewServer(b, nil).Dial(b))
+}
+
+// benchTryLockUnlock measures one acquire + release on c (shared by the
+// plaintext and TLS benchmarks).
+func benchTryLockUnlock(b *testing.B, c *dlock.Client) {
 	ctx := context.Background()
 	l, err := c.OpenLock(ctx, "bench", dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
 	if err != nil {
@@ -121,15 +125,18 @@ func BenchmarkBatchTryLock31(b *testing.B) {
 // BenchmarkParallelTryLockUnlock: many goroutines share one client, each on
 // its own lock, so requests are pipelined on the connection.
 func BenchmarkParallelTryLockUnlock(b *testing.B) {
-	srv := dlocktest.NewServer(b, nil)
-	c := srv.Dial(b)
+	benchParallelTryLockUnlock(b, dlocktest.NewServer(b, nil).Dial(b))
+}
+
+// benchParallelTryLockUnlock runs 32 goroutines per CPU on client c, each
+// on its own lock, pipelining on the one connection.
+func benchParallelTryLockUnlock(b *testing.B, c *dlock.Client) {
 	ctx := context.Background()
 	b.SetParallelism(32)
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
-		i := n.Add(1)
-		l, err := c.OpenLock(ctx, fmt.Sprint("par", i), dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+		l, err := c.OpenLock(ctx, fmt.Sprint("par", n.Add(1)), dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
 		if err != nil {
 			b.Error(err)
 			return

@@ -6,12 +6,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -443,50 +441,13 @@ func TestTLSConcurrentDials(t *testing.T) {
 }
 
 func BenchmarkTLSTryLockUnlock(b *testing.B) {
-	srv := dlocktest.NewTLSServer(b, nil)
-	c := srv.Dial(b)
-	ctx := context.Background()
-	l, err := c.OpenLock(ctx, "bench", dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if ok, err := l.TryLock(ctx); !ok || err != nil {
-			b.Fatal(ok, err)
-		}
-		if err := l.Unlock(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchTryLockUnlock(b, dlocktest.NewTLSServer(b, nil).Dial(b))
 }
 
 // BenchmarkTLSParallelTryLockUnlock is BenchmarkParallelTryLockUnlock over
-// TLS: 64 goroutines pipelining on one connection.
+// TLS: 32 goroutines per CPU pipelining on one connection.
 func BenchmarkTLSParallelTryLockUnlock(b *testing.B) {
-	srv := dlocktest.NewTLSServer(b, nil)
-	c := srv.Dial(b)
-	ctx := context.Background()
-	b.SetParallelism(32)
-	var n atomic.Int64
-	b.ReportAllocs()
-	b.RunParallel(func(pb *testing.PB) {
-		l, err := c.OpenLock(ctx, fmt.Sprint("par", n.Add(1)), dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		for pb.Next() {
-			if ok, err := l.TryLock(ctx); !ok || err != nil {
-				b.Error(ok, err)
-				return
-			}
-			if err := l.Unlock(ctx); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	benchParallelTryLockUnlock(b, dlocktest.NewTLSServer(b, nil).Dial(b))
 }
 
 // BenchmarkTLSDial measures a full mutual-TLS connection and registration.
