@@ -177,17 +177,18 @@ func (c *Client) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Read
 		nc.SetReadDeadline(d)
 	}
 	var ctxErr error
+	// cl is not finished when its caller takes the read role, and while it
+	// leads only its own reads deliver replies; a failure elsewhere (fail)
+	// closes the connection, which ends the read below.
 	for {
-		c.mu.Lock()
-		done := cl.finished
-		c.mu.Unlock()
-		if done {
-			break
-		}
 		body, err := wire.ReadFrame(br, &c.rh, c.rbuf)
 		c.rbuf = body[:0]
+		var got *call
 		if err == nil {
-			err = c.dispatch(&c.rh, body)
+			got, err = c.dispatch(&c.rh, body)
+		}
+		if got == cl {
+			break
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -238,10 +239,11 @@ func (c *Client) offer() {
 	}
 }
 
-// dispatch hands one reply to its call.
-func (c *Client) dispatch(h *wire.Header, body []byte) error {
+// dispatch hands one reply to its call and returns that call (nil for a
+// reply nobody waits for).
+func (c *Client) dispatch(h *wire.Header, body []byte) (*call, error) {
 	if h.Version() != wire.Version || !h.Type().IsReply() {
-		return fmt.Errorf("unexpected frame type %#x version %d", h.Type(), h.Version())
+		return nil, fmt.Errorf("unexpected frame type %#x version %d", h.Type(), h.Version())
 	}
 	c.mu.Lock()
 	cl := c.pending[h.ID()]
@@ -249,12 +251,12 @@ func (c *Client) dispatch(h *wire.Header, body []byte) error {
 	c.inflight.Store(int32(len(c.pending)))
 	if cl == nil {
 		c.mu.Unlock()
-		return nil // the reply to a call nobody waits for
+		return nil, nil // the reply to a call nobody waits for
 	}
 	if cl.orphan != nil {
 		c.mu.Unlock()
 		c.releaseOrphan(cl, h, body)
-		return nil
+		return nil, nil
 	}
 	cl.status = Status(h.Status())
 	cl.typ = h.Type()
@@ -262,7 +264,7 @@ func (c *Client) dispatch(h *wire.Header, body []byte) error {
 	cl.finished = true
 	c.mu.Unlock()
 	signal(cl.done)
-	return nil
+	return cl, nil
 }
 
 // idleLoop watches an idle connection so that its loss is noticed promptly.
@@ -299,7 +301,7 @@ func (c *Client) watch(nc net.Conn, br *bufio.Reader) {
 		body, err := wire.ReadFrame(br, &c.rh, c.rbuf)
 		c.rbuf = body[:0]
 		if err == nil {
-			err = c.dispatch(&c.rh, body)
+			_, err = c.dispatch(&c.rh, body)
 		}
 		if err == nil {
 			continue
