@@ -36,9 +36,13 @@ type TLSOptions struct {
 	// certificates (ssl_cfg.cert_path).
 	CertFile string
 	// KeyFile is the PEM private key of CertFile (ssl_cfg.prkey_path):
-	// PKCS#8, optionally encrypted as openssl pkcs8 -topk8 -v2 aes-256-cbc
-	// or openssl genpkey -aes256 write it (PBES2, PBKDF2 with HMAC-SHA1 or
-	// SHA-2, AES-CBC), PKCS#1 or SEC 1.
+	// PKCS#8, PKCS#1 or SEC 1, plain or encrypted in any way OpenSSL 3
+	// writes by default: encrypted PKCS#8 with PBES2 (PBKDF2; AES-CBC,
+	// DES-EDE3-CBC or DES-CBC: openssl req -newkey, genpkey -aes256, pkcs8
+	// -topk8), PBES1 (MD5 or SHA-1 with DES) or PKCS#12 triple DES (openssl
+	// pkcs8 -topk8 -v1), and legacy "Proc-Type: 4,ENCRYPTED" PEM (openssl
+	// rsa/ec with -aes256, -des3...). RC2, RC4 and scrypt are refused with
+	// an error that names them. See README, "Securing dlock".
 	KeyFile string
 	// KeyPassword returns the password of an encrypted KeyFile
 	// (ssl_cfg.prkey_pwd_cb). It is called each time the key is loaded, and
@@ -87,6 +91,12 @@ type TLSOptions struct {
 // private key did not decrypt with the password from KeyPassword.
 var ErrKeyPassword = mtls.ErrKeyPassword
 
+// ErrTLSConfig is wrapped by the error of a connection (Dial, Reinit, a
+// reconnection) and of [TLSOptions.Check] when the TLS files do not load.
+// The error names the file and the reason: "TLS configuration: key file
+// /etc/dlock/client.key: wrong private key password (or corrupt key)".
+var ErrTLSConfig = errors.New("TLS configuration")
+
 // mtlsOptions translates o for the internal package.
 func (o *TLSOptions) mtlsOptions() mtls.Options {
 	return mtls.Options{
@@ -107,7 +117,10 @@ func (o *TLSOptions) mtlsOptions() mtls.Options {
 // decrypt or match its certificate, a CRL not signed by the CA. dlockd runs
 // it at startup.
 func (o *TLSOptions) Check() error {
-	return mtls.Load(o.mtlsOptions())
+	if err := mtls.Load(o.mtlsOptions()); err != nil {
+		return fmt.Errorf("%w: %w", ErrTLSConfig, err)
+	}
+	return nil
 }
 
 // clientTLS loads o's files and returns the configuration of one
@@ -128,7 +141,7 @@ func handshakeTLS(ctx context.Context, nc net.Conn, address string, o *TLSOption
 	cfg, err := clientTLS(o)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("TLS configuration: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrTLSConfig, err)
 	}
 	if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
 		cfg = cfg.Clone()

@@ -100,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			tlsOpts.KeyPassword = passwordFromEnv(*pwEnv)
 		}
 		if err := tlsOpts.Check(); err != nil {
-			return fmt.Errorf("TLS: %w", err)
+			return err // "TLS configuration: <file>: <reason>"
 		}
 		cfg.TLS = &tlsOpts
 		cfg.TLSNoClientAuth = !*clientAuth

@@ -20,6 +20,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sync"
 	"time"
@@ -136,12 +137,12 @@ func (s *Source) refresh() error {
 	if o.CAFile != "" {
 		st, err := fileStamp(o.CAFile)
 		if err != nil {
-			return fmt.Errorf("CA file: %w", err)
+			return fileError("CA", o.CAFile, err)
 		}
 		if st != s.caStamp || s.pool == nil {
 			cas, err := loadCerts(o.CAFile)
 			if err != nil {
-				return fmt.Errorf("CA file: %w", err)
+				return fileError("CA", o.CAFile, err)
 			}
 			s.pool = x509.NewCertPool()
 			for _, c := range cas {
@@ -154,11 +155,11 @@ func (s *Source) refresh() error {
 	if o.CertFile != "" {
 		cst, err := fileStamp(o.CertFile)
 		if err != nil {
-			return fmt.Errorf("certificate file: %w", err)
+			return fileError("certificate", o.CertFile, err)
 		}
 		kst, err := fileStamp(o.KeyFile)
 		if err != nil {
-			return fmt.Errorf("key file: %w", err)
+			return fileError("key", o.KeyFile, err)
 		}
 		if st := [2]stamp{cst, kst}; st != s.pairStamp || s.pair == nil {
 			pair, err := LoadKeyPair(o.CertFile, o.KeyFile, o.KeyPassword)
@@ -171,7 +172,7 @@ func (s *Source) refresh() error {
 	if o.CRLFile != "" {
 		st, err := fileStamp(o.CRLFile)
 		if err != nil {
-			return fmt.Errorf("CRL file: %w", err)
+			return fileError("CRL", o.CRLFile, err)
 		}
 		if st != s.crlStamp || s.crl == nil {
 			crl, err := loadCRL(o.CRLFile, s.cas)
@@ -322,22 +323,42 @@ func (k *checker) chain(cs tls.ConnectionState) error {
 	return nil
 }
 
+// fileError says which file failed to load and why: "key file
+// /etc/dlock/k.pem: wrong private key password (or corrupt key)". The path
+// of an operating-system error is not repeated; err stays wrapped.
+func fileError(role, name string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Path == name {
+		err = &opError{op: pe.Op, err: pe.Err}
+	}
+	return fmt.Errorf("%s file %s: %w", role, name, err)
+}
+
+// opError is a PathError without its path.
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *opError) Unwrap() error { return e.err }
+
 // LoadKeyPair reads a PEM certificate chain (leaf first) and its private
-// key, decrypting an encrypted PKCS#8 key with the password from password
-// (wiped after use).
+// key, decrypting an encrypted key with the password from password (wiped
+// after use). Its errors name the file that failed and the reason.
 func LoadKeyPair(certFile, keyFile string, password func() ([]byte, error)) (*tls.Certificate, error) {
 	certs, err := loadCerts(certFile)
 	if err != nil {
-		return nil, fmt.Errorf("certificate file: %w", err)
+		return nil, fileError("certificate", certFile, err)
 	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("key file: %w", err)
+		return nil, fileError("key", keyFile, err)
 	}
 	key, err := ParsePrivateKeyPEM(keyPEM, password)
 	clear(keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("key file %s: %w", keyFile, err)
+		return nil, fileError("key", keyFile, err)
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(certs[0].PublicKey) {
@@ -368,12 +389,12 @@ func loadCerts(name string) ([]*x509.Certificate, error) {
 		}
 		c, err := x509.ParseCertificate(b.Bytes)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, err
 		}
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, fmt.Errorf("%s: no PEM certificate found", name)
+		return nil, errors.New("no PEM certificate found")
 	}
 	return certs, nil
 }
@@ -397,7 +418,7 @@ func revokedKey(issuer []byte, serial []byte) string {
 func loadCRL(name string, cas []*x509.Certificate) (*crlSet, error) {
 	data, err := os.ReadFile(name)
 	if err != nil {
-		return nil, fmt.Errorf("CRL file: %w", err)
+		return nil, fileError("CRL", name, err)
 	}
 	var ders [][]byte
 	if bytes.Contains(data, []byte("-----BEGIN")) {
