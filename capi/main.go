@@ -58,6 +58,7 @@ func statusOf(err error) C.int {
 // client_reinit report it (§4.3): a refused connection is DLOCK_NOT_READY, a
 // status the server sent is passed through, anything else is -1.
 func connectStatus(err error) C.int {
+	logTLSConfig(err)
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return code(dlock.ErrNotReady)
 	}
