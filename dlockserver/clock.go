@@ -35,3 +35,7 @@ func (c *clock) at(sec uint32) time.Time {
 	d := (int64(sec)-c.wallSec)*int64(time.Second) - c.wallFrac
 	return c.start.Add(time.Duration(d))
 }
+
+// after returns the instant d from now: the deadline of a socket operation.
+// Connections read the time for their deadlines here.
+func (c *clock) after(d time.Duration) time.Time { return time.Now().Add(d) }

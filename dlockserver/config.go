@@ -59,6 +59,18 @@ type Config struct {
 	// does not read for that long is disconnected. Default 10 s.
 	WriteTimeout time.Duration
 
+	// RegisterTimeout closes a connection that has not registered a client
+	// (an accepted Init or Reinit) this long after it was accepted (after
+	// its TLS handshake, with TLS), whatever it sends meanwhile. Default
+	// 10 s; negative: never. Each such close is logged once, as a warning.
+	RegisterTimeout time.Duration
+	// FrameTimeout closes a connection that started a frame and did not
+	// send the rest within this long: a peer that trickles a frame byte by
+	// byte, or holds a truncated frame open. It applies to registered
+	// clients too; a client that is idle between frames is not affected.
+	// Default 10 s; negative: never. Logged once, as a warning.
+	FrameTimeout time.Duration
+
 	// TLS, if set, makes every TCP and Unix-socket connection TLS 1.3 with
 	// mutual authentication (ssl_cfg; see dlock.TLSOptions). Plaintext
 	// clients are refused. When a client presents a certificate, its id is
@@ -104,6 +116,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
+	}
+	if c.RegisterTimeout == 0 {
+		c.RegisterTimeout = 10 * time.Second
+	}
+	if c.FrameTimeout == 0 {
+		c.FrameTimeout = 10 * time.Second
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 10 * time.Second

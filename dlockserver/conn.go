@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -36,6 +37,15 @@ type conn struct {
 	// Guarded by s.mu.
 	client  *client
 	evicted bool
+
+	// Read deadlines, owned by the reader goroutine: registerBy is when
+	// the connection must have registered (zero once it has, or with no
+	// RegisterTimeout); readDeadline is the deadline set on the socket;
+	// frameArmed says it is a frame's deadline (FrameTimeout), not
+	// registerBy.
+	registerBy   time.Time
+	readDeadline time.Time
+	frameArmed   bool
 
 	outMu      sync.Mutex
 	out, spare []byte
@@ -89,13 +99,22 @@ func (c *conn) serve() {
 		return
 	}
 	c.br = bufio.NewReaderSize(c.nc, 16<<10)
+	if d := c.s.cfg.RegisterTimeout; d > 0 {
+		c.registerBy = c.s.clk.after(d)
+	}
 	var h wire.Header
 	buf := make([]byte, 0, 1024)
 	for first := true; ; first = false {
-		body, err := wire.ReadFrame(c.br, &h, buf)
-		buf = body[:0]
+		var body []byte
+		err := c.awaitFrame()
+		if err == nil {
+			body, err = wire.ReadFrame(c.br, &h, buf)
+			buf = body[:0]
+		}
 		if err != nil {
-			if first && errors.Is(err, wire.ErrBadMagic) && h[0] == 0x16 && h[1] == 0x03 {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				c.timedOut()
+			} else if first && errors.Is(err, wire.ErrBadMagic) && h[0] == 0x16 && h[1] == 0x03 {
 				c.s.mu.Lock()
 				c.s.stats.Inc(dlock.StatBadRequest)
 				c.s.mu.Unlock()
@@ -113,9 +132,69 @@ func (c *conn) serve() {
 		if !c.handle(&h, body) {
 			return
 		}
+		if !c.registerBy.IsZero() && (h.Type() == wire.TInit || h.Type() == wire.TReinit) {
+			c.s.mu.Lock()
+			if c.client != nil {
+				c.registerBy = time.Time{}
+			}
+			c.s.mu.Unlock()
+		}
 		if c.br.Buffered() == 0 {
 			c.flush()
 		}
+	}
+}
+
+// awaitFrame waits until the next frame has started, within the
+// registration deadline only: a registered client may stay idle between
+// frames as long as it likes. When the frame is not whole in the buffer
+// yet, it arms the frame deadline for the rest. The socket's deadline is
+// changed only when it must be, so a frame that arrives whole (the usual
+// case) costs no deadline update.
+func (c *conn) awaitFrame() error {
+	if c.br.Buffered() == 0 {
+		c.setReadDeadline(c.registerBy, false)
+		if _, err := c.br.Peek(1); err != nil {
+			return err
+		}
+	}
+	if d := c.s.cfg.FrameTimeout; d > 0 && !c.frameBuffered() {
+		if at := c.s.clk.after(d); c.registerBy.IsZero() || at.Before(c.registerBy) {
+			c.setReadDeadline(at, true)
+		} else {
+			c.setReadDeadline(c.registerBy, false)
+		}
+	}
+	return nil
+}
+
+// frameBuffered reports whether the buffer holds a whole frame, or at least
+// a header that ReadFrame refuses without reading on.
+func (c *conn) frameBuffered() bool {
+	n := c.br.Buffered()
+	if n < wire.HeaderLen {
+		return false
+	}
+	p, _ := c.br.Peek(wire.HeaderLen)
+	var h wire.Header
+	copy(h[:], p)
+	return h.Check() != nil || n >= wire.HeaderLen+int(h.Len())
+}
+
+func (c *conn) setReadDeadline(t time.Time, frame bool) {
+	c.frameArmed = frame
+	if !t.Equal(c.readDeadline) {
+		c.readDeadline = t
+		c.nc.SetReadDeadline(t)
+	}
+}
+
+// timedOut logs why a read deadline closes the connection.
+func (c *conn) timedOut() {
+	if c.frameArmed {
+		c.s.cfg.Logger.Warn("closing connection: a frame was not completed in time", "remote", c.raw.RemoteAddr(), "frame_timeout", c.s.cfg.FrameTimeout)
+	} else {
+		c.s.cfg.Logger.Warn("closing connection: no client registered in time", "remote", c.raw.RemoteAddr(), "register_timeout", c.s.cfg.RegisterTimeout)
 	}
 }
 

@@ -54,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.SessionTimeout, "session-timeout", 15*time.Second, "how long a disconnected client keeps its locks (negative: until evicted)")
 	fs.IntVar(&cfg.RecoveryClients, "recovery-clients", 0, "start in recovery mode and wait for this many clients (0..1000)")
 	fs.DurationVar(&cfg.RecoveryTimeout, "recovery-timeout", 0, "end recovery mode after this long even if clients are missing (0: wait forever)")
+	fs.DurationVar(&cfg.RegisterTimeout, "register-timeout", 10*time.Second, "close connections that have not registered a client this long after connecting (negative: never)")
+	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", 10*time.Second, "close connections that started a frame and did not finish it within this long (negative: never)")
 	var tlsOpts dlock.TLSOptions
 	fs.StringVar(&tlsOpts.CAFile, "tls-ca", "", "PEM `file` of the CAs client certificates must chain to (turns on TLS with -tls-cert)")
 	fs.StringVar(&tlsOpts.CertFile, "tls-cert", "", "PEM certificate `file` of the server; turns on TLS")
