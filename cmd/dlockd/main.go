@@ -59,7 +59,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var tlsOpts dlock.TLSOptions
 	fs.StringVar(&tlsOpts.CAFile, "tls-ca", "", "PEM `file` of the CAs client certificates must chain to (turns on TLS with -tls-cert)")
 	fs.StringVar(&tlsOpts.CertFile, "tls-cert", "", "PEM certificate `file` of the server; turns on TLS")
-	fs.StringVar(&tlsOpts.KeyFile, "tls-key", "", "PEM private key `file` of -tls-cert (PKCS#8, optionally encrypted)")
+	fs.StringVar(&tlsOpts.KeyFile, "tls-key", "", "PEM private key `file` of -tls-cert (PKCS#8, PKCS#1 or SEC 1; plain or encrypted as OpenSSL writes it)")
 	pwFile := fs.String("tls-key-password-file", "", "read the password of an encrypted -tls-key from this `file` (first line)")
 	pwEnv := fs.String("tls-key-password-env", "", "read the password of an encrypted -tls-key from this environment `variable`")
 	fs.StringVar(&tlsOpts.CRLFile, "tls-crl", "", "PEM or DER certificate revocation list `file`, enforced on every handshake and re-read when it changes")
