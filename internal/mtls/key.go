@@ -103,7 +103,8 @@ type pbeParams struct {
 }
 
 // ParsePrivateKeyPEM returns the first private key in pemData, in any PEM
-// form OpenSSL 3 writes and reads by default:
+// form OpenSSL 3 writes by default, and the DES-based ones it writes with
+// its legacy provider:
 //
 //   - "PRIVATE KEY" (PKCS#8), "RSA PRIVATE KEY" (PKCS#1), "EC PRIVATE KEY"
 //     (SEC 1);
