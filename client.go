@@ -112,7 +112,7 @@ type Client struct {
 	unknown  map[int32]struct{} // locks with a request of unknown outcome
 	outcomes Outcomes
 	// resolvedLost are holds found lost when resolving unknown outcomes,
-	// for the next recovery report.
+	// for the next Revalidate.
 	resolvedLost []*Lock
 
 	// The read side (conn.go): the connection, its buffered reader and who
