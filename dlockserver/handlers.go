@@ -632,6 +632,10 @@ func (c *conn) resolve(h *wire.Header, body []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := h.Type()
+	if c.client == nil { // re-registered on another connection meanwhile
+		c.reply(t, h.ID(), dlock.ErrGeneric)
+		return true
+	}
 	if s.state != wire.StateReady {
 		c.reply(t, h.ID(), dlock.ErrNotReady)
 		return true
