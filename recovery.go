@@ -102,8 +102,8 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	c.smu.Lock()
 	c.stats = Stats{}
 	for _, l := range locks {
-		// Locks parked by an unfinished UpdateAllLocks come back (§4.4
-		// step 6), and a server that died mid-recovery confirmed nothing.
+		// Locks parked by an unfinished UpdateAllLocks come back (as in
+		// DLock's client_reinit), and a server that died mid-recovery confirmed nothing.
 		l.pending = false
 		l.confirmed = false
 	}

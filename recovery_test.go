@@ -11,7 +11,7 @@ import (
 	"github.com/dlock-io/dlock/dlocktest"
 )
 
-// recoverManually runs the seed's recovery sequence for c against addr.
+// recoverManually runs DLock's recovery sequence for c against addr.
 func recoverManually(t *testing.T, c *dlock.Client, addr string) {
 	t.Helper()
 	ctx := testCtx(t)
@@ -125,7 +125,7 @@ func TestRecoveryManual(t *testing.T) {
 }
 
 // TestRecoveryConflicts: two clients report the same atomic lock; the later
-// expiry wins (§11) and the loser learns it on re-validation.
+// expiry wins (SEMANTICS.md §9) and the loser learns it on re-validation.
 func TestRecoveryConflicts(t *testing.T) {
 	ctx := testCtx(t)
 	old := dlocktest.NewServer(t, nil)
