@@ -419,10 +419,10 @@ func (w *worker) cas(ctx context.Context) bool {
 
 // scenario is one robustness run.
 type scenario struct {
-	workers  int // in-process clients dialing the server directly
-	proxied  int // more of them, through the fault proxy
-	warmup   time.Duration
-	bound    time.Duration // liveness bound after the last fault healed
+	workers int // in-process clients dialing the server directly
+	proxied int // more of them, through the fault proxy
+	warmup  time.Duration
+	bound   time.Duration // liveness bound after the last fault healed
 	// fault injects the faults and returns once the last one healed.
 	fault func(ctx context.Context, e *robustEnv)
 	// dial, if set, is the DialContext of the direct workers' clients.
