@@ -429,10 +429,18 @@ type scenario struct {
 	dial func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
-// runRobust starts the workers, lets them run for the warm-up, injects the
-// faults, runs until every worker and lock made progress after the heal (or
-// the liveness bound passed), stops the workers and checks the history.
+// runRobust runs sc and reports every violation the checkers find.
 func (e *robustEnv) runRobust(sc scenario) {
+	for _, b := range e.run(sc) {
+		e.t.Error(b)
+	}
+}
+
+// run starts the workers, lets them run for the warm-up, injects the
+// faults, runs until every worker and lock made progress after the heal (or
+// the liveness bound passed), stops the workers and checks the history. It
+// returns the violations found.
+func (e *robustEnv) run(sc scenario) []string {
 	t := e.t
 	ctx, cancel := context.WithTimeout(context.Background(), faultTime(3*time.Minute, time.Hour))
 	t.Cleanup(cancel)
@@ -491,12 +499,10 @@ func (e *robustEnv) runRobust(sc scenario) {
 	bad = append(bad, checkFAA(ops, finals)...)
 	bad = append(bad, checkCAS(ops, 30*time.Second)...)
 	bad = append(bad, checkLiveness(ops, procs, keys, healed, sc.bound)...)
-	for _, b := range bad {
-		t.Error(b)
-	}
 	if counts := countOps(ops); counts[opLock] == 0 || counts[opFAA] == 0 || counts[opCAS] == 0 {
 		t.Errorf("the run exercised too little: %v", counts)
 	}
+	return bad
 }
 
 func countOps(ops []histOp) map[string]int {
