@@ -139,7 +139,7 @@ func TestCheckerTokens(t *testing.T) {
 	wantViolation(t, checkTokens([]histOp{g(1, 7, 0, ms), g(2, 7, 5*ms, 6*ms)}), "granted twice")
 	wantViolation(t, checkTokens([]histOp{g(1, 9, 0, ms), g(2, 8, 5*ms, 6*ms)}), "not above token 9")
 	wantClean(t, checkTokens([]histOp{g(1, 9, 0, 10*ms), g(2, 8, 5*ms, 6*ms)})) // concurrent: any order
-	wantClean(t, checkTokens([]histOp{g(1, 7, 0, ms), g(1, 7, 5*ms, 6*ms)}))     // reentrant
+	wantClean(t, checkTokens([]histOp{g(1, 7, 0, ms), g(1, 7, 5*ms, 6*ms)}))    // reentrant
 	unlocked := []histOp{g(1, 7, 0, ms), {Proc: 1, Kind: opUnlock, Key: "k", Token: 7, OK: true, Invoke: 2 * ms, Complete: 3 * ms}, g(1, 7, 5*ms, 6*ms)}
 	wantViolation(t, checkTokens(unlocked), "granted twice") // released, then the same token again
 }
