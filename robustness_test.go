@@ -538,136 +538,11 @@ func (e *robustEnv) finalValues(ctx context.Context) map[string]uint64 {
 	return finals
 }
 
-// faultProxy is an in-test TCP proxy between some clients and the server.
-// Black-holing forwards nothing and closes nothing (bytes wait, as
-// retransmissions would); resuming delivers what waited; severing closes
-// every connection through it.
-type faultProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	gate   chan struct{} // closed while traffic flows
-	conns  map[net.Conn]struct{}
-	done   chan struct{}
-	wg     sync.WaitGroup
-}
-
-func newFaultProxy(t *testing.T, target string) *faultProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &faultProxy{ln: ln, target: target, gate: make(chan struct{}), conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
-	close(p.gate)
-	p.wg.Add(1)
-	go p.accept()
-	t.Cleanup(p.close)
-	return p
-}
-
-// dial is a dlock.Config.DialContext that connects through the proxy.
+// dial is a dlock.Config.DialContext that connects through the fault proxy
+// (proxy_test.go).
 func (p *faultProxy) dial(ctx context.Context, network, address string) (net.Conn, error) {
 	var d net.Dialer
-	return d.DialContext(ctx, "tcp", p.ln.Addr().String())
-}
-
-func (p *faultProxy) accept() {
-	defer p.wg.Done()
-	for {
-		in, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", p.target)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns[in], p.conns[out] = struct{}{}, struct{}{}
-		p.mu.Unlock()
-		closed := make(chan struct{})
-		var once sync.Once
-		end := func() {
-			once.Do(func() {
-				close(closed)
-				in.Close()
-				out.Close()
-				p.mu.Lock()
-				delete(p.conns, in)
-				delete(p.conns, out)
-				p.mu.Unlock()
-			})
-		}
-		p.wg.Add(2)
-		go p.pump(out, in, closed, end)
-		go p.pump(in, out, closed, end)
-	}
-}
-
-func (p *faultProxy) pump(dst, src net.Conn, closed chan struct{}, end func()) {
-	defer p.wg.Done()
-	defer end()
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := src.Read(buf)
-		if n > 0 {
-			p.mu.Lock()
-			gate := p.gate
-			p.mu.Unlock()
-			select {
-			case <-gate:
-			case <-closed:
-				return
-			case <-p.done:
-				return
-			}
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// blackhole stops forwarding without closing anything.
-func (p *faultProxy) blackhole() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.gate:
-		p.gate = make(chan struct{})
-	default:
-	}
-}
-
-// resume forwards again, delivering what waited.
-func (p *faultProxy) resume() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	select {
-	case <-p.gate:
-	default:
-		close(p.gate)
-	}
-}
-
-// sever closes every connection through the proxy (new ones are accepted).
-func (p *faultProxy) sever() {
-	p.mu.Lock()
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-}
-
-func (p *faultProxy) close() {
-	close(p.done)
-	p.ln.Close()
-	p.sever()
-	p.wg.Wait()
+	return d.DialContext(ctx, "tcp", p.Addr())
 }
 
 // --- Client processes -------------------------------------------------
@@ -1010,9 +885,10 @@ func TestRobustnessPartition(t *testing.T) {
 						e.proxy.blackhole()
 						sleepFor(ctx, robustTTL+time.Second)
 						if heal == "sever" {
-							e.proxy.sever()
+							e.proxy.sever() // closes every connection, then forwards again
+						} else {
+							e.proxy.heal()
 						}
-						e.proxy.resume()
 						sleepFor(ctx, faultTime(500*time.Millisecond, 3*time.Second))
 					}
 				}})
@@ -1077,7 +953,6 @@ func (e *robustEnv) lostGrant(ctx context.Context, spec lockSpec) {
 	e.hist.add(un)
 	time.Sleep(300 * time.Millisecond) // the grant to X is sent, and stuck
 	e.proxy.sever()
-	e.proxy.resume()
 	err = <-xerr
 	xop.Complete, xop.OK, xop.Unknown, xop.Err = now(), err == nil, unknownOutcome(err), errString(err)
 	if err == nil {
@@ -1152,8 +1027,9 @@ func TestRobustnessMixed(t *testing.T) {
 					sleepFor(ctx, d)
 					if sever {
 						e.proxy.sever()
+					} else {
+						e.proxy.heal()
 					}
-					e.proxy.resume()
 				}
 				sleepFor(ctx, time.Duration(300+rng.IntN(1500))*time.Millisecond)
 			}
