@@ -153,3 +153,4 @@ func TestPipeServerSessionTimeout(t *testing.T) {
 		}
 	})
 }
+

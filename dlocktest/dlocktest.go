@@ -5,6 +5,7 @@ package dlocktest
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -29,6 +30,8 @@ type Server struct {
 	done chan error
 	pipe bool           // in memory: no listener, DialContext makes pipes
 	wg   sync.WaitGroup // ServeConn goroutines of an in-memory server
+	mu   sync.Mutex
+	shut bool // Close began: DialContext refuses
 }
 
 // NewServer starts a server with cfg (nil for the defaults) on 127.0.0.1 and
@@ -84,8 +87,14 @@ func (s *Server) DialContext(ctx context.Context, network, address string) (net.
 		var d net.Dialer
 		return d.DialContext(ctx, "tcp", s.Addr)
 	}
-	cli, srv := net.Pipe()
+	s.mu.Lock()
+	if s.shut {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("dlocktest: dial: %w", dlockserver.ErrServerClosed)
+	}
 	s.wg.Add(1)
+	s.mu.Unlock()
+	cli, srv := net.Pipe()
 	go func() {
 		defer s.wg.Done()
 		s.Server.ServeConn(srv) // ends with the connection or the server
@@ -125,6 +134,9 @@ func NewTLSServer(tb testing.TB, cfg *dlockserver.Config) *Server {
 
 // Close shuts the server down and waits for it. Calling it twice is harmless.
 func (s *Server) Close() {
+	s.mu.Lock()
+	s.shut = true
+	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.Server.Shutdown(ctx); err != nil {
