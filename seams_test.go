@@ -153,4 +153,3 @@ func TestPipeServerSessionTimeout(t *testing.T) {
 		}
 	})
 }
-
