@@ -864,6 +864,19 @@ func TestRobustnessClientPause(t *testing.T) {
 			// Let the helpers' last operations in before the checks.
 			ha.kill()
 			hf.kill()
+			// The pause must have bitten: each paused holder's lease ran
+			// out, so its unlock after the pause failed.
+			for _, h := range []*helperProc{ha, hf} {
+				lost := 0
+				for _, op := range e.hist.snapshot() {
+					if op.Proc == h.proc && op.Kind == opUnlock && !op.OK && !op.Unknown {
+						lost++
+					}
+				}
+				if lost == 0 {
+					t.Errorf("client process %d was paused past its lease, yet none of its unlocks failed", h.proc)
+				}
+			}
 		}})
 }
 
