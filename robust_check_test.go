@@ -38,6 +38,7 @@ type histOp struct {
 	TTL      int64  `json:"ttl"`   // its lease, ns
 	Shared   bool   `json:"shared,omitempty"`
 	Invoke   int64  `json:"invoke"`
+	Retry    int64  `json:"retry,omitempty"` // unlock: invocation of the last attempt (0: one attempt)
 	Complete int64  `json:"complete"`
 	OK       bool   `json:"ok"`                // it succeeded
 	Unknown  bool   `json:"unknown,omitempty"` // its outcome is unknown (lost reply, severed connection)
@@ -199,28 +200,32 @@ func holds(ops []histOp) map[string][]hold {
 	return out
 }
 
-// leaseSlack is how much earlier than acquisition+TTL a lease may end by the
-// server's terms: leases are whole seconds on the server's clock.
-const leaseSlack = time.Second
+// leaseSlack is how much earlier than request+TTL a lease may end by the
+// server's terms. None: the server counts whole seconds, and a hold granted
+// within second s with a TTL of n seconds lasts through second s+n, so at
+// least n seconds after the grant, which came after the request was sent
+// (TestBlockingLockWokenOnUnlockAndExpiry pins this down).
+const leaseSlack = 0
 
 // certain returns the interval during which the holder certainly held the
-// lock by the server's terms: from the acquisition's reply to its unlock's
-// invocation if that unlock succeeded (the server found it still held then);
-// otherwise, for a leased lock, until the lease surely still ran (the grant
-// came after the request was sent), and for a lock without a lease not at
-// all (the hold may have been lost with the session).
+// lock by the server's terms: from the acquisition's reply until its unlock
+// was first tried (an attempt whose reply was lost may have released it)
+// if the unlock succeeded (the server found it still held then); for a
+// leased lock, also no longer than the lease surely ran (the grant came
+// after the request was sent); for a lock without a lease whose unlock
+// failed, not at all (the hold may have been lost with the session).
 func (h hold) certain() (from, to int64) {
 	from = h.acq.Complete
 	switch {
-	case h.unlock != nil && h.unlock.OK:
-		to = h.unlock.Invoke
 	case h.acq.Leased:
 		to = h.acq.Invoke + h.acq.TTL - int64(leaseSlack)
+		if h.unlock != nil {
+			to = min(to, h.unlock.Invoke)
+		}
+	case h.unlock != nil && h.unlock.OK:
+		to = h.unlock.Invoke
 	default:
 		to = from
-	}
-	if h.acq.Leased {
-		to = min(to, h.acq.Invoke+h.acq.TTL-int64(leaseSlack))
 	}
 	return from, to
 }
@@ -363,10 +368,14 @@ func checkUnlocks(ops []histOp) []string {
 		if op.Kind != opUnlock || !op.OK {
 			continue
 		}
+		last := op.Invoke // the attempt that succeeded
+		if op.Retry != 0 {
+			last = op.Retry
+		}
 		for _, g := range per[op.Key] {
-			if g.Proc != op.Proc && g.Token > op.Token && g.Complete < op.Invoke && !(g.Shared && op.Shared) {
+			if g.Proc != op.Proc && g.Token > op.Token && g.Complete < last && !(g.Shared && op.Shared) {
 				bad = append(bad, fmt.Sprintf("lock %s: proc %d unlocked token %d successfully at %s after proc %d took over with token %d at %s",
-					op.Key, op.Proc, op.Token, stamp(op.Invoke), g.Proc, g.Token, stamp(g.Complete)))
+					op.Key, op.Proc, op.Token, stamp(last), g.Proc, g.Token, stamp(g.Complete)))
 				break
 			}
 		}

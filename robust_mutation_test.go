@@ -122,12 +122,16 @@ func TestCheckerTwoHolders(t *testing.T) {
 	// after that is no overlap.
 	leased := []histOp{
 		{Proc: 1, Kind: opLock, Key: "k", Token: 10, Leased: true, TTL: int64(2 * time.Second), OK: true, Invoke: 0, Complete: ms},
-		{Proc: 2, Kind: opLock, Key: "k", Token: 11, Leased: true, TTL: int64(2 * time.Second), OK: true, Invoke: 500 * ms, Complete: 1500 * ms},
+		{Proc: 2, Kind: opLock, Key: "k", Token: 11, Leased: true, TTL: int64(2 * time.Second), OK: true, Invoke: 500 * ms, Complete: 2100 * ms},
 		{Proc: 1, Kind: opUnlock, Key: "k", Token: 10, Leased: true, Invoke: 2500 * ms, Complete: 2501 * ms},
 	}
 	wantClean(t, checkHolders(leased))
-	leased[1].Complete = 900 * ms // granted while the lease surely ran
+	leased[1].Complete = 1900 * ms // granted while the lease surely ran
 	wantViolation(t, checkHolders(leased), "two holders at once")
+	// Unless the holder had tried to unlock before: that attempt's reply
+	// was lost, but it may have released the lock.
+	leased[2].Invoke, leased[2].Retry = 1800*ms, 2500*ms
+	wantClean(t, checkHolders(leased))
 }
 
 // TestCheckerTokens: a token granted twice, and a later grant with a lower
@@ -152,6 +156,10 @@ func TestCheckerUnlockAfterTakeover(t *testing.T) {
 		{Proc: 2, Kind: opLock, Key: "k", Token: 11, OK: true, Invoke: 2 * ms, Complete: 3000 * ms},
 		{Proc: 1, Kind: opUnlock, Key: "k", Token: 10, OK: true, Invoke: 3100 * ms, Complete: 3101 * ms},
 	}
+	wantViolation(t, checkUnlocks(ops), "after proc 2 took over")
+	// Retried: the first attempt before the takeover (its reply lost), the
+	// one that succeeded after it.
+	ops[2].Invoke, ops[2].Retry = 2*ms, 3100*ms
 	wantViolation(t, checkUnlocks(ops), "after proc 2 took over")
 	ops[2].OK = false
 	wantClean(t, checkUnlocks(ops))

@@ -323,12 +323,14 @@ func (w *worker) lockRound(ctx context.Context, spec lockSpec) bool {
 
 // unlockUntilKnown unlocks, retrying (bounded) while the outcome is unknown
 // or the server is not ready, as a careful caller does: a failed unlock
-// leaves the hold in place. It returns the last attempt.
+// leaves the hold in place. The operation it returns spans every attempt:
+// invoked with the first (which may have released the hold, its reply
+// lost), its outcome the last's (whose invocation is Retry).
 func unlockUntilKnown(l *dlock.Lock, base histOp, token uint64) histOp {
-	var un histOp
+	un := base
+	un.Kind, un.Token, un.Invoke = opUnlock, token, now()
 	for try := 0; try < 50; try++ {
-		un = base
-		un.Kind, un.Token, un.Invoke = opUnlock, token, now()
+		un.Retry = now()
 		uctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		err := l.Unlock(uctx)
 		cancel()
