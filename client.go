@@ -123,7 +123,7 @@ type Client struct {
 	unknown  map[int32]struct{} // locks with a request of unknown outcome
 	outcomes Outcomes
 	// resolvedLost are holds found lost when resolving unknown outcomes,
-	// for the next recovery report.
+	// for the next Revalidate.
 	resolvedLost []*Lock
 
 	// The read side (conn.go): the connection, its buffered reader and who
@@ -242,7 +242,7 @@ func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int3
 	return rep.ClientID, rep.ServerState, Success, nil
 }
 
-// passThrough maps a reply status the way the seed's clients do (§13.2):
+// passThrough maps a reply status the way DLock's clients do (SEMANTICS.md §7):
 // known codes pass, anything else is a bad response.
 func passThrough(st Status) Status {
 	switch {
@@ -353,7 +353,8 @@ func (c *Client) ResetServerStats(ctx context.Context) error {
 	return c.control(ctx, "reset server stats", wire.TResetStats, nil)
 }
 
-// djb2 is the descriptor hash the seed uses as the preferred id (§5.2).
+// djb2 is the descriptor hash DLock's clients use as the preferred id
+// (SEMANTICS.md §3).
 func djb2(b []byte) int32 {
 	h := uint32(5381)
 	for _, c := range b {

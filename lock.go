@@ -20,7 +20,7 @@ type LockOptions struct {
 	// a holder that neither unlocks nor extends within it loses the lock. It
 	// is rounded up to whole seconds. Default 10 s. RW locks have no lease.
 	TTL time.Duration
-	// LeaseTime is the seed's lock_desc.lease_time: stored and reported back
+	// LeaseTime is DLock's lock_desc.lease_time: stored and reported back
 	// by the server, not enforced.
 	LeaseTime uint32
 }
@@ -356,7 +356,7 @@ func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait u
 }
 
 // Do runs one lock operation with the exact semantics of the C API
-// (BEHAVIOR.md §6): trylock for OpLockExclusive/OpLockShared (or, with block,
+// (SEMANTICS.md §6): trylock for OpLockExclusive/OpLockShared (or, with block,
 // the blocking lock: at most 5 s, answered DLOCK_EAGAIN with the ticket kept
 // for a fair lock that was not granted in time), unlock, or extend; expire is
 // the relative lease in seconds, and 0 is the C API's "peek" for a lock
@@ -709,7 +709,7 @@ func (c *Client) abandonTicket(id int32, ticket LockState, was localState) {
 }
 
 // Start begins one lock operation the way the C API's lock_request_async
-// does (BEHAVIOR.md §6.9): the client's cache answers at once (wait is nil;
+// does (SEMANTICS.md §6.3, Async): the client's cache answers at once (wait is nil;
 // st, result and filled are the answer), or the command is sent and wait
 // collects the server's answer later. If wait's ctx ends first, the
 // operation is forgotten — a late reply is dropped — and wait returns ctx's

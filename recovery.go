@@ -102,8 +102,8 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	c.smu.Lock()
 	c.stats = Stats{}
 	for _, l := range locks {
-		// Locks parked by an unfinished UpdateAllLocks come back (§4.4
-		// step 6), and a server that died mid-recovery confirmed nothing.
+		// Locks parked by an unfinished UpdateAllLocks come back (as in
+		// DLock's client_reinit), and a server that died mid-recovery confirmed nothing.
 		l.pending = false
 		l.confirmed = false
 	}
@@ -208,6 +208,8 @@ func (c *Client) exchange(ctx context.Context, nc net.Conn, frame []byte) (Statu
 	}
 	nc.SetDeadline(deadline)
 	defer nc.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(pastDeadline) })
+	defer stop()
 	if _, err := nc.Write(frame); err != nil {
 		return 0, err
 	}
@@ -350,7 +352,8 @@ func (c *Client) lockList() []*Lock {
 // the ones it does not. Call it once a recovered server is ready (it
 // answers ErrNotReady before). Unlike Extend, an expired hold that nobody
 // took yet is reported lost: a lease that ran out during an outage is never
-// silently kept.
+// silently kept. Lost also lists the holds that Reinit found lost while
+// resolving requests whose reply the old connection lost.
 func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error) {
 	for _, l := range c.lockList() {
 		c.smu.Lock()
@@ -378,6 +381,12 @@ func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error)
 			return kept, lost, fmt.Errorf("dlock: revalidate %s: %w", quote(l.name), st)
 		}
 	}
+	// Holds found lost while resolving requests of unknown outcome (see
+	// Reinit) are reported here too.
+	c.mu.Lock()
+	lost = append(lost, c.resolvedLost...)
+	c.resolvedLost = nil
+	c.mu.Unlock()
 	return kept, lost, nil
 }
 
@@ -510,10 +519,6 @@ func (c *Client) recoverOnce(ctx context.Context, addr string) (RecoveryReport, 
 			return rep, err
 		}
 	}
-	c.mu.Lock()
-	rep.Lost = append(rep.Lost, c.resolvedLost...)
-	c.resolvedLost = nil
-	c.mu.Unlock()
 	return rep, nil
 }
 

@@ -11,7 +11,7 @@ import (
 	"github.com/dlock-io/dlock/dlocktest"
 )
 
-// recoverManually runs the seed's recovery sequence for c against addr.
+// recoverManually runs DLock's recovery sequence for c against addr.
 func recoverManually(t *testing.T, c *dlock.Client, addr string) {
 	t.Helper()
 	ctx := testCtx(t)

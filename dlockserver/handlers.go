@@ -9,7 +9,7 @@ import (
 	"github.com/dlock-io/dlock/internal/wire"
 )
 
-// register handles TInit and TReinit (BEHAVIOR.md §4.3, §4.4).
+// register handles TInit and TReinit (SEMANTICS.md §8, §9).
 func (c *conn) register(h *wire.Header, body []byte) bool {
 	s := c.s
 	t := h.Type()
@@ -97,7 +97,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 	return true
 }
 
-// evictOne removes the abnormal client with the smallest id (§10.3) and
+// evictOne removes the abnormal client with the smallest id (SEMANTICS.md §8.3) and
 // reports whether there was one. Called with mu held.
 func (s *Server) evictOne() bool {
 	var victim *client
@@ -221,7 +221,7 @@ func (s *Server) recoveryDeadline() {
 	s.becomeReady()
 }
 
-// updateLocks merges a recovery upload (BEHAVIOR.md §11). Called with mu held.
+// updateLocks merges a recovery upload (SEMANTICS.md §9). Called with mu held.
 func (s *Server) updateLocks(cl *client, reqID uint32, c *conn) {
 	m := &c.upd
 	c.ids.N = m.N
@@ -312,7 +312,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 		for i := 0; i < m.N; i++ {
 			lid := m.IDs[i]
 			if !s.locks.Has(id, lid) {
-				continue // ids the client does not hold are ignored (§5.7)
+				continue // ids the client does not hold are ignored, as in DLock
 			}
 			s.cancelWaitersOn(id, lid)
 			_, wake := s.locks.Release(now, id, lid, s.wake[:0])
@@ -632,6 +632,10 @@ func (c *conn) resolve(h *wire.Header, body []byte) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t := h.Type()
+	if c.client == nil { // re-registered on another connection meanwhile
+		c.reply(t, h.ID(), dlock.ErrGeneric)
+		return true
+	}
 	if s.state != wire.StateReady {
 		c.reply(t, h.ID(), dlock.ErrNotReady)
 		return true

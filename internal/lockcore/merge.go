@@ -28,11 +28,11 @@ type fairReport struct {
 }
 
 // Merge folds one client's recovery report for one lock into the table
-// (BEHAVIOR.md §11): the lock is found by descriptor or created (preferred
+// (SEMANTICS.md §9): the lock is found by descriptor or created (preferred
 // id first), the reported value v is merged by the rules of its type, the
 // client gets a reference, and tokens continue above token. It returns the
 // lock id, or -1 when the entry is rejected: a lock of another type exists
-// (§18 #9's recommendation), the descriptor or type is invalid, or the
+// (upstream merges it anyway), the descriptor or type is invalid, or the
 // table is full.
 //
 // Beyond upstream, the holder the merge accepts is tracked (upstream leaves
@@ -110,7 +110,7 @@ func (l *Lock) mergeRW(client int32, r dlock.RWState, hold Hold) {
 	}
 }
 
-// mergeFair applies §11's FAIR rules to the counters, then derives the
+// mergeFair applies the FAIR merge rules to the counters, then derives the
 // holders from the reports that match the merged position.
 func (l *Lock) mergeFair(client int32, r dlock.FairState, hold Hold) {
 	if r.Timeout == 0 {
