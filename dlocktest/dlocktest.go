@@ -1,6 +1,8 @@
 // Package dlocktest starts real dlock servers on loopback for tests, the way
 // net/http/httptest does for HTTP: dlock's own tests use it, and so can the
-// tests of programs that use dlock.
+// tests of programs that use dlock. NewPipeServer starts one in memory
+// instead (connections are net.Pipe ends), for tests that run in a
+// testing/synctest bubble and let leases and timeouts pass without waiting.
 package dlocktest
 
 import (
