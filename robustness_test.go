@@ -709,7 +709,7 @@ func (h *helperProc) waitHolding(ctx context.Context, t *testing.T) {
 	}
 }
 
-// sleepCtx sleeps for d or until ctx ends.
+// sleepFor sleeps for d or until ctx ends.
 func sleepFor(ctx context.Context, d time.Duration) {
 	select {
 	case <-ctx.Done():
