@@ -923,7 +923,13 @@ func TestRobustnessLostGrant(t *testing.T) {
 			e := newRobustEnv(t)
 			e.runRobust(scenario{workers: 2, warmup: 300 * time.Millisecond, bound: 6 * time.Second,
 				fault: func(ctx context.Context, e *robustEnv) {
-					e.lostGrant(ctx, spec)
+					rounds := 1
+					if soak() {
+						rounds = 10
+					}
+					for range rounds {
+						e.lostGrant(ctx, spec)
+					}
 				}})
 		})
 	}
@@ -997,13 +1003,20 @@ func TestRobustnessRecoveryBlip(t *testing.T) {
 	const workers = 3
 	e.runRobust(scenario{workers: workers, warmup: time.Second, bound: 8 * time.Second, dial: blip.dial,
 		fault: func(ctx context.Context, e *robustEnv) {
-			blip.armed.Store(true)
-			e.restartServer(workers)
-			for i := 0; i < 100 && blip.hits.Load() == 0; i++ {
-				sleepFor(ctx, 50*time.Millisecond)
+			rounds := 1
+			if soak() {
+				rounds = 5
 			}
-			if blip.hits.Load() == 0 {
-				t.Error("no client's ReinitDone was dropped: the blip did not happen")
+			for r := range rounds {
+				blip.armed.Store(true)
+				e.restartServer(workers)
+				for i := 0; i < 100 && blip.hits.Load() == int32(r); i++ {
+					sleepFor(ctx, 50*time.Millisecond)
+				}
+				if blip.hits.Load() == int32(r) {
+					t.Errorf("round %d: no client's ReinitDone was dropped: the blip did not happen", r)
+				}
+				sleepFor(ctx, faultTime(0, 3*time.Second))
 			}
 		}})
 }
