@@ -241,18 +241,18 @@ func grants(ops []histOp) []histOp {
 	}
 	sorted := append([]histOp(nil), ops...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Invoke < sorted[j].Invoke })
-	holding := map[pt]bool{}
+	refs := map[pt]int{} // holds of the same grant not yet unlocked
 	var out []histOp
 	for _, op := range sorted {
 		k := pt{op.Proc, op.Key, op.Token}
 		switch {
 		case op.Kind == opLock && op.OK:
-			if !holding[k] || op.Token == 0 {
+			if refs[k] == 0 || op.Token == 0 {
 				out = append(out, op)
 			}
-			holding[k] = true
-		case op.Kind == opUnlock && op.OK:
-			holding[k] = false
+			refs[k]++
+		case op.Kind == opUnlock && op.OK && refs[k] > 0:
+			refs[k]--
 		}
 	}
 	return out
@@ -511,11 +511,14 @@ func checkLiveness(ops []histOp, procs []int, keys []string, healed int64, bound
 	end := healed + int64(bound)
 	procOK, keyOK := map[int]bool{}, map[string]bool{}
 	for _, op := range ops {
-		if !op.OK || op.Complete < healed || op.Complete > end {
-			continue
+		if op.OK && op.Complete >= healed && op.Complete <= end {
+			procOK[op.Proc] = true
 		}
-		procOK[op.Proc] = true
-		if op.Kind == opLock {
+	}
+	// A lock makes progress when it is granted anew: a reentrant hold of a
+	// client that never let go does not count.
+	for _, op := range grants(ops) {
+		if op.Complete >= healed && op.Complete <= end {
 			keyOK[op.Key] = true
 		}
 	}

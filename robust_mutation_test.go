@@ -146,6 +146,9 @@ func TestCheckerTokens(t *testing.T) {
 	wantClean(t, checkTokens([]histOp{g(1, 7, 0, ms), g(1, 7, 5*ms, 6*ms)}))    // reentrant
 	unlocked := []histOp{g(1, 7, 0, ms), {Proc: 1, Kind: opUnlock, Key: "k", Token: 7, OK: true, Invoke: 2 * ms, Complete: 3 * ms}, g(1, 7, 5*ms, 6*ms)}
 	wantViolation(t, checkTokens(unlocked), "granted twice") // released, then the same token again
+	// Reentrant holds count: lock, lock, unlock leaves the grant held.
+	nested := []histOp{g(1, 7, 0, ms), g(1, 7, 2*ms, 3*ms), {Proc: 1, Kind: opUnlock, Key: "k", Token: 7, OK: true, Invoke: 4 * ms, Complete: 5 * ms}, g(1, 7, 6*ms, 7*ms)}
+	wantClean(t, checkTokens(nested))
 }
 
 // TestCheckerUnlockAfterTakeover: an unlock that succeeds after another
@@ -223,6 +226,12 @@ func TestCheckerLiveness(t *testing.T) {
 	wantViolation(t, bad, "worker 3 made no progress")
 	wantViolation(t, bad, "lock b was granted to nobody")
 	wantClean(t, checkLiveness(ops, []int{1, 2}, []string{"a"}, healed, time.Second))
+	// A reentrant hold by a client that never let go is no progress.
+	stuck := []histOp{
+		{Proc: 1, Kind: opLock, Key: "a", Token: 5, OK: true, Invoke: 0, Complete: ms},
+		{Proc: 1, Kind: opLock, Key: "a", Token: 5, OK: true, Invoke: healed, Complete: healed + ms},
+	}
+	wantViolation(t, checkLiveness(stuck, []int{1}, []string{"a"}, healed, time.Second), "lock a was granted to nobody")
 }
 
 // TestCheckerSplitBrain runs the suite's workload on a system that grants
