@@ -2,7 +2,6 @@ package dlock_test
 
 import (
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -122,20 +121,4 @@ func TestRecoveryManual(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustTry(t, atomicB, false, true)
-}
-
-// listenOn listens on addr again, retrying while the old listener's port is
-// being released.
-func listenOn(t *testing.T, addr string) net.Listener {
-	t.Helper()
-	var err error
-	for range 100 {
-		var ln net.Listener
-		if ln, err = net.Listen("tcp", addr); err == nil {
-			return ln
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("listen %s: %v", addr, err)
-	return nil
 }

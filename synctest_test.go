@@ -23,8 +23,15 @@ import (
 // pipeSwitch routes the clients' dials to the current in-memory server, so
 // that a test can replace the primary "on the same address".
 type pipeSwitch struct {
-	mu  sync.Mutex
-	cur *dlocktest.Server
+	mu     sync.Mutex
+	cur    *dlocktest.Server
+	refuse bool // dials fail: the server seems down
+}
+
+func (p *pipeSwitch) setRefuse(v bool) {
+	p.mu.Lock()
+	p.refuse = v
+	p.mu.Unlock()
 }
 
 func (p *pipeSwitch) set(s *dlocktest.Server) {
@@ -35,8 +42,11 @@ func (p *pipeSwitch) set(s *dlocktest.Server) {
 
 func (p *pipeSwitch) dial(ctx context.Context, network, address string) (net.Conn, error) {
 	p.mu.Lock()
-	s := p.cur
+	s, refuse := p.cur, p.refuse
 	p.mu.Unlock()
+	if refuse {
+		return nil, errors.New("connection refused (pipeSwitch)")
+	}
 	return s.DialContext(ctx, network, address)
 }
 
@@ -327,6 +337,104 @@ func TestAutoRecover(t *testing.T) {
 		}
 		if err := la.Unlock(ctx); err != nil {
 			t.Errorf("unlock after automatic recovery: %v", err)
+		}
+	})
+}
+
+// TestAutoRecoverWaitsForReady: a client holding nothing reports its
+// recovery only once the new primary is ready — not while it waits for
+// another client, however long that takes.
+func TestAutoRecoverWaitsForReady(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var sw pipeSwitch
+		old := dlocktest.NewPipeServer(t, nil)
+		sw.set(old)
+		reports := make(chan dlock.RecoveryReport, 2)
+		dialVia(t, &sw, dlock.Config{AutoRecover: true, OnRecover: func(r dlock.RecoveryReport) { reports <- r }})
+		b := dialVia(t, &sw, dlock.Config{})
+		old.Close()
+		srv := dlocktest.NewPipeServer(t, &dlockserver.Config{RecoveryClients: 2})
+		sw.set(srv)
+		time.Sleep(time.Minute) // a finishes its part; the server waits for b
+		synctest.Wait()
+		if n := srv.Clients(); n != 1 {
+			t.Fatalf("%d clients re-registered, want a", n)
+		}
+		select {
+		case r := <-reports:
+			t.Fatalf("report %+v while the server is not ready", r)
+		default:
+		}
+		recoverManually(t, b, "pipe")
+		select {
+		case r := <-reports:
+			if r.Err != nil || !srv.Ready() {
+				t.Fatalf("report %+v, ready %v", r, srv.Ready())
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("no report after the server became ready")
+		}
+	})
+}
+
+// TestRemovedClientHandles: once the server removed a client (its session
+// ran out while it could not reconnect), its handles answer
+// ErrClientRemovedByServer.
+func TestRemovedClientHandles(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const session = 10 * time.Second
+		srv := dlocktest.NewPipeServer(t, &dlockserver.Config{SessionTimeout: session})
+		ctx := context.Background()
+		var sw pipeSwitch
+		sw.set(srv)
+		reports := make(chan dlock.RecoveryReport, 8)
+		var conns []net.Conn
+		var mu sync.Mutex
+		cfg := &dlock.Config{AutoRecover: true, OnRecover: func(r dlock.RecoveryReport) { reports <- r },
+			DialContext: func(ctx context.Context, network, address string) (net.Conn, error) {
+				nc, err := sw.dial(ctx, network, address)
+				if err == nil {
+					mu.Lock()
+					conns = append(conns, nc)
+					mu.Unlock()
+				}
+				return nc, err
+			}}
+		c, err := dlock.Dial(ctx, "pipe", cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		l := open(t, c, "removed", dlock.LockOptions{Type: dlock.RW})
+		mustTry(t, l, false, true)
+		sw.setRefuse(true)
+		mu.Lock()
+		conns[0].Close() // severed; reconnecting fails
+		mu.Unlock()
+		start := time.Now()
+		for srv.Clients() != 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if waited := time.Since(start); waited < session || waited > session+time.Second {
+			t.Errorf("client removed %v after the loss, want the %v session timeout", waited, session)
+		}
+		sw.setRefuse(false)
+		var rep dlock.RecoveryReport
+		select {
+		case rep = <-reports:
+		case <-time.After(time.Minute):
+			t.Fatal("no recovery report")
+		}
+		if !errors.Is(rep.Err, dlock.ErrClientRemovedByServer) || len(rep.Lost) != 1 {
+			t.Fatalf("report = %+v; want ErrClientRemovedByServer and the lock lost", rep)
+		}
+		_, err = l.TryLock(ctx)
+		if !errors.Is(err, dlock.ErrClientRemovedByServer) {
+			t.Errorf("TryLock of a removed client = %v, want ErrClientRemovedByServer", err)
+		}
+		err = c.Heartbeat(ctx)
+		if !errors.Is(err, dlock.ErrClientRemovedByServer) {
+			t.Errorf("Heartbeat of a removed client = %v, want ErrClientRemovedByServer", err)
 		}
 	})
 }
