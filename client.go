@@ -45,6 +45,17 @@ type Config struct {
 	// TLS, if set, makes the connection TLS 1.3 with mutual authentication
 	// (ssl_cfg); see TLSOptions. Its files are read at every dial.
 	TLS *TLSOptions
+
+	// DialContext, if set, makes every connection the client opens — the
+	// first one in Dial, and each one of Reinit and automatic recovery —
+	// instead of the default dialer (TCP with keep-alives, or a Unix socket
+	// for an address starting with "/" or "unix:"). network is "tcp" or
+	// "unix" and address the server's address without a "unix:" prefix. It
+	// has the shape of net/http's Transport.DialContext: tests use it to
+	// put a proxy or a fault between client and server, or to reach an
+	// in-memory server (dlocktest.NewPipeServer). With TLS set, the
+	// handshake runs over the connection it returns.
+	DialContext func(ctx context.Context, network, address string) (net.Conn, error)
 }
 
 // cancelGrace bounds how long a call whose ctx ended waits for the server to
@@ -185,8 +196,12 @@ func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
 	} else if strings.HasPrefix(address, "/") {
 		network = "unix"
 	}
-	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 60 * time.Second, Interval: 6 * time.Second, Count: 9}}
-	nc, err := d.DialContext(ctx, network, address)
+	dial := c.cfg.DialContext
+	if dial == nil {
+		d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 60 * time.Second, Interval: 6 * time.Second, Count: 9}}
+		dial = d.DialContext
+	}
+	nc, err := dial(ctx, network, address)
 	if err != nil || c.cfg.TLS == nil {
 		return nc, err
 	}

@@ -171,9 +171,14 @@ func (c *Client) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Read
 	// A short one needs only ctx's deadline (a bare cancel is then noticed
 	// within a round trip), which keeps it free of allocations.
 	var stop func() bool
+	var kicked chan struct{}
 	d, hasDeadline := ctx.Deadline()
 	if ctx.Done() != nil && (cl.long || !hasDeadline) {
-		stop = context.AfterFunc(ctx, func() { nc.SetReadDeadline(pastDeadline) })
+		kicked = make(chan struct{})
+		stop = context.AfterFunc(ctx, func() {
+			nc.SetReadDeadline(pastDeadline)
+			close(kicked)
+		})
 	} else if hasDeadline {
 		nc.SetReadDeadline(d)
 	}
@@ -205,8 +210,11 @@ func (c *Client) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Read
 			break
 		}
 	}
-	if stop != nil {
-		stop()
+	if stop != nil && !stop() {
+		// The kick is running or ran: let it finish before the deadline is
+		// cleared, or it could set a past deadline on the next reader's
+		// read (which would then spin until its own ctx ends).
+		<-kicked
 	}
 	if hasDeadline || stop != nil {
 		nc.SetReadDeadline(time.Time{})

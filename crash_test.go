@@ -250,6 +250,9 @@ func TestCrashRecovery(t *testing.T) {
 func makeTempDir() (string, error) { return os.MkdirTemp("", "dlockd-test-") }
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(robustHelperEnv); spec != "" {
+		os.Exit(runRobustHelper(spec)) // a client process of the robustness suite
+	}
 	code := m.Run()
 	if dlockdDir != "" {
 		os.RemoveAll(dlockdDir)

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/dlock-io/dlock"
-	"github.com/dlock-io/dlock/dlockserver"
 	"github.com/dlock-io/dlock/dlocktest"
 )
 
@@ -229,44 +228,5 @@ func TestErrorContract(t *testing.T) {
 	_, err = lb.TryLock(ctx)
 	if !errors.Is(err, dlock.ErrClosed) {
 		t.Errorf("TryLock after Close = %v, want ErrClosed", err)
-	}
-}
-
-// TestRemovedClientHandles: once the server removed a client (its session
-// ran out while it was disconnected), its handles answer
-// ErrClientRemovedByServer.
-func TestRemovedClientHandles(t *testing.T) {
-	srv := dlocktest.NewServer(t, &dlockserver.Config{SessionTimeout: 200 * time.Millisecond})
-	ctx := testCtx(t)
-	p := newFaultProxy(t, srv.Addr)
-	reports := make(chan dlock.RecoveryReport, 8)
-	c, err := dlock.Dial(ctx, p.Addr(), &dlock.Config{AutoRecover: true,
-		OnRecover: func(r dlock.RecoveryReport) { reports <- r }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	l := open(t, c, "removed", dlock.LockOptions{Type: dlock.RW})
-	mustTry(t, l, false, true)
-	p.setRefuse(true)
-	p.sever()
-	waitFor(t, "the session to expire", func() bool { return srv.Clients() == 0 })
-	p.setRefuse(false)
-	var rep dlock.RecoveryReport
-	select {
-	case rep = <-reports:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no recovery report")
-	}
-	if !errors.Is(rep.Err, dlock.ErrClientRemovedByServer) || len(rep.Lost) != 1 {
-		t.Fatalf("report = %+v; want ErrClientRemovedByServer and the lock lost", rep)
-	}
-	_, err = l.TryLock(ctx)
-	if !errors.Is(err, dlock.ErrClientRemovedByServer) {
-		t.Errorf("TryLock of a removed client = %v, want ErrClientRemovedByServer", err)
-	}
-	err = c.Heartbeat(ctx)
-	if !errors.Is(err, dlock.ErrClientRemovedByServer) {
-		t.Errorf("Heartbeat of a removed client = %v, want ErrClientRemovedByServer", err)
 	}
 }

@@ -13,6 +13,9 @@ type clock struct {
 	wallFrac int64     // start's nanoseconds within that second
 }
 
+// systemClock is a clock anchored now.
+func systemClock() clock { return newClock(time.Now()) }
+
 func newClock(now time.Time) clock {
 	return clock{start: now, wallSec: now.Unix(), wallFrac: int64(now.Nanosecond())}
 }
@@ -36,6 +39,22 @@ func (c *clock) at(sec uint32) time.Time {
 	return c.start.Add(time.Duration(d))
 }
 
+// The server reads time only through the functions below: every deadline,
+// lease and timeout derives from them, so tests (testing/synctest) and
+// readers find all of the server's uses of time in one place.
+
+// now returns the current instant (with its monotonic reading).
+func (c *clock) now() time.Time { return time.Now() }
+
+// until is the time left before t.
+func (c *clock) until(t time.Time) time.Duration { return time.Until(t) }
+
+// afterFunc calls f in its own goroutine after d, until stopped.
+func (c *clock) afterFunc(d time.Duration, f func()) *time.Timer { return time.AfterFunc(d, f) }
+
+// sleep pauses the calling goroutine for d.
+func (c *clock) sleep(d time.Duration) { time.Sleep(d) }
+
 // after returns the instant d from now: the deadline of a socket operation.
 // Connections read the time for their deadlines here.
-func (c *clock) after(d time.Duration) time.Time { return time.Now().Add(d) }
+func (c *clock) after(d time.Duration) time.Time { return c.now().Add(d) }

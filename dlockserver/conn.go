@@ -223,7 +223,7 @@ func (c *conn) flush() {
 	for len(c.out) > 0 {
 		buf := c.out
 		c.out = c.spare[:0]
-		now := time.Now()
+		now := c.s.clk.now()
 		if c.deadlineAt.Sub(now) < c.s.cfg.WriteTimeout-time.Second {
 			c.deadlineAt = now.Add(c.s.cfg.WriteTimeout)
 			c.nc.SetWriteDeadline(c.deadlineAt)

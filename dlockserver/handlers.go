@@ -434,7 +434,7 @@ func (s *Server) acquire(c *conn, reqID uint32, m *wire.LockOp) (lockcore.Reply,
 	if queued {
 		s.waits[w.Tag] = &waiter{c: c, reqID: reqID, lockID: m.LockID, client: client, keepTicket: m.Flags&wire.FlagKeepTicket != 0}
 		if m.WaitMillis > 0 {
-			s.push(event{at: time.Now().Add(time.Duration(m.WaitMillis) * time.Millisecond), kind: evWait, tag: w.Tag})
+			s.push(event{at: s.clk.now().Add(time.Duration(m.WaitMillis) * time.Millisecond), kind: evWait, tag: w.Tag})
 		}
 	}
 	s.schedule(m.LockID, l)

@@ -86,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:       cfg,
-		clk:       newClock(time.Now()),
+		clk:       systemClock(),
 		state:     wire.StateReady,
 		locks:     lockcore.NewTable(lockcore.Limits{MaxLocks: cfg.MaxLocks}),
 		objs:      umo.NewTable(umo.Limits{MaxObjects: cfg.MaxObjects}),
@@ -102,20 +102,20 @@ func New(cfg Config) (*Server, error) {
 	// server started after another one died continues above every token the
 	// old one issued (unless it issued more than a million per second on
 	// average); recovery reports raise them further.
-	s.locks.RaiseTokens(uint64(time.Now().UnixMicro()))
+	s.locks.RaiseTokens(uint64(s.clk.now().UnixMicro()))
 	if cfg.TLS != nil {
 		if s.tls, err = serverTLS(cfg.TLS, cfg.TLSNoClientAuth, cfg.Logger); err != nil {
 			return nil, fmt.Errorf("%w: TLS: %v", ErrInvalidConfig, err)
 		}
 	}
-	s.timer = time.AfterFunc(time.Hour, s.fire)
+	s.timer = s.clk.afterFunc(time.Hour, s.fire)
 	s.timer.Stop()
 	if cfg.RecoveryClients > 0 {
 		s.state = wire.StateWaitClientReinit
 		s.recovery = cfg.RecoveryClients
 		if cfg.RecoveryTimeout > 0 {
 			s.mu.Lock()
-			s.push(event{at: time.Now().Add(cfg.RecoveryTimeout), kind: evRecovery})
+			s.push(event{at: s.clk.now().Add(cfg.RecoveryTimeout), kind: evRecovery})
 			s.mu.Unlock()
 		}
 	}
@@ -192,11 +192,11 @@ func (s *Server) Serve(ln net.Listener) error {
 				backoff *= 2
 			}
 			s.cfg.Logger.Warn("accept failed", "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
+			s.clk.sleep(backoff)
 			continue
 		}
 		backoff = 0
-		s.startConn(nc)
+		s.startConn(nc) // a refusal is logged and nc closed
 	}
 }
 
@@ -267,7 +267,7 @@ func (s *Server) Locks() int {
 	return s.locks.Len()
 }
 
-func (s *Server) now() uint32 { return s.clk.seconds(time.Now()) }
+func (s *Server) now() uint32 { return s.clk.seconds(s.clk.now()) }
 
 // newClientID returns a random unused id in 1..0x7FFFFFFF. Called with mu held.
 func (s *Server) newClientID() int32 {
@@ -279,8 +279,27 @@ func (s *Server) newClientID() int32 {
 	}
 }
 
+// ServeConn serves one connection the caller made or accepted itself — one
+// end of a net.Pipe, a connection through a test proxy — exactly as Serve
+// serves an accepted one (TLS if configured, MaxConns, Shutdown closes it),
+// and returns once it has ended. It returns ErrServerClosed if the server
+// is shut down, and ErrTooManyConns if MaxConns refused it; nc is closed
+// in every case.
+func (s *Server) ServeConn(nc net.Conn) error {
+	c, err := s.startConn(nc)
+	if err != nil {
+		return err
+	}
+	<-c.quit
+	return nil
+}
+
+// ErrTooManyConns is returned by ServeConn when MaxConns refuses a
+// connection.
+var ErrTooManyConns = errors.New("dlockserver: too many connections")
+
 // startConn registers and starts serving nc, enforcing MaxConns.
-func (s *Server) startConn(nc net.Conn) {
+func (s *Server) startConn(nc net.Conn) (*conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 60 * time.Second, Interval: 6 * time.Second, Count: 9})
@@ -289,7 +308,7 @@ func (s *Server) startConn(nc net.Conn) {
 	if s.closed {
 		s.mu.Unlock()
 		nc.Close()
-		return
+		return nil, ErrServerClosed
 	}
 	if len(s.conns) >= s.cfg.MaxConns {
 		// Make room by closing the oldest connection that never registered.
@@ -303,7 +322,7 @@ func (s *Server) startConn(nc net.Conn) {
 			s.mu.Unlock()
 			s.cfg.Logger.Warn("connection refused: too many connections", "remote", nc.RemoteAddr())
 			nc.Close()
-			return
+			return nil, ErrTooManyConns
 		}
 		oldest.evicted = true
 		delete(s.conns, oldest)
@@ -327,6 +346,7 @@ func (s *Server) startConn(nc net.Conn) {
 	s.mu.Unlock()
 	go c.serve()
 	go c.writeLoop()
+	return c, nil
 }
 
 // connClosed is called once by a connection's reader when it ends.
@@ -344,7 +364,7 @@ func (s *Server) connClosed(c *conn) {
 	cl.lostGen++
 	s.cfg.Logger.Info("client connection lost", "client", cl.id)
 	if s.cfg.SessionTimeout > 0 && !s.closed {
-		s.push(event{at: time.Now().Add(s.cfg.SessionTimeout), kind: evSession, client: cl.id, gen: cl.lostGen})
+		s.push(event{at: s.clk.now().Add(s.cfg.SessionTimeout), kind: evSession, client: cl.id, gen: cl.lostGen})
 	}
 }
 
@@ -496,7 +516,7 @@ func (s *Server) arm() {
 		return
 	}
 	s.timerAt = at
-	s.timer.Reset(time.Until(at))
+	s.timer.Reset(s.clk.until(at))
 }
 
 // fire runs the events that are due.
@@ -507,7 +527,7 @@ func (s *Server) fire() {
 	if s.closed {
 		return
 	}
-	t := time.Now()
+	t := s.clk.now()
 	for len(s.events) > 0 && !s.events[0].at.After(t) {
 		e := heap.Pop(&s.events).(event)
 		s.run(e)
@@ -531,7 +551,7 @@ func (s *Server) run(e event) {
 		if now < e.sec {
 			// The timer fired a hair early for the seconds clock; retry.
 			s.scheduled[e.lock] = e.sec
-			heap.Push(&s.events, event{at: time.Now().Add(time.Millisecond), kind: evLock, lock: e.lock, sec: e.sec})
+			heap.Push(&s.events, event{at: s.clk.now().Add(time.Millisecond), kind: evLock, lock: e.lock, sec: e.sec})
 			return
 		}
 		s.deliver(l.Advance(now, s.wake[:0]))

@@ -73,7 +73,7 @@ func (c *conn) handshake() bool {
 		return true
 	}
 	s := c.s
-	c.raw.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	c.raw.SetDeadline(s.clk.now().Add(s.cfg.HandshakeTimeout))
 	err := tc.Handshake()
 	c.raw.SetDeadline(time.Time{})
 	s.mu.Lock()
