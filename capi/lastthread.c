@@ -1,0 +1,206 @@
+// lastthread.c — makes a process that uses the library end the way a plain
+// pthreads program does: when main has called pthread_exit and the program's
+// last thread ends, the process exits with status 0 (glibc calls exit(0)
+// when its count of threads reaches zero).
+//
+// The Go runtime's threads never end, so glibc's count never reaches zero
+// by itself. Instead a watcher thread, created when the library is loaded,
+// joins the main thread; once main has ended it counts the threads in
+// /proc/self/task that are neither the library's (the Go runtime's and its
+// own) nor the exited main thread, and calls exit(0) when none is left —
+// running atexit handlers and flushing stdio, as glibc does.
+//
+// The library's threads are known exactly: the Go runtime creates every
+// thread through pthread_create in runtime/cgo, and the library is linked
+// with -Wl,--wrap=pthread_create (lastthread.go), so those calls come here
+// first. A new thread records its own tid before running Go code and
+// removes it (from a thread-specific-data destructor) while it still exists.
+// A thread whose tid is not recorded counts as the program's, so any race
+// errs on the side of staying alive: a program thread is never mistaken for
+// the library's.
+
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+int __real_pthread_create(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+
+// The tids of the library's live threads.
+static pthread_mutex_t lib_mu = PTHREAD_MUTEX_INITIALIZER;
+static pid_t *lib_tids;
+static size_t lib_len, lib_cap;
+
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t exit_key;
+static int key_ok;
+
+static pid_t self_tid(void) { return (pid_t)syscall(SYS_gettid); }
+
+static void forget_tid(pid_t tid)
+{
+    pthread_mutex_lock(&lib_mu);
+    for (size_t i = 0; i < lib_len; i++) {
+        if (lib_tids[i] == tid) {
+            lib_tids[i] = lib_tids[--lib_len];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lib_mu);
+}
+
+// on_thread_exit runs as the thread ends, however it ends (return or
+// pthread_exit), while its tid is still in use.
+static void on_thread_exit(void *tid) { forget_tid((pid_t)(intptr_t)tid); }
+
+static void make_key(void) { key_ok = pthread_key_create(&exit_key, on_thread_exit) == 0; }
+
+// remember_self records the calling thread as the library's. If the record
+// cannot be made the thread simply counts as the program's (the process then
+// stays alive after main's pthread_exit, as without this file).
+static void remember_self(void)
+{
+    pid_t tid = self_tid();
+    pthread_once(&key_once, make_key);
+    if (!key_ok || pthread_setspecific(exit_key, (void *)(intptr_t)tid) != 0)
+        return;
+    pthread_mutex_lock(&lib_mu);
+    if (lib_len == lib_cap) {
+        size_t cap = lib_cap ? 2 * lib_cap : 64;
+        pid_t *p = realloc(lib_tids, cap * sizeof *p);
+        if (p == NULL) {
+            pthread_mutex_unlock(&lib_mu);
+            pthread_setspecific(exit_key, NULL);
+            return;
+        }
+        lib_tids = p;
+        lib_cap = cap;
+    }
+    lib_tids[lib_len++] = tid;
+    pthread_mutex_unlock(&lib_mu);
+}
+
+struct start {
+    void *(*fn)(void *);
+    void *arg;
+};
+
+static void *library_thread(void *p)
+{
+    struct start s = *(struct start *)p;
+    free(p);
+    remember_self();
+    return s.fn(s.arg);
+}
+
+// __wrap_pthread_create is what the Go runtime's calls to pthread_create
+// reach (and only those: the wrapping is a link-time option of this
+// library; the program's pthread_create is untouched).
+__attribute__((visibility("hidden"))) int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    struct start *s = malloc(sizeof *s);
+    if (s == NULL)
+        return __real_pthread_create(t, attr, fn, arg);
+    s->fn = fn;
+    s->arg = arg;
+    int err = __real_pthread_create(t, attr, library_thread, s);
+    if (err != 0)
+        free(s);
+    return err;
+}
+
+static pthread_t main_thread;
+
+// program_threads counts the live threads that are neither the library's nor
+// the main thread (which the watcher has joined; as the thread group leader
+// it stays listed until the process ends). -1 if /proc is unreadable.
+static int program_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (d == NULL)
+        return -1;
+    pid_t pid = getpid();
+    int n = 0;
+    struct dirent *e;
+    pthread_mutex_lock(&lib_mu);
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        pid_t tid = (pid_t)strtol(e->d_name, NULL, 10);
+        if (tid == pid)
+            continue;
+        int mine = 0;
+        for (size_t i = 0; i < lib_len && !mine; i++)
+            mine = lib_tids[i] == tid;
+        n += !mine;
+    }
+    pthread_mutex_unlock(&lib_mu);
+    closedir(d);
+    return n;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+static void *watch_main(void *unused)
+{
+    (void)unused;
+    remember_self();
+    // Returns only once main has called pthread_exit: when main returns or
+    // anything calls exit, the process ends here.
+    if (pthread_join(main_thread, NULL) != 0)
+        return NULL;
+    long wait = 5;
+    for (;;) {
+        int n = program_threads();
+        if (n < 0) {
+            fputs("dlock: cannot read /proc/self/task: the process will not end by itself after main "
+                  "called pthread_exit\n",
+                  stderr);
+            return NULL;
+        }
+        // Two scans a moment apart both seeing no program thread: a
+        // directory read that raced with threads starting and ending
+        // cannot make the process end early.
+        if (n == 0) {
+            pause_ms(2);
+            if (program_threads() == 0)
+                exit(0);
+        }
+        pause_ms(wait);
+        if (wait < 100)
+            wait *= 2;
+    }
+}
+
+// start_watcher runs when the library is loaded. It only knows the main
+// thread if it runs on it, which is the case when the program is linked with
+// the library (and when the main thread dlopens it).
+__attribute__((constructor)) static void start_watcher(void)
+{
+    if (self_tid() != getpid())
+        return;
+    main_thread = pthread_self();
+    // The watcher takes no signals meant for the program.
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    __real_pthread_create(&t, &attr, watch_main, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}

@@ -1,0 +1,163 @@
+/* A program that ends main with pthread_exit, the way DLock's example
+ * programs do: the process must end with status 0 once its own threads have
+ * finished, as it does without the library.
+ *
+ * argv: a free port, a mode:
+ *   bare      main calls pthread_exit at once (the library is only loaded)
+ *   deinit    worker threads use the server and client APIs after main has
+ *             gone; each deinits its client, the last one calls
+ *             dclient_lib_deinit, server_stop and dserver_lib_deinit
+ *   nodeinit  the same without any deinit
+ *   linger    as nodeinit, and a detached thread started by a worker keeps
+ *             using the library for 1.5 s after the workers have ended
+ *
+ * Output on stdout, which is fully buffered when it is a pipe (so it is only
+ * seen if the process ends through exit(), which flushes it): the checks'
+ * OK line, "END <ns>" with CLOCK_REALTIME when the last thread finished, and
+ * "atexit" from an atexit handler, last. */
+#include <pthread.h>
+
+#include "dlock_client_api.h"
+#include "dlock_server_api.h"
+
+#include "check.h"
+
+#define WORKERS 8
+#define ROUNDS 20
+
+static int port, lock_holder, server_id, main_client, counter_id;
+static const struct umo_atomic64_desc counter_desc = {(char *)"main exit counter", 17, 30};
+static int remaining; /* threads still to finish; the one that ends it reports */
+static int workers_left;
+static enum { BARE, DEINIT, NODEINIT, LINGER } mode;
+static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void on_exit_print(void) { printf("atexit\n"); }
+
+static void check_locked(long long got, long long want, int line)
+{
+    pthread_mutex_lock(&check_mu);
+    checks++;
+    if (got != want) {
+        failures++;
+        printf("FAIL main_exit.c:%d: got %lld, want %lld\n", line, got, want);
+    }
+    pthread_mutex_unlock(&check_mu);
+}
+#define TCHECK(expr, want) check_locked((long long)(expr), (long long)(want), __LINE__)
+
+/* finish is called by every thread as its last act; the last one prints
+ * the result and when it ended. */
+static void finish(void)
+{
+    if (__atomic_sub_fetch(&remaining, 1, __ATOMIC_SEQ_CST) != 0)
+        return;
+    uint64_t v = 0;
+    TCHECK(umo_atomic64_get_snapshot(main_client, counter_id, &v), 0);
+    TCHECK(v, WORKERS * ROUNDS + (mode == LINGER ? 5 : 0));
+    if (mode == DEINIT) {
+        dclient_lib_deinit();
+        TCHECK(server_stop(server_id), 0);
+        dserver_lib_deinit();
+    }
+    done();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    printf("END %lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+}
+
+/* use_library takes and gives back a lock n times, checking that no two
+ * holders overlap, and bumps an atomic64 object. */
+static void use_library(int who, int n)
+{
+    int c = 0, id = 0, obj = 0;
+    struct lock_desc d = desc_of("main exit lock", DLOCK_ATOMIC);
+    struct umo_atomic64_desc od = counter_desc;
+    lock_state s;
+    uint64_t v;
+
+    TCHECK(client_init(&c, "127.0.0.1"), 0);
+    TCHECK(get_lock(c, &d, &id), 0);
+    TCHECK(umo_atomic64_get(c, &od, &obj), 0);
+    struct lock_request r = req_of(id, LOCK_EXCLUSIVE, 30);
+    for (int i = 0; i < n; i++) {
+        TCHECK(lock(c, &r, &s), DLOCK_SUCCESS);
+        TCHECK(__atomic_exchange_n(&lock_holder, who, __ATOMIC_SEQ_CST), 0);
+        usleep(200);
+        TCHECK(__atomic_exchange_n(&lock_holder, 0, __ATOMIC_SEQ_CST), who);
+        TCHECK(unlock(c, id, &s), DLOCK_SUCCESS);
+        TCHECK(umo_atomic64_faa(c, obj, 1, &v), 0);
+    }
+    TCHECK(release_lock(c, id), 0);
+    if (mode == DEINIT)
+        TCHECK(client_deinit(c), 0);
+}
+
+static void *late(void *unused)
+{
+    (void)unused;
+    /* wait (at most 10 s) until every worker has ended, then 1.5 s more */
+    for (int i = 0; i < 1000 && __atomic_load_n(&workers_left, __ATOMIC_SEQ_CST) > 0; i++)
+        usleep(10000);
+    TCHECK(__atomic_load_n(&workers_left, __ATOMIC_SEQ_CST), 0);
+    usleep(1500000);
+    use_library(WORKERS + 1, 5);
+    printf("late thread done\n");
+    finish();
+    return NULL;
+}
+
+static void *worker(void *p)
+{
+    int who = (int)(long)p;
+    if (mode == LINGER && who == 1) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        TCHECK(pthread_create(&t, &attr, late, NULL), 0);
+        pthread_attr_destroy(&attr);
+    }
+    usleep(100000); /* main has called pthread_exit by now */
+    use_library(who, ROUNDS);
+    __atomic_sub_fetch(&workers_left, 1, __ATOMIC_SEQ_CST);
+    finish();
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    port = arg(argc, argv, 1);
+    if (argc < 3) {
+        fprintf(stderr, "missing mode\n");
+        return 2;
+    }
+    const char *m = argv[2];
+    mode = !strcmp(m, "bare") ? BARE : !strcmp(m, "deinit") ? DEINIT : !strcmp(m, "nodeinit") ? NODEINIT : LINGER;
+    if (mode == LINGER && strcmp(m, "linger") != 0) {
+        fprintf(stderr, "unknown mode %s\n", m);
+        return 2;
+    }
+    atexit(on_exit_print);
+    if (mode == BARE)
+        pthread_exit(NULL);
+
+    struct server_cfg scfg = server_config(port, 0);
+    struct client_cfg ccfg = client_config(port);
+    CHECK(dserver_lib_init(1), 0);
+    CHECK(SERVER_START(scfg, server_id), 0);
+    CHECK(dclient_lib_init(&ccfg), 0);
+    CHECK(client_init(&main_client, "127.0.0.1"), 0);
+    struct umo_atomic64_desc od = counter_desc;
+    CHECK(umo_atomic64_create(main_client, &od, 0, &counter_id), 0);
+    CHECK(umo_atomic64_get(main_client, &od, &counter_id), 0); /* creating takes no reference */
+
+    remaining = WORKERS + (mode == LINGER);
+    workers_left = WORKERS;
+    for (long i = 1; i <= WORKERS; i++) {
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, worker, (void *)i), 0);
+    }
+    printf("main: pthread_exit\n");
+    pthread_exit(NULL);
+}
