@@ -29,6 +29,8 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		return keep
 	}
 	if m.TPMode != s.cfg.TPMode {
+		s.cfg.Logger.Warn("refusing a client: its transport mode differs from the server's", "remote", c.raw.RemoteAddr(),
+			"client_tp_mode", m.TPMode, "tp_mode", s.cfg.TPMode)
 		return fail(dlock.ErrGeneric, false)
 	}
 	if t == wire.TInit {
