@@ -10,6 +10,12 @@
 // own) nor the exited main thread, and calls exit(0) when none is left —
 // running atexit handlers and flushing stdio, as glibc does.
 //
+// A running server counts as a program thread: DLock runs each server on
+// threads of its own (a control thread and a data-plane thread) until
+// server_stop or dserver_lib_deinit, so a server program whose main calls
+// pthread_exit goes on serving, as it does with DLock. The client library
+// has no threads of its own in DLock, and none count here.
+//
 // The library's threads are known exactly: the Go runtime creates every
 // thread through pthread_create in runtime/cgo, and the library is linked
 // with -Wl,--wrap=pthread_create (lastthread.go), so those calls come here
@@ -118,11 +124,22 @@ __attribute__((visibility("hidden"))) int __wrap_pthread_create(pthread_t *t, co
 
 static pthread_t main_thread;
 
+// The number of servers running (server_start .. server_stop).
+static int servers_running;
+
+__attribute__((visibility("hidden"))) void dlock_servers_running_add(int delta)
+{
+    __atomic_add_fetch(&servers_running, delta, __ATOMIC_SEQ_CST);
+}
+
 // program_threads counts the live threads that are neither the library's nor
 // the main thread (which the watcher has joined; as the thread group leader
-// it stays listed until the process ends). -1 if /proc is unreadable.
+// it stays listed until the process ends), plus one if a server runs. -1 if
+// /proc is unreadable.
 static int program_threads(void)
 {
+    if (__atomic_load_n(&servers_running, __ATOMIC_SEQ_CST) > 0)
+        return 1;
     DIR *d = opendir("/proc/self/task");
     if (d == NULL)
         return -1;

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -16,64 +21,137 @@ import (
 // process must exit with status 0 within a second of its last thread
 // (through exit(), so buffered stdout and atexit handlers are not lost),
 // whether or not the program called the deinit functions, and must wait for
-// a thread that keeps running long after the others.
+// a thread that keeps running long after the others. A process whose main
+// ended with only a server left goes on serving, as with DLock: the client
+// programs use it, and it is still running afterwards.
 func TestCMainPthreadExit(t *testing.T) {
 	t.Parallel()
 	prog := compile(t, filepath.Join("testdata", "main_exit.c"))
-	for _, mode := range []string{"bare", "deinit", "nodeinit", "linger"} {
-		t.Run(mode, func(t *testing.T) {
-			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			cmd := exec.CommandContext(ctx, prog, freePorts(t, 1)[0], mode)
-			var stdout, stderr bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &stdout, &stderr
-			start := time.Now()
-			err := cmd.Run()
-			exited := time.Now()
-			out := stdout.String()
-			if err != nil {
-				t.Fatalf("%s: %v after %v\nstdout:\n%s\nstderr:\n%s", mode, err, exited.Sub(start), out, stderr.String())
-			}
-			lines := strings.Split(strings.TrimSpace(out), "\n")
-			if lines[len(lines)-1] != "atexit" {
-				t.Errorf("last line %q, want the atexit handler's line\nstdout:\n%s", lines[len(lines)-1], out)
-			}
-			if mode == "bare" {
-				if len(lines) != 1 {
-					t.Errorf("stdout:\n%s\nwant only the atexit line", out)
+	t.Run("bare", func(t *testing.T) {
+		t.Parallel()
+		runMainExit(t, prog, freePorts(t, 1)[0], "bare")
+	})
+	t.Run("deinit", func(t *testing.T) {
+		t.Parallel()
+		runMainExit(t, prog, freePorts(t, 1)[0], "deinit")
+	})
+	t.Run("serve", func(t *testing.T) {
+		t.Parallel()
+		port := freePorts(t, 1)[0]
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		server := exec.CommandContext(ctx, prog, port, "serve")
+		stderr, err := server.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := server.Start(); err != nil {
+			t.Fatal(err)
+		}
+		serving := make(chan bool, 1)
+		var rest bytes.Buffer
+		copied := make(chan struct{})
+		go func() {
+			defer close(copied)
+			sc := bufio.NewScanner(stderr)
+			ok := false
+			for sc.Scan() {
+				if sc.Text() == "SERVING" && !ok {
+					ok = true
+					serving <- true
+					continue
 				}
-				if d := exited.Sub(start); d > 10*time.Second {
-					t.Errorf("exited after %v", d)
-				}
-				return
+				rest.WriteString(sc.Text() + "\n")
 			}
-			if !strings.Contains(out, "main: pthread_exit\n") || !strings.Contains(out, "\nOK ") || strings.Contains(out, "FAIL") {
-				t.Fatalf("stdout:\n%s\nstderr:\n%s", out, stderr.String())
+			if !ok {
+				serving <- false
 			}
-			var endNS int64
-			for _, l := range lines {
-				if v, ok := strings.CutPrefix(l, "END "); ok {
-					endNS, _ = strconv.ParseInt(v, 10, 64)
-				}
-			}
-			if endNS == 0 {
-				t.Fatalf("no END line:\n%s", out)
-			}
-			end := time.Unix(0, endNS)
-			lag := exited.Sub(end)
-			t.Logf("%s: ran %v; exited %v after its last thread", mode, exited.Sub(start).Round(time.Millisecond), lag.Round(time.Millisecond))
-			if lag < 0 || lag > time.Second {
-				t.Errorf("process exited %v after its last thread ended, want within 1s", lag)
-			}
-			if mode == "linger" {
-				if !strings.Contains(out, "late thread done\n") {
-					t.Errorf("the late thread did not finish:\n%s", out)
-				}
-				if d := end.Sub(start); d < 1500*time.Millisecond {
-					t.Errorf("the last thread ended %v after start, want ≥ 1.5s", d)
-				}
-			}
-		})
+			io.Copy(io.Discard, stderr)
+		}()
+		if !<-serving {
+			server.Wait()
+			t.Fatalf("the server program did not start: %v", server.ProcessState)
+		}
+		mainGone := time.Now()
+
+		var wg sync.WaitGroup
+		for _, mode := range []string{"nodeinit", "linger"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runMainExit(t, prog, port, mode)
+			}()
+		}
+		wg.Wait()
+
+		// Only the server was left in that process since main's
+		// pthread_exit, and it served both programs: it must still run.
+		if err := server.Process.Signal(syscall.Signal(0)); err != nil {
+			t.Fatalf("the server program ended after main's pthread_exit with its server running: %v", err)
+		}
+		t.Logf("server program alive and serving %v after main's pthread_exit", time.Since(mainGone).Round(time.Millisecond))
+		server.Process.Signal(syscall.SIGTERM)
+		err = server.Wait()
+		<-copied
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGTERM {
+			t.Errorf("server program: %v, want killed by SIGTERM\nstderr:\n%s", err, rest.String())
+		}
+	})
+}
+
+// runMainExit runs main_exit in mode and checks how it ended.
+func runMainExit(t *testing.T, prog, port, mode string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, prog, port, mode)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	exited := time.Now()
+	out := stdout.String()
+	if err != nil {
+		t.Errorf("%s: %v after %v\nstdout:\n%s\nstderr:\n%s", mode, err, exited.Sub(start), out, stderr.String())
+		return
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if lines[len(lines)-1] != "atexit" {
+		t.Errorf("%s: last line %q, want the atexit handler's line\nstdout:\n%s", mode, lines[len(lines)-1], out)
+	}
+	if mode == "bare" {
+		if len(lines) != 1 {
+			t.Errorf("bare: stdout:\n%s\nwant only the atexit line", out)
+		}
+		return
+	}
+	if !strings.Contains(out, "main: pthread_exit\n") || !strings.Contains(out, "\nOK ") || strings.Contains(out, "FAIL") {
+		t.Errorf("%s: stdout:\n%s\nstderr:\n%s", mode, out, stderr.String())
+		return
+	}
+	var endNS int64
+	for _, l := range lines {
+		if v, ok := strings.CutPrefix(l, "END "); ok {
+			endNS, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if endNS == 0 {
+		t.Errorf("%s: no END line:\n%s", mode, out)
+		return
+	}
+	end := time.Unix(0, endNS)
+	lag := exited.Sub(end)
+	t.Logf("%s: ran %v; exited %v after its last thread", mode, exited.Sub(start).Round(time.Millisecond), lag.Round(time.Millisecond))
+	if lag < 0 || lag > time.Second {
+		t.Errorf("%s: process exited %v after its last thread ended, want within 1s", mode, lag)
+	}
+	if mode == "linger" {
+		if !strings.Contains(out, "late thread done\n") {
+			t.Errorf("linger: the late thread did not finish:\n%s", out)
+		}
+		if d := end.Sub(start); d < 1500*time.Millisecond {
+			t.Errorf("linger: the last thread ended %v after start, want ≥ 1.5s", d)
+		}
 	}
 }

@@ -78,6 +78,7 @@ func dserver_lib_deinit() {
 }
 
 func (rs *runningServer) stop() {
+	defer serversRunning(-1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rs.srv.Shutdown(ctx)
@@ -185,6 +186,7 @@ func server_start(cfg *C.struct_server_cfg, serverID *C.int) C.int {
 		srv.Serve(ln)
 	}()
 	serverLib.servers[id] = rs
+	serversRunning(1)
 	return 0
 }
 

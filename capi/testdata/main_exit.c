@@ -1,15 +1,20 @@
 /* A program that ends main with pthread_exit, the way DLock's example
  * programs do: the process must end with status 0 once its own threads have
- * finished, as it does without the library.
+ * finished, as it does with DLock, and a running server keeps it alive, as
+ * DLock's server threads do.
  *
- * argv: a free port, a mode:
+ * argv: a port, a mode:
  *   bare      main calls pthread_exit at once (the library is only loaded)
- *   deinit    worker threads use the server and client APIs after main has
- *             gone; each deinits its client, the last one calls
- *             dclient_lib_deinit, server_stop and dserver_lib_deinit
- *   nodeinit  the same without any deinit
+ *   deinit    a server and clients in this process; worker threads use them
+ *             after main has gone, each deinits its client, the last one
+ *             calls dclient_lib_deinit, server_stop and dserver_lib_deinit
+ *   nodeinit  clients only, of the server at port (another process), used by
+ *             worker threads after main has gone; nothing is deinitialised
  *   linger    as nodeinit, and a detached thread started by a worker keeps
  *             using the library for 1.5 s after the workers have ended
+ *   serve     starts a server at port, prints "SERVING" on stderr and calls
+ *             pthread_exit: nothing but the server is left, and the process
+ *             must go on serving
  *
  * Output on stdout, which is fully buffered when it is a pipe (so it is only
  * seen if the process ends through exit(), which flushes it): the checks'
@@ -26,10 +31,10 @@
 #define ROUNDS 20
 
 static int port, lock_holder, server_id, main_client, counter_id;
-static const struct umo_atomic64_desc counter_desc = {(char *)"main exit counter", 17, 30};
+static char lock_name[64], counter_name[64];
 static int remaining; /* threads still to finish; the one that ends it reports */
 static int workers_left;
-static enum { BARE, DEINIT, NODEINIT, LINGER } mode;
+static enum { BARE, DEINIT, NODEINIT, LINGER, SERVE } mode;
 static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_exit_print(void) { printf("atexit\n"); }
@@ -71,8 +76,8 @@ static void finish(void)
 static void use_library(int who, int n)
 {
     int c = 0, id = 0, obj = 0;
-    struct lock_desc d = desc_of("main exit lock", DLOCK_ATOMIC);
-    struct umo_atomic64_desc od = counter_desc;
+    struct lock_desc d = desc_of(lock_name, DLOCK_ATOMIC);
+    struct umo_atomic64_desc od = {counter_name, (unsigned int)strlen(counter_name), 30};
     lock_state s;
     uint64_t v;
 
@@ -127,28 +132,36 @@ static void *worker(void *p)
 
 int main(int argc, char **argv)
 {
+    static const char *modes[] = {"bare", "deinit", "nodeinit", "linger", "serve"};
     port = arg(argc, argv, 1);
-    if (argc < 3) {
-        fprintf(stderr, "missing mode\n");
+    int m = -1;
+    for (int i = 0; argc > 2 && i < 5; i++)
+        if (!strcmp(argv[2], modes[i]))
+            m = i;
+    if (m < 0) {
+        fprintf(stderr, "usage: main_exit port bare|deinit|nodeinit|linger|serve\n");
         return 2;
     }
-    const char *m = argv[2];
-    mode = !strcmp(m, "bare") ? BARE : !strcmp(m, "deinit") ? DEINIT : !strcmp(m, "nodeinit") ? NODEINIT : LINGER;
-    if (mode == LINGER && strcmp(m, "linger") != 0) {
-        fprintf(stderr, "unknown mode %s\n", m);
-        return 2;
-    }
+    mode = m;
+    snprintf(lock_name, sizeof(lock_name), "main exit lock %s", modes[m]);
+    snprintf(counter_name, sizeof(counter_name), "main exit counter %s", modes[m]);
     atexit(on_exit_print);
     if (mode == BARE)
         pthread_exit(NULL);
 
     struct server_cfg scfg = server_config(port, 0);
     struct client_cfg ccfg = client_config(port);
-    CHECK(dserver_lib_init(1), 0);
-    CHECK(SERVER_START(scfg, server_id), 0);
+    if (mode == DEINIT || mode == SERVE) {
+        CHECK(dserver_lib_init(1), 0);
+        CHECK(SERVER_START(scfg, server_id), 0);
+    }
+    if (mode == SERVE) {
+        fprintf(stderr, "SERVING\n");
+        pthread_exit(NULL);
+    }
     CHECK(dclient_lib_init(&ccfg), 0);
     CHECK(client_init(&main_client, "127.0.0.1"), 0);
-    struct umo_atomic64_desc od = counter_desc;
+    struct umo_atomic64_desc od = {counter_name, (unsigned int)strlen(counter_name), 30};
     CHECK(umo_atomic64_create(main_client, &od, 0, &counter_id), 0);
     CHECK(umo_atomic64_get(main_client, &od, &counter_id), 0); /* creating takes no reference */
 
