@@ -170,14 +170,40 @@ static void pause_ms(long ms)
         ;
 }
 
-static void *watch_main(void *unused)
+// main_ended reports whether the main thread has ended (as the thread group
+// leader it is then a zombie, state Z in /proc/self/stat), -1 if unknown.
+static int main_ended(void)
 {
-    (void)unused;
+    char buf[1024];
+    FILE *f = fopen("/proc/self/stat", "r");
+    if (f == NULL)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); // the command name may hold anything
+    if (p == NULL || p[1] != ' ' || p[2] == 0)
+        return -1;
+    return p[2] == 'Z';
+}
+
+static void *watch_main(void *known)
+{
     remember_self();
     // Returns only once main has called pthread_exit: when main returns or
-    // anything calls exit, the process ends here.
-    if (pthread_join(main_thread, NULL) != 0)
-        return NULL;
+    // anything calls exit, the process ends meanwhile.
+    if (known != NULL) {
+        if (pthread_join(main_thread, NULL) != 0)
+            return NULL;
+    } else {
+        // Loaded by dlopen from another thread: the main thread's handle is
+        // unknown, so watch its state, once a second.
+        int ended;
+        while ((ended = main_ended()) == 0)
+            pause_ms(1000);
+        if (ended < 0)
+            return NULL;
+    }
     long wait = 5;
     for (;;) {
         int n = program_threads();
@@ -201,14 +227,16 @@ static void *watch_main(void *unused)
     }
 }
 
-// start_watcher runs when the library is loaded. It only knows the main
-// thread if it runs on it, which is the case when the program is linked with
-// the library (and when the main thread dlopens it).
+// start_watcher runs when the library is loaded: on the main thread when the
+// program is linked with the library, on whichever thread calls dlopen
+// otherwise.
 __attribute__((constructor)) static void start_watcher(void)
 {
-    if (self_tid() != getpid())
-        return;
-    main_thread = pthread_self();
+    void *known = NULL;
+    if (self_tid() == getpid()) {
+        main_thread = pthread_self();
+        known = &main_thread;
+    }
     // The watcher takes no signals meant for the program.
     sigset_t all, old;
     sigfillset(&all);
@@ -217,7 +245,7 @@ __attribute__((constructor)) static void start_watcher(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t t;
-    __real_pthread_create(&t, &attr, watch_main, NULL);
+    __real_pthread_create(&t, &attr, watch_main, known);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }

@@ -155,3 +155,44 @@ func runMainExit(t *testing.T, prog, port, mode string) {
 		}
 	}
 }
+
+// TestCDlopenFromThread: a program not linked with the library has a thread
+// load it with dlopen (so the library cannot learn the main thread's
+// handle), then main calls pthread_exit; the process still exits 0 once that
+// thread has finished.
+func TestCDlopenFromThread(t *testing.T) {
+	t.Parallel()
+	dir := libDir(t)
+	prog := filepath.Join(t.TempDir(), "dlopen_thread")
+	args := []string{"-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-O1", "-Iinclude", "-o", prog,
+		filepath.Join("testdata", "dlopen_thread.c"), "-ldl", "-lpthread"}
+	if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	for _, n := range elfNeeded(t, prog) {
+		if strings.HasPrefix(n, "libdlock") {
+			t.Fatalf("the program is linked with %s; it must only dlopen it", n)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, prog, filepath.Join(dir, "libdlock.so"), freePorts(t, 1)[0])
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	exited := time.Now()
+	out := stdout.String()
+	if err != nil || !strings.Contains(out, "\nOK ") || !strings.HasSuffix(out, "atexit\n") {
+		t.Fatalf("%v\nstdout:\n%s\nstderr:\n%s", err, out, stderr.String())
+	}
+	i := strings.Index(out, "END ")
+	if i < 0 {
+		t.Fatalf("no END line:\n%s", out)
+	}
+	endNS, _ := strconv.ParseInt(strings.Fields(out[i+4:])[0], 10, 64)
+	lag := exited.Sub(time.Unix(0, endNS))
+	t.Logf("exited %v after its last thread", lag.Round(time.Millisecond))
+	if lag < 0 || lag > time.Second {
+		t.Errorf("exited %v after its last thread, want within 1s\n%s", lag, out)
+	}
+}
