@@ -8,6 +8,7 @@ import (
 	"io"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,14 +27,29 @@ import (
 // programs use it, and it is still running afterwards.
 func TestCMainPthreadExit(t *testing.T) {
 	t.Parallel()
-	prog := compile(t, filepath.Join("testdata", "main_exit.c"))
+	for _, src := range []string{"main_exit.c", "main_exit.cpp"} {
+		t.Run(src, func(t *testing.T) {
+			t.Parallel()
+			testMainExit(t, src)
+		})
+	}
+}
+
+func testMainExit(t *testing.T, src string) {
+	prog := compile(t, filepath.Join("testdata", src))
+	// What exit() prints last: the atexit handler, then (C++) the static
+	// destructor registered before it.
+	tail := []string{"atexit"}
+	if strings.HasSuffix(src, ".cpp") {
+		tail = append(tail, "static destructor")
+	}
 	t.Run("bare", func(t *testing.T) {
 		t.Parallel()
-		runMainExit(t, prog, freePorts(t, 1)[0], "bare")
+		runMainExit(t, prog, freePorts(t, 1)[0], "bare", tail)
 	})
 	t.Run("deinit", func(t *testing.T) {
 		t.Parallel()
-		runMainExit(t, prog, freePorts(t, 1)[0], "deinit")
+		runMainExit(t, prog, freePorts(t, 1)[0], "deinit", tail)
 	})
 	t.Run("serve", func(t *testing.T) {
 		t.Parallel()
@@ -79,7 +95,7 @@ func TestCMainPthreadExit(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				runMainExit(t, prog, port, mode)
+				runMainExit(t, prog, port, mode, tail)
 			}()
 		}
 		wg.Wait()
@@ -100,8 +116,9 @@ func TestCMainPthreadExit(t *testing.T) {
 	})
 }
 
-// runMainExit runs main_exit in mode and checks how it ended.
-func runMainExit(t *testing.T, prog, port, mode string) {
+// runMainExit runs main_exit in mode and checks how it ended: tail are the
+// last lines exit() prints.
+func runMainExit(t *testing.T, prog, port, mode string, tail []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -117,12 +134,12 @@ func runMainExit(t *testing.T, prog, port, mode string) {
 		return
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if lines[len(lines)-1] != "atexit" {
-		t.Errorf("%s: last line %q, want the atexit handler's line\nstdout:\n%s", mode, lines[len(lines)-1], out)
+	if len(lines) < len(tail) || !slices.Equal(lines[len(lines)-len(tail):], tail) {
+		t.Errorf("%s: stdout:\n%s\nwant it to end with %q", mode, out, tail)
 	}
 	if mode == "bare" {
-		if len(lines) != 1 {
-			t.Errorf("bare: stdout:\n%s\nwant only the atexit line", out)
+		if len(lines) != len(tail) {
+			t.Errorf("bare: stdout:\n%s\nwant only %q", out, tail)
 		}
 		return
 	}

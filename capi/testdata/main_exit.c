@@ -34,7 +34,8 @@ static int port, lock_holder, server_id, main_client, counter_id;
 static char lock_name[64], counter_name[64];
 static int remaining; /* threads still to finish; the one that ends it reports */
 static int workers_left;
-static enum { BARE, DEINIT, NODEINIT, LINGER, SERVE } mode;
+enum run_mode { BARE, DEINIT, NODEINIT, LINGER, SERVE };
+static enum run_mode mode;
 static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_exit_print(void) { printf("atexit\n"); }
@@ -142,7 +143,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: main_exit port bare|deinit|nodeinit|linger|serve\n");
         return 2;
     }
-    mode = m;
+    mode = (enum run_mode)m;
     snprintf(lock_name, sizeof(lock_name), "main exit lock %s", modes[m]);
     snprintf(counter_name, sizeof(counter_name), "main exit counter %s", modes[m]);
     atexit(on_exit_print);
