@@ -5,10 +5,20 @@
 //
 // The Go runtime's threads never end, so glibc's count never reaches zero
 // by itself. Instead a watcher thread, created when the library is loaded,
-// joins the main thread; once main has ended it counts the threads in
+// waits for the main thread to end; then it counts the threads in
 // /proc/self/task that are neither the library's (the Go runtime's and its
 // own) nor the exited main thread, and calls exit(0) when none is left —
 // running atexit handlers and flushing stdio, as glibc does.
+//
+// The watcher learns that main is ending from a thread-specific-data
+// destructor set on the main thread at load time (glibc runs the main
+// thread's destructors when it calls pthread_exit, and never when main
+// returns), and then waits for /proc/self/stat to show the main thread
+// gone (other destructors may still run on it). It does not join the main
+// thread: a second joiner would never wake up, and the program may join
+// main itself. When the library is loaded by dlopen from another thread, the
+// destructor cannot be set and the watcher reads /proc/self/stat once a
+// second instead.
 //
 // A running server counts as a program thread: DLock runs each server on
 // threads of its own (a control thread and a data-plane thread) until
@@ -27,7 +37,9 @@
 
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -122,7 +134,15 @@ __attribute__((visibility("hidden"))) int __wrap_pthread_create(pthread_t *t, co
     return err;
 }
 
-static pthread_t main_thread;
+// main_exiting is posted by the main thread's destructor of main_key.
+static sem_t main_exiting;
+static pthread_key_t main_key;
+
+static void on_main_exit(void *unused)
+{
+    (void)unused;
+    sem_post(&main_exiting);
+}
 
 // The number of servers running (server_start .. server_stop).
 static int servers_running;
@@ -187,30 +207,35 @@ static int main_ended(void)
     return p[2] == 'Z';
 }
 
-static void *watch_main(void *known)
+static const char no_proc[] =
+    "dlock: cannot read /proc/self: the process will not end by itself after main called pthread_exit\n";
+
+static void *watch_main(void *armed)
 {
     remember_self();
     // Returns only once main has called pthread_exit: when main returns or
     // anything calls exit, the process ends meanwhile.
-    if (known != NULL) {
-        if (pthread_join(main_thread, NULL) != 0)
-            return NULL;
-    } else {
-        // Loaded by dlopen from another thread: the main thread's handle is
-        // unknown, so watch its state, once a second.
-        int ended;
-        while ((ended = main_ended()) == 0)
-            pause_ms(1000);
-        if (ended < 0)
-            return NULL;
+    long wait = 1000;
+    if (armed != NULL) {
+        while (sem_wait(&main_exiting) != 0 && errno == EINTR)
+            ;
+        wait = 1;
     }
-    long wait = 5;
+    int ended;
+    while ((ended = main_ended()) == 0) {
+        pause_ms(wait);
+        if (armed != NULL && wait < 100)
+            wait *= 2;
+    }
+    if (ended < 0) {
+        fputs(no_proc, stderr);
+        return NULL;
+    }
+    wait = 5;
     for (;;) {
         int n = program_threads();
         if (n < 0) {
-            fputs("dlock: cannot read /proc/self/task: the process will not end by itself after main "
-                  "called pthread_exit\n",
-                  stderr);
+            fputs(no_proc, stderr);
             return NULL;
         }
         // Two scans a moment apart both seeing no program thread: a
@@ -232,10 +257,13 @@ static void *watch_main(void *known)
 // otherwise.
 __attribute__((constructor)) static void start_watcher(void)
 {
-    void *known = NULL;
-    if (self_tid() == getpid()) {
-        main_thread = pthread_self();
-        known = &main_thread;
+    void *armed = NULL;
+    if (self_tid() == getpid() && sem_init(&main_exiting, 0, 0) == 0 &&
+        pthread_key_create(&main_key, on_main_exit) == 0) {
+        if (pthread_setspecific(main_key, &main_exiting) == 0)
+            armed = &main_exiting;
+        else
+            pthread_key_delete(main_key);
     }
     // The watcher takes no signals meant for the program.
     sigset_t all, old;
@@ -245,7 +273,7 @@ __attribute__((constructor)) static void start_watcher(void)
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t t;
-    __real_pthread_create(&t, &attr, watch_main, known);
+    __real_pthread_create(&t, &attr, watch_main, armed);
     pthread_attr_destroy(&attr);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }

@@ -22,7 +22,8 @@ import (
 // process must exit with status 0 within a second of its last thread
 // (through exit(), so buffered stdout and atexit handlers are not lost),
 // whether or not the program called the deinit functions, and must wait for
-// a thread that keeps running long after the others. A process whose main
+// a thread that keeps running long after the others; a program thread that
+// joins the main thread succeeds, as without the library. A process whose main
 // ended with only a server left goes on serving, as with DLock: the client
 // programs use it, and it is still running afterwards.
 func TestCMainPthreadExit(t *testing.T) {
@@ -50,6 +51,10 @@ func testMainExit(t *testing.T, src string) {
 	t.Run("deinit", func(t *testing.T) {
 		t.Parallel()
 		runMainExit(t, prog, freePorts(t, 1)[0], "deinit", tail)
+	})
+	t.Run("joinmain", func(t *testing.T) {
+		t.Parallel()
+		runMainExit(t, prog, freePorts(t, 1)[0], "joinmain", tail)
 	})
 	t.Run("serve", func(t *testing.T) {
 		t.Parallel()

@@ -12,6 +12,8 @@
  *             worker threads after main has gone; nothing is deinitialised
  *   linger    as nodeinit, and a detached thread started by a worker keeps
  *             using the library for 1.5 s after the workers have ended
+ *   joinmain  as deinit, and a worker joins the main thread first (which
+ *             must succeed, as without the library)
  *   serve     starts a server at port, prints "SERVING" on stderr and calls
  *             pthread_exit: nothing but the server is left, and the process
  *             must go on serving
@@ -32,6 +34,8 @@
 
 static int port, lock_holder, server_id, main_client, counter_id;
 static char lock_name[64], counter_name[64];
+static pthread_t main_thread;
+static int join_main;
 static int remaining; /* threads still to finish; the one that ends it reports */
 static int workers_left;
 enum run_mode { BARE, DEINIT, NODEINIT, LINGER, SERVE };
@@ -116,6 +120,8 @@ static void *late(void *unused)
 static void *worker(void *p)
 {
     int who = (int)(long)p;
+    if (join_main && who == 1)
+        TCHECK(pthread_join(main_thread, NULL), 0);
     if (mode == LINGER && who == 1) {
         pthread_t t;
         pthread_attr_t attr;
@@ -136,13 +142,15 @@ int main(int argc, char **argv)
     static const char *modes[] = {"bare", "deinit", "nodeinit", "linger", "serve"};
     port = arg(argc, argv, 1);
     int m = -1;
+    join_main = argc > 2 && !strcmp(argv[2], "joinmain");
     for (int i = 0; argc > 2 && i < 5; i++)
-        if (!strcmp(argv[2], modes[i]))
+        if (!strcmp(argv[2], modes[i]) || (join_main && i == DEINIT))
             m = i;
     if (m < 0) {
-        fprintf(stderr, "usage: main_exit port bare|deinit|nodeinit|linger|serve\n");
+        fprintf(stderr, "usage: main_exit port bare|deinit|joinmain|nodeinit|linger|serve\n");
         return 2;
     }
+    main_thread = pthread_self();
     mode = (enum run_mode)m;
     snprintf(lock_name, sizeof(lock_name), "main exit lock %s", modes[m]);
     snprintf(counter_name, sizeof(counter_name), "main exit counter %s", modes[m]);
