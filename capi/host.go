@@ -74,8 +74,8 @@ func localAddress(ip net.IP) bool {
 	return false
 }
 
-// validCPUSet checks a ctrl_cpuset / cmd_cpuset string the way upstream does
-// (§17.6): comma-separated tokens "N" or "N-M" with CPU ids below the number
+// validCPUSet checks a ctrl_cpuset / cmd_cpuset string the way upstream does:
+// comma-separated tokens "N" or "N-M" with CPU ids below the number
 // of configured CPUs. A reversed range passes upstream's syntax check but
 // makes its affinity call fail, so it is refused too. The string is not
 // modified (upstream tokenises it in place).
