@@ -16,11 +16,11 @@ import (
 // logLine is a record a failure must print: its syslog level and text
 // that must all be on one line of stderr.
 type logLine struct {
-	level int // syslog: 3 ERR, 4 WARNING
+	level int // syslog: 3 ERR, 4 WARNING, 5 NOTICE
 	parts []string
 }
 
-var syslogName = map[int]string{3: "ERR", 4: "WARNING"}
+var syslogName = map[int]string{3: "ERR", 4: "WARNING", 5: "NOTICE"}
 
 // TestCFailuresSayWhy runs testdata/failure_logs.c once per failure and log
 // level: each failure's reason is on stderr, at its level, exactly when
@@ -48,6 +48,7 @@ func TestCFailuresSayWhy(t *testing.T) {
 			{3, []string{"client_init: the server refused the registration: is tp_mode the same on both sides?", "tp_mode=1", "ret=-1"}},
 			{4, []string{"refusing a client: its transport mode differs from the server's", "client_tp_mode=1", "tp_mode=0"}},
 		},
+		"refused":       {{5, []string{"client_init: the server is not ready", "connection refused", "ret=8200"}}},
 		"tls_path":      {{3, []string{"dclient_lib_init: TLS setup failed", "ssl.ca_path", "/nonexistent/ca.pem", "no such file or directory", "ret=-1"}}},
 		"tls_password":  {{3, []string{"client_init: cannot connect to the server", "TLS configuration", "client.key", "ret=-1"}}},
 		"tls_untrusted": {{3, []string{"client_init: cannot connect to the server", "TLS handshake", "unknown authority", "ret=-1"}}},

@@ -23,7 +23,8 @@ import (
 // (through exit(), so buffered stdout and atexit handlers are not lost),
 // whether or not the program called the deinit functions, and must wait for
 // a thread that keeps running long after the others; a program thread that
-// joins the main thread succeeds, as without the library. A process whose main
+// joins the main thread succeeds, as without the library; a chain of
+// short-lived threads, each starting the next, is followed to its end. A process whose main
 // ended with only a server left goes on serving, as with DLock: the client
 // programs use it, and it is still running afterwards.
 func TestCMainPthreadExit(t *testing.T) {
@@ -55,6 +56,10 @@ func testMainExit(t *testing.T, src string) {
 	t.Run("joinmain", func(t *testing.T) {
 		t.Parallel()
 		runMainExit(t, prog, freePorts(t, 1)[0], "joinmain", tail)
+	})
+	t.Run("relay", func(t *testing.T) {
+		t.Parallel()
+		runMainExit(t, prog, freePorts(t, 1)[0], "relay", tail)
 	})
 	t.Run("serve", func(t *testing.T) {
 		t.Parallel()
@@ -167,6 +172,9 @@ func runMainExit(t *testing.T, prog, port, mode string, tail []string) {
 	t.Logf("%s: ran %v; exited %v after its last thread", mode, exited.Sub(start).Round(time.Millisecond), lag.Round(time.Millisecond))
 	if lag < 0 || lag > time.Second {
 		t.Errorf("%s: process exited %v after its last thread ended, want within 1s", mode, lag)
+	}
+	if mode == "relay" && !strings.Contains(out, "relay done\n") {
+		t.Errorf("relay: the last thread of the chain did not finish:\n%s", out)
 	}
 	if mode == "linger" {
 		if !strings.Contains(out, "late thread done\n") {

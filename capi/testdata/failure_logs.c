@@ -113,6 +113,10 @@ int main(int argc, char **argv)
         CHECK(SERVER_START(scfg, id), 0);
         CHECK(dclient_lib_init(&ccfg), 0);
         CHECK(client_init(&c, "127.0.0.1"), -1);
+    } else if (!strcmp(what, "refused")) {
+        /* nothing listens on port: a program retries DLOCK_NOT_READY */
+        CHECK(dclient_lib_init(&ccfg), 0);
+        CHECK(client_init(&c, "127.0.0.1"), DLOCK_NOT_READY);
     } else if (!strcmp(what, "tls_path")) {
         set_ssl(&ccfg.ssl, (char *)"/nonexistent/ca.pem", (char *)"/nonexistent/cert.pem", (char *)"/nonexistent/key.pem");
         CHECK(dclient_lib_init(&ccfg), -1);

@@ -12,6 +12,10 @@
  *             worker threads after main has gone; nothing is deinitialised
  *   linger    as nodeinit, and a detached thread started by a worker keeps
  *             using the library for 1.5 s after the workers have ended
+ *   relay     no library calls: after main, a chain of 2000 threads, each
+ *             starting the next and ending at once, so that at no moment
+ *             is more than one or two program threads alive; the process
+ *             must not end before the last one
  *   joinmain  as deinit, and a worker joins the main thread first (which
  *             must succeed, as without the library)
  *   serve     starts a server at port, prints "SERVING" on stderr and calls
@@ -38,7 +42,7 @@ static pthread_t main_thread;
 static int join_main;
 static int remaining; /* threads still to finish; the one that ends it reports */
 static int workers_left;
-enum run_mode { BARE, DEINIT, NODEINIT, LINGER, SERVE };
+enum run_mode { BARE, DEINIT, NODEINIT, LINGER, SERVE, RELAY };
 static enum run_mode mode;
 static pthread_mutex_t check_mu = PTHREAD_MUTEX_INITIALIZER;
 
@@ -62,9 +66,11 @@ static void finish(void)
 {
     if (__atomic_sub_fetch(&remaining, 1, __ATOMIC_SEQ_CST) != 0)
         return;
-    uint64_t v = 0;
-    TCHECK(umo_atomic64_get_snapshot(main_client, counter_id, &v), 0);
-    TCHECK(v, WORKERS * ROUNDS + (mode == LINGER ? 5 : 0));
+    if (mode != RELAY) {
+        uint64_t v = 0;
+        TCHECK(umo_atomic64_get_snapshot(main_client, counter_id, &v), 0);
+        TCHECK(v, WORKERS * ROUNDS + (mode == LINGER ? 5 : 0));
+    }
     if (mode == DEINIT) {
         dclient_lib_deinit();
         TCHECK(server_stop(server_id), 0);
@@ -117,6 +123,26 @@ static void *late(void *unused)
     return NULL;
 }
 
+#define HOPS 2000
+
+static void *relay(void *p)
+{
+    long hop = (long)p;
+    if (hop == HOPS) {
+        printf("relay done\n");
+        finish();
+        return NULL;
+    }
+    usleep(200);
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    TCHECK(pthread_create(&t, &attr, relay, (void *)(hop + 1)), 0);
+    pthread_attr_destroy(&attr);
+    return NULL;
+}
+
 static void *worker(void *p)
 {
     int who = (int)(long)p;
@@ -139,15 +165,15 @@ static void *worker(void *p)
 
 int main(int argc, char **argv)
 {
-    static const char *modes[] = {"bare", "deinit", "nodeinit", "linger", "serve"};
+    static const char *modes[] = {"bare", "deinit", "nodeinit", "linger", "serve", "relay"};
     port = arg(argc, argv, 1);
     int m = -1;
     join_main = argc > 2 && !strcmp(argv[2], "joinmain");
-    for (int i = 0; argc > 2 && i < 5; i++)
+    for (int i = 0; argc > 2 && i < 6; i++)
         if (!strcmp(argv[2], modes[i]) || (join_main && i == DEINIT))
             m = i;
     if (m < 0) {
-        fprintf(stderr, "usage: main_exit port bare|deinit|joinmain|nodeinit|linger|serve\n");
+        fprintf(stderr, "usage: main_exit port bare|deinit|joinmain|nodeinit|linger|serve|relay\n");
         return 2;
     }
     main_thread = pthread_self();
@@ -157,6 +183,13 @@ int main(int argc, char **argv)
     atexit(on_exit_print);
     if (mode == BARE)
         pthread_exit(NULL);
+    if (mode == RELAY) {
+        remaining = 1;
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, relay, (void *)1L), 0);
+        printf("main: pthread_exit\n");
+        pthread_exit(NULL);
+    }
 
     struct server_cfg scfg = server_config(port, 0);
     struct client_cfg ccfg = client_config(port);
