@@ -153,7 +153,7 @@ __attribute__((visibility("hidden"))) void dlock_servers_running_add(int delta)
 }
 
 // program_threads counts the live threads that are neither the library's nor
-// the main thread (which the watcher has joined; as the thread group leader
+// the main thread (which has ended; as the thread group leader
 // it stays listed until the process ends), plus one if a server runs. -1 if
 // /proc is unreadable.
 static int program_threads(void)
