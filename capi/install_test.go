@@ -183,11 +183,18 @@ func TestUpstreamBuiltBinary(t *testing.T) {
 			t.Fatalf("gcc %s: %v\n%s", strings.Join(args, " "), err, b)
 		}
 	}
-	prog := filepath.Join(work, "prebuilt")
-	linkArgs := []string{"-o", prog, obj, "-L" + stubs, "-Wl,--no-as-needed", "-ldlockc", "-ldlocks", "-ldlockm",
-		"-Wl,-rpath," + libdir, "-lpthread"}
-	if b, err := exec.Command("g++", linkArgs...).CombinedOutput(); err != nil {
-		t.Fatalf("g++ %s: %v\n%s", strings.Join(linkArgs, " "), err, b)
+	// One binary finds the install through its run path (which, unlike
+	// LD_LIBRARY_PATH, does not apply to the libraries it loads), one
+	// through LD_LIBRARY_PATH.
+	prog, bare := filepath.Join(work, "prebuilt"), filepath.Join(work, "prebuilt-no-rpath")
+	for _, p := range []string{prog, bare} {
+		linkArgs := []string{"-o", p, obj, "-L" + stubs, "-Wl,--no-as-needed", "-ldlockc", "-ldlocks", "-ldlockm", "-lpthread"}
+		if p == prog {
+			linkArgs = append(linkArgs, "-Wl,-rpath,"+libdir)
+		}
+		if b, err := exec.Command("g++", linkArgs...).CombinedOutput(); err != nil {
+			t.Fatalf("g++ %s: %v\n%s", strings.Join(linkArgs, " "), err, b)
+		}
 	}
 	if err := os.RemoveAll(stubs); err != nil {
 		t.Fatal(err)
@@ -204,6 +211,13 @@ func TestUpstreamBuiltBinary(t *testing.T) {
 		}
 	}
 	run(t, prog, time.Minute, freePorts(t, 1)[0])
+
+	cmd := exec.Command(bare, freePorts(t, 1)[0])
+	cmd.Env = append(os.Environ(), "LD_LIBRARY_PATH="+libdir)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "OK ") {
+		t.Errorf("LD_LIBRARY_PATH=%s %s: %v\n%s", libdir, bare, err, out)
+	}
 }
 
 func elfNeeded(t *testing.T, path string) []string {
