@@ -68,6 +68,9 @@ func TestMain(m *testing.M) {
 	if lib.dir != "" {
 		os.RemoveAll(lib.dir)
 	}
+	if installed.prefix != "" {
+		os.RemoveAll(installed.prefix)
+	}
 	os.Exit(code)
 }
 
@@ -214,57 +217,4 @@ func TestCTiming(t *testing.T) {
 func TestCServers(t *testing.T) {
 	t.Parallel()
 	runProgram(t, "servers.c", 33, time.Minute)
-}
-
-// TestInstall runs the documented build and install command (make
-// install-capi) into a temporary prefix and builds a program the way users
-// do: with pkg-config, and with the original link line -ldlockc -ldlocks.
-func TestInstall(t *testing.T) {
-	t.Parallel()
-	requireTools(t)
-	for _, tool := range []string{"make", "pkg-config"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s is required: %v", tool, err)
-			}
-			t.Skipf("%s not found: %v", tool, err)
-		}
-	}
-	prefix := t.TempDir()
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command("make", "-C", "..", "install-capi", "GO="+gobin, "PREFIX="+prefix,
-		"CAPI_BUILD="+filepath.Join(prefix, "build"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("make install-capi: %v\n%s", err, out)
-	}
-	libdir := filepath.Join(prefix, "lib")
-	for _, l := range []string{"libdlockc.so", "libdlocks.so", "libdlockm.so"} {
-		if target, err := os.Readlink(filepath.Join(libdir, l)); err != nil || target != "libdlock.so" {
-			t.Errorf("%s: link to %q, %v; want libdlock.so", l, target, err)
-		}
-	}
-	for _, h := range []string{"dlock_types.h", "dlock_client_api.h", "dlock_server_api.h"} {
-		if _, err := os.Stat(filepath.Join(prefix, "include", "dlock", h)); err != nil {
-			t.Error(err)
-		}
-	}
-	pc := exec.Command("pkg-config", "--cflags", "--libs", "dlock")
-	pc.Env = append(os.Environ(), "PKG_CONFIG_PATH="+filepath.Join(libdir, "pkgconfig"))
-	flags, err := pc.Output()
-	if err != nil {
-		t.Fatalf("pkg-config: %v", err)
-	}
-	port := freePorts(t, 1)[0]
-	for name, link := range map[string][]string{
-		"pkgconfig": strings.Fields(string(flags)),
-		"upstream":  {"-I" + filepath.Join(prefix, "include", "dlock"), "-L" + libdir, "-ldlockc", "-ldlocks", "-ldlockm"},
-	} {
-		out := filepath.Join(t.TempDir(), name)
-		args := append([]string{"-std=c++17", "-Wall", "-Werror", "-o", out, filepath.Join("testdata", "cpp_api.cpp")}, link...)
-		args = append(args, "-Wl,-rpath,"+libdir)
-		if b, err := exec.Command("g++", args...).CombinedOutput(); err != nil {
-			t.Fatalf("g++ %s: %v\n%s", strings.Join(args, " "), err, b)
-		}
-		run(t, out, time.Minute, port)
-	}
 }

@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strconv"
 	"sync"
@@ -92,24 +93,32 @@ func clientConfig() *dlock.Config {
 //
 //export dclient_lib_init
 func dclient_lib_init(cfg *C.struct_client_cfg) C.int {
-	if cfg == nil || !validPort(cfg.primary_port) || !sslComplete(&cfg.ssl) {
-		return code(dlock.ErrInval)
+	const fn = "dclient_lib_init"
+	if cfg == nil {
+		return failed(fn, code(dlock.ErrInval), "cfg is NULL")
+	}
+	if !validPort(cfg.primary_port) {
+		return failed(fn, code(dlock.ErrInval), "invalid primary_port: want 1024..65535, or 0 or less for the default 21616",
+			"primary_port", int(cfg.primary_port))
+	}
+	if f := sslMissing(&cfg.ssl); f != "" {
+		return failed(fn, code(dlock.ErrInval), "ssl.ssl_enable is set but ssl."+f+" is NULL")
 	}
 	clientLib.mu.Lock()
 	defer clientLib.mu.Unlock()
 	if clientLib.inited {
-		return errGeneric
+		return failed(fn, errGeneric, "the client library is already initialised")
 	}
 	if cfg.tp_mode != C.SEPERATE_CONN && cfg.tp_mode != C.UNI_CONN {
-		return errGeneric
+		return failed(fn, errGeneric, "invalid tp_mode: want 0 (SEPERATE_CONN) or 1 (UNI_CONN)", "tp_mode", int(cfg.tp_mode))
 	}
 	setLogLevel(cfg.log_level)
-	if !selectDevice(cfg.dev_name, &cfg.eid) {
+	if !selectDevice(fn, cfg.dev_name, &cfg.eid) {
 		return errGeneric
 	}
-	ssl, ok := readSSL(&cfg.ssl)
-	if !ok {
-		return errGeneric
+	ssl, err := readSSL(&cfg.ssl)
+	if err != nil {
+		return failed(fn, errGeneric, "TLS setup failed", "err", err)
 	}
 	clientLib.inited = true
 	clientLib.port = portOrDefault(cfg.primary_port)
@@ -152,29 +161,40 @@ func serverAddr(ip string) string {
 //
 //export client_init
 func client_init(clientID *C.int, ipStr *C.char) C.int {
+	const fn = "client_init"
 	if clientID == nil || ipStr == nil {
-		return code(dlock.ErrInval)
+		return failed(fn, code(dlock.ErrInval), "p_client_id or ip_str is NULL")
 	}
 	if inited, _ := lookupClient(0); !inited {
-		return errGeneric
+		return failed(fn, errGeneric, "the client library is not initialised (dclient_lib_init)")
 	}
 	ip, ok := dottedIPv4(ipStr)
 	if !ok {
-		return errGeneric
+		return failed(fn, errGeneric, "ip_str is not a dotted IPv4 address", "ip_str", C.GoString(ipStr))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
-	c, err := dlock.Dial(ctx, serverAddr(ip), clientConfig())
+	addr := serverAddr(ip)
+	cfg := clientConfig()
+	c, err := dlock.Dial(ctx, addr, cfg)
 	if err != nil {
-		return connectStatus(err)
+		return connectFailed(fn, addr, cfg.TPMode, err)
 	}
 	in := newInstance(c)
 	clientLib.mu.Lock()
+	var why string
 	switch {
-	case !clientLib.inited || len(clientLib.clients) >= maxClientInstances || clientLib.clients[in.id] != nil:
+	case !clientLib.inited:
+		why = "the client library was deinitialised meanwhile"
+	case len(clientLib.clients) >= maxClientInstances:
+		why = "too many client instances in this process"
+	case clientLib.clients[in.id] != nil:
+		why = "the server gave an id this process already uses"
+	}
+	if why != "" {
 		clientLib.mu.Unlock()
 		c.Shutdown(ctx)
-		return errGeneric
+		return failed(fn, errGeneric, why, "client_id", in.id)
 	}
 	clientLib.clients[in.id] = in
 	clientLib.mu.Unlock()
@@ -182,29 +202,55 @@ func client_init(clientID *C.int, ipStr *C.char) C.int {
 	return 0
 }
 
+// connectFailed logs why registering with the server at addr failed, and
+// returns the code client_init and client_reinit return for err: a refused
+// connection or a server not ready yet (a recovery in progress, which a
+// program retries) at NOTICE, anything else at ERR.
+func connectFailed(fn, addr string, tpMode uint8, err error) C.int {
+	rc := connectStatus(err)
+	var st dlock.Status
+	switch {
+	case rc == code(dlock.ErrNotReady):
+		logger.Log(context.Background(), levelNotice, "dlock: "+fn+": the server is not ready (connection refused, or a recovery in progress)",
+			"addr", addr, "err", err, "ret", int(rc))
+	case errors.As(err, &st) && st == dlock.ErrGeneric:
+		// The server refuses a registration with -1 when the client's
+		// transport mode differs from its own (or, for client_reinit,
+		// during a recovery this client already uploaded its locks in).
+		failed(fn, rc, "the server refused the registration: is tp_mode the same on both sides?", "addr", addr, "tp_mode", int(tpMode))
+	case errors.As(err, &st):
+		failed(fn, rc, "the server refused the registration", "addr", addr, "err", err)
+	default:
+		failed(fn, rc, "cannot connect to the server", "addr", addr, "err", err)
+	}
+	return rc
+}
+
 // client_reinit re-registers an existing client instance, under the same
 // id, over a new connection to ip_str (SEMANTICS.md §9).
 //
 //export client_reinit
 func client_reinit(clientID C.int, ipStr *C.char) C.int {
+	const fn = "client_reinit"
 	if ipStr == nil {
-		return code(dlock.ErrInval)
+		return failed(fn, code(dlock.ErrInval), "ip_str is NULL")
 	}
 	inited, in := lookupClient(clientID)
 	switch {
 	case !inited:
-		return errGeneric
+		return failed(fn, errGeneric, "the client library is not initialised (dclient_lib_init)")
 	case in == nil:
-		return code(dlock.ErrInval)
+		return failed(fn, code(dlock.ErrInval), "no such client instance", "client_id", int(clientID))
 	}
 	ip, ok := dottedIPv4(ipStr)
 	if !ok {
-		return errGeneric
+		return failed(fn, errGeneric, "ip_str is not a dotted IPv4 address", "ip_str", C.GoString(ipStr))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
-	if err := in.c.Reinit(ctx, serverAddr(ip)); err != nil {
-		return connectStatus(err)
+	addr := serverAddr(ip)
+	if err := in.c.Reinit(ctx, addr); err != nil {
+		return connectFailed(fn, addr, clientConfig().TPMode, err)
 	}
 	in.mu.Lock()
 	in.forgetAsync()

@@ -7,6 +7,8 @@ package main
 import "C"
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,29 +24,37 @@ func eidBytes(e *C.dlock_eid_t) [16]byte {
 	return b
 }
 
-// selectDevice applies the TCP mapping of dev_name and eid (README, "Using
-// dlock from C and C++"): a non-zero eid must be an address of a local interface (an IPv4
-// address given IPv4-mapped); if it is not, dev_name (if set) is tried
-// instead. dev_name must name an existing interface that is up. Both unset is
-// fine. The selection does not constrain the addresses TCP uses.
-func selectDevice(devName *C.char, eid *C.dlock_eid_t) bool {
+// selectDevice applies the TCP mapping of dev_name and eid: a non-zero eid
+// must be an address of a local interface (an IPv4 address given
+// IPv4-mapped); if it is not, dev_name (if set) is tried instead. dev_name
+// must name an existing interface that is up. Both unset is fine. The
+// selection does not constrain the addresses TCP uses. Each failure is
+// logged for the C function fn.
+func selectDevice(fn string, devName *C.char, eid *C.dlock_eid_t) bool {
 	raw := eidBytes(eid)
 	if raw != ([16]byte{}) {
+		ip := net.IP(raw[:]).String()
 		if localAddress(net.IP(raw[:])) {
 			return true
 		}
 		if devName == nil {
-			logger.Error("dlock: eid is not a local address", "eid", net.IP(raw[:]).String())
+			failed(fn, errGeneric, "eid is not an address of a local network interface (an IPv4 address is given as ::ffff:a.b.c.d)", "eid", ip)
 			return false
 		}
-		logger.Error("dlock: eid is not a local address, trying dev_name", "eid", net.IP(raw[:]).String())
+		logger.Error("dlock: "+fn+": eid is not an address of a local network interface, trying dev_name", "eid", ip,
+			"dev_name", C.GoString(devName))
 	}
 	if devName == nil {
 		return true
 	}
-	ifi, err := net.InterfaceByName(C.GoString(devName))
-	if err != nil || ifi.Flags&net.FlagUp == 0 {
-		logger.Error("dlock: no such network interface (dev_name)", "dev_name", C.GoString(devName))
+	name := C.GoString(devName)
+	ifi, err := net.InterfaceByName(name)
+	switch {
+	case err != nil:
+		failed(fn, errGeneric, "dev_name is not a network interface of this host", "dev_name", name, "err", err)
+		return false
+	case ifi.Flags&net.FlagUp == 0:
+		failed(fn, errGeneric, "dev_name is a network interface that is down", "dev_name", name)
 		return false
 	}
 	return true
@@ -119,56 +129,72 @@ type sslSettings struct {
 	hasCRL            bool
 }
 
-// sslComplete is check 3 of server_start / dclient_lib_init: when TLS is
+// sslMissing is check 3 of server_start / dclient_lib_init: when TLS is
 // enabled, ca_path, cert_path, prkey_path and both password callbacks must
-// be set.
-func sslComplete(s *C.struct_ssl_cfg) bool {
-	if !bool(s.ssl_enable) {
-		return true
+// be set. It returns the first one that is NULL, or "".
+func sslMissing(s *C.struct_ssl_cfg) string {
+	switch {
+	case !bool(s.ssl_enable):
+		return ""
+	case s.ca_path == nil:
+		return "ca_path"
+	case s.cert_path == nil:
+		return "cert_path"
+	case s.prkey_path == nil:
+		return "prkey_path"
+	case s.prkey_pwd_cb == nil:
+		return "prkey_pwd_cb"
+	case s.erase_prkey_cb == nil:
+		return "erase_prkey_cb"
 	}
-	return s.ca_path != nil && s.cert_path != nil && s.prkey_path != nil &&
-		s.prkey_pwd_cb != nil && s.erase_prkey_cb != nil
+	return ""
 }
 
 // readSSL is check 8: copies the configuration and canonicalises every path
-// (non-empty, at most PATH_MAX, the file must exist, like realpath()).
-func readSSL(s *C.struct_ssl_cfg) (sslSettings, bool) {
+// (non-empty, at most PATH_MAX, the file must exist, like realpath()). The
+// error names the first path that fails and why.
+func readSSL(s *C.struct_ssl_cfg) (sslSettings, error) {
 	if !bool(s.ssl_enable) {
-		return sslSettings{}, true
+		return sslSettings{}, nil
 	}
 	out := sslSettings{enabled: true, verifyCB: s.cert_verify_cb, pwdCB: s.prkey_pwd_cb, eraseCB: s.erase_prkey_cb}
-	ok := true
-	canon := func(p *C.char) string {
-		path, good := realPath(C.GoString(p))
-		ok = ok && good
+	var err error
+	canon := func(field string, p *C.char) string {
+		path, e := realPath(C.GoString(p))
+		if e != nil && err == nil {
+			err = fmt.Errorf("ssl.%s %q: %w", field, C.GoString(p), e)
+		}
 		return path
 	}
-	out.caPath = canon(s.ca_path)
-	out.certPath = canon(s.cert_path)
-	out.keyPath = canon(s.prkey_path)
+	out.caPath = canon("ca_path", s.ca_path)
+	out.certPath = canon("cert_path", s.cert_path)
+	out.keyPath = canon("prkey_path", s.prkey_path)
 	if s.crl_path != nil {
-		out.crlPath = canon(s.crl_path)
+		out.crlPath = canon("crl_path", s.crl_path)
 		out.hasCRL = true
 	}
-	return out, ok
+	return out, err
 }
 
 // realPath is realpath(3) for an existing file.
-func realPath(p string) (string, bool) {
+func realPath(p string) (string, error) {
 	const pathMax = 4096
-	if p == "" || len(p) > pathMax {
-		return "", false
+	switch {
+	case p == "":
+		return "", errors.New("empty path")
+	case len(p) > pathMax:
+		return "", fmt.Errorf("longer than PATH_MAX (%d)", pathMax)
 	}
 	abs, err := filepath.Abs(p)
 	if err != nil {
-		return "", false
+		return "", err
 	}
 	r, err := filepath.EvalSymlinks(abs)
 	if err != nil {
-		return "", false
+		return "", err
 	}
 	if _, err := os.Stat(r); err != nil {
-		return "", false
+		return "", err
 	}
-	return r, true
+	return r, nil
 }

@@ -70,30 +70,66 @@ func connectStatus(err error) C.int {
 	return errGeneric
 }
 
-// The library's logger. log_level (syslog 0..7) sets its level; the default is
-// 4 (WARNING).
+// The library's logger, on stderr. log_level (syslog 0 EMERG .. 7 DEBUG)
+// sets its level: a message of syslog level s is printed when log_level ≥ s.
+// The default is 4 (WARNING). Records name their syslog level (level=ERR).
 var (
 	logLevel slog.LevelVar
-	logger   = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &logLevel}))
+	logger   = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: &logLevel, ReplaceAttr: syslogLevelName}))
 )
 
-func init() { logLevel.Set(slog.LevelWarn) }
+// syslogLevels are the slog levels of syslog levels 0..7. The Go client and
+// server log at slog's Debug, Info, Warn and Error, which are DEBUG, INFO,
+// WARNING and ERR.
+var syslogLevels = [8]slog.Level{
+	slog.LevelError + 12, // EMERG
+	slog.LevelError + 8,  // ALERT
+	slog.LevelError + 4,  // CRIT
+	slog.LevelError,      // ERR
+	slog.LevelWarn,       // WARNING
+	slog.LevelInfo + 2,   // NOTICE
+	slog.LevelInfo,       // INFO
+	slog.LevelDebug,      // DEBUG
+}
+
+var syslogNames = [8]string{"EMERG", "ALERT", "CRIT", "ERR", "WARNING", "NOTICE", "INFO", "DEBUG"}
+
+// levelNotice is syslog's NOTICE, for normal but significant events.
+const levelNotice = slog.LevelInfo + 2
+
+func init() { logLevel.Set(syslogLevels[4]) }
+
+// syslogLevelName prints a record's level as the syslog level it falls in.
+func syslogLevelName(groups []string, a slog.Attr) slog.Attr {
+	if a.Key != slog.LevelKey || len(groups) != 0 {
+		return a
+	}
+	l, ok := a.Value.Any().(slog.Level)
+	if !ok {
+		return a
+	}
+	for i, min := range syslogLevels {
+		if l >= min {
+			return slog.String(slog.LevelKey, syslogNames[i])
+		}
+	}
+	return slog.String(slog.LevelKey, syslogNames[7])
+}
 
 // setLogLevel applies a syslog level; values outside 0..7 are ignored.
 func setLogLevel(l C.int) {
-	switch {
-	case l < 0 || l > 7:
-		logger.Warn("dlock: log_level out of range, ignored", "log_level", int(l))
+	if l < 0 || l > 7 {
+		logger.Warn("dlock: log_level out of range (0..7), ignored", "log_level", int(l))
 		return
-	case l <= 3: // EMERG, ALERT, CRIT, ERR
-		logLevel.Set(slog.LevelError)
-	case l == 4: // WARNING
-		logLevel.Set(slog.LevelWarn)
-	case l <= 6: // NOTICE, INFO
-		logLevel.Set(slog.LevelInfo)
-	default: // DEBUG
-		logLevel.Set(slog.LevelDebug)
 	}
+	logLevel.Set(syslogLevels[l])
+}
+
+// failed logs why the C function fn fails, at ERR, and returns its return
+// code rc.
+func failed(fn string, rc C.int, why string, args ...any) C.int {
+	logger.Error("dlock: "+fn+": "+why, append(args, "ret", int(rc))...)
+	return rc
 }
 
 // validPort reports whether a configured port is acceptable: ≤ 0 (the
@@ -132,6 +168,14 @@ func dottedIPv4(p *C.char) (string, bool) {
 		b[i] = byte(n)
 	}
 	return net.IPv4(b[0], b[1], b[2], b[3]).String(), true
+}
+
+// goStringOrNULL is C.GoString, or "NULL" for a NULL pointer, for logs.
+func goStringOrNULL(p *C.char) string {
+	if p == nil {
+		return "NULL"
+	}
+	return C.GoString(p)
 }
 
 // goBytes copies n bytes at p.

@@ -41,13 +41,14 @@ type runningServer struct {
 //
 //export dserver_lib_init
 func dserver_lib_init(maxServerNum C.uint) C.int {
+	const fn = "dserver_lib_init"
 	if maxServerNum == 0 || maxServerNum > maxServers {
-		return errGeneric
+		return failed(fn, errGeneric, "max_server_num out of range (1..32)", "max_server_num", uint(maxServerNum))
 	}
 	serverLib.mu.Lock()
 	defer serverLib.mu.Unlock()
 	if serverLib.inited {
-		return errGeneric
+		return failed(fn, errGeneric, "the server library is already initialised")
 	}
 	serverLib.inited = true
 	serverLib.max = int(maxServerNum)
@@ -77,6 +78,7 @@ func dserver_lib_deinit() {
 }
 
 func (rs *runningServer) stop() {
+	defer serversRunning(-1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	rs.srv.Shutdown(ctx)
@@ -93,32 +95,44 @@ func (rs *runningServer) stop() {
 //
 //export server_start
 func server_start(cfg *C.struct_server_cfg, serverID *C.int) C.int {
+	const fn = "server_start"
 	if cfg == nil || serverID == nil {
-		return errGeneric
+		return failed(fn, errGeneric, "cfg or server_id is NULL")
 	}
 	if cfg._type != C.SERVER_PRIMARY {
-		return errGeneric
+		return failed(fn, errGeneric, "type is not SERVER_PRIMARY (replica servers are not supported)", "type", int(cfg._type))
 	}
 	pc := (*C.struct_primary_cfg)(unsafe.Pointer(&cfg.anon0[0]))
-	if !validPort(pc.server_port) || !validPort(pc.replica_port) || bool(pc.replica_enable) ||
-		pc.recovery_client_num > dlock.MaxClients || pc.num_of_replica != 0 {
-		return errGeneric
+	switch {
+	case !validPort(pc.server_port):
+		return failed(fn, errGeneric, "invalid primary.server_port: want 1024..65535, or 0 or less for the default 21616",
+			"server_port", int(pc.server_port))
+	case !validPort(pc.replica_port):
+		return failed(fn, errGeneric, "invalid primary.replica_port: want 1024..65535, or 0 or less",
+			"replica_port", int(pc.replica_port))
+	case bool(pc.replica_enable):
+		return failed(fn, errGeneric, "primary.replica_enable is set: replication is not supported")
+	case pc.recovery_client_num > dlock.MaxClients:
+		return failed(fn, errGeneric, "primary.recovery_client_num above 1000", "recovery_client_num", uint(pc.recovery_client_num))
+	case pc.num_of_replica != 0:
+		return failed(fn, errGeneric, "primary.num_of_replica is not 0: replication is not supported",
+			"num_of_replica", uint(pc.num_of_replica))
 	}
-	if !sslComplete(&cfg.ssl) {
-		return errGeneric
+	if f := sslMissing(&cfg.ssl); f != "" {
+		return failed(fn, errGeneric, "ssl.ssl_enable is set but ssl."+f+" is NULL")
 	}
 	if cfg.tp_mode != C.SEPERATE_CONN && cfg.tp_mode != C.UNI_CONN {
-		return errGeneric
+		return failed(fn, errGeneric, "invalid tp_mode: want 0 (SEPERATE_CONN) or 1 (UNI_CONN)", "tp_mode", int(cfg.tp_mode))
 	}
 
 	serverLib.mu.Lock()
 	defer serverLib.mu.Unlock()
 	if !serverLib.inited {
-		return errGeneric
+		return failed(fn, errGeneric, "the server library is not initialised (dserver_lib_init)")
 	}
 	if len(serverLib.servers) >= serverLib.max {
 		*serverID = -1
-		return code(dlock.ErrServerNoResource)
+		return failed(fn, code(dlock.ErrServerNoResource), "as many servers run as dserver_lib_init allowed", "max_server_num", serverLib.max)
 	}
 	id := serverLib.nextID
 	for serverLib.servers[id] != nil {
@@ -128,19 +142,24 @@ func server_start(cfg *C.struct_server_cfg, serverID *C.int) C.int {
 	*serverID = C.int(id)
 
 	setLogLevel(cfg.log_level)
-	ssl, ok := readSSL(&cfg.ssl)
-	if !ok {
-		return errGeneric
+	ssl, err := readSSL(&cfg.ssl)
+	if err != nil {
+		return failed(fn, errGeneric, "TLS setup failed", "err", err)
 	}
-	if !validCPUSet(pc.ctrl_cpuset) || !validCPUSet(pc.cmd_cpuset) {
-		return errGeneric
+	if !validCPUSet(pc.ctrl_cpuset) {
+		return failed(fn, errGeneric, "invalid primary.ctrl_cpuset: want CPU ids and ranges (\"0,2-3\") below the number of CPUs",
+			"ctrl_cpuset", C.GoString(pc.ctrl_cpuset))
 	}
-	if !selectDevice(cfg.dev_name, &cfg.eid) {
+	if !validCPUSet(pc.cmd_cpuset) {
+		return failed(fn, errGeneric, "invalid primary.cmd_cpuset: want CPU ids and ranges (\"0,2-3\") below the number of CPUs",
+			"cmd_cpuset", C.GoString(pc.cmd_cpuset))
+	}
+	if !selectDevice(fn, cfg.dev_name, &cfg.eid) {
 		return errGeneric
 	}
 	ip, ok := dottedIPv4(pc.server_ip_str)
 	if !ok {
-		return errGeneric
+		return failed(fn, errGeneric, "primary.server_ip_str is not a dotted IPv4 address", "server_ip_str", goStringOrNULL(pc.server_ip_str))
 	}
 	addr := net.JoinHostPort(ip, strconv.Itoa(portOrDefault(pc.server_port)))
 	scfg := dlockserver.Config{
@@ -155,13 +174,11 @@ func server_start(cfg *C.struct_server_cfg, serverID *C.int) C.int {
 	}
 	srv, err := dlockserver.New(scfg)
 	if err != nil {
-		logger.Error("dlock: server_start", "err", err)
-		return errGeneric
+		return failed(fn, errGeneric, "server setup failed", "err", err)
 	}
 	ln, err := net.Listen("tcp4", addr)
 	if err != nil {
-		logger.Error("dlock: server_start: listen", "addr", addr, "err", err)
-		return errGeneric
+		return failed(fn, errGeneric, "cannot listen", "addr", addr, "err", err)
 	}
 	rs := &runningServer{srv: srv, done: make(chan struct{})}
 	go func() {
@@ -169,6 +186,7 @@ func server_start(cfg *C.struct_server_cfg, serverID *C.int) C.int {
 		srv.Serve(ln)
 	}()
 	serverLib.servers[id] = rs
+	serversRunning(1)
 	return 0
 }
 

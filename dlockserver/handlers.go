@@ -22,14 +22,17 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		c.reply(t, h.ID(), dlock.ErrProtoNegotiationFail)
 		return false
 	}
+	if m.TPMode != s.cfg.TPMode {
+		s.cfg.Logger.Warn("refusing a client: its transport mode differs from the server's", "remote", c.raw.RemoteAddr(),
+			"client_tp_mode", m.TPMode, "tp_mode", s.cfg.TPMode)
+		c.reply(t, h.ID(), dlock.ErrGeneric)
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fail := func(st dlock.Status, keep bool) bool {
 		c.reply(t, h.ID(), st)
 		return keep
-	}
-	if m.TPMode != s.cfg.TPMode {
-		return fail(dlock.ErrGeneric, false)
 	}
 	if t == wire.TInit {
 		if c.client != nil {
