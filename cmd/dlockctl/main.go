@@ -29,18 +29,45 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyContext(context.Background())
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	var exit exitError
+	var usage usageError
 	switch {
 	case errors.As(err, &exit):
 		os.Exit(int(exit))
 	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0) // -h asked for help and got it
+	case errors.As(err, &usage):
+		fmt.Fprintln(os.Stderr, "dlockctl:", err)
 		os.Exit(2)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "dlockctl:", err)
 		os.Exit(1)
+	}
+}
+
+// notifyContext is signal.NotifyContext for SIGINT and SIGTERM that also
+// remembers which signal arrived (see signalOf).
+func notifyContext(parent context.Context) (context.Context, func()) {
+	sig := new(syscall.Signal)
+	ctx, cancel := context.WithCancel(context.WithValue(parent, sigKey{}, sig))
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			*sig = s.(syscall.Signal)
+			cancel()
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel()
 	}
 }
 
@@ -62,7 +89,7 @@ Run "dlockctl <command> -h" for a command's flags.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return flag.ErrHelp
+		return usageError("no command")
 	}
 	switch args[0] {
 	case "bench":
@@ -78,5 +105,5 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return usageError(fmt.Sprintf("unknown command %q", args[0]))
 }
