@@ -44,6 +44,10 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		cl := &client{id: s.newClientID(), conn: c, identity: c.peerID, hasIdentity: c.hasPeer}
 		s.clients[cl.id] = cl
 		c.client = cl
+		cl.addr = c.remote()
+		if s.debugOn() {
+			s.cfg.Logger.Debug("client registered", "client", cl.id, "remote", c.remote())
+		}
 		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version}
 		c.outMu.Lock()
 		c.out = rep.Append(c.out, t, h.ID(), 0)
@@ -85,6 +89,10 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 	cl.conn = c
 	cl.reinit = true
 	c.client = cl
+	cl.addr = c.remote()
+	if s.debugOn() {
+		s.cfg.Logger.Debug("client re-registered", "client", id, "remote", c.remote())
+	}
 	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), 0)
@@ -104,7 +112,7 @@ func (s *Server) evictOne() bool {
 	if victim == nil {
 		return false
 	}
-	s.cfg.Logger.Info("evicting abnormal client to make room", "client", victim.id)
+	s.cfg.Logger.Info("evicting abnormal client to make room", "client", victim.id, "remote", victim.addr)
 	s.removeClient(victim)
 	return true
 }
@@ -134,6 +142,9 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 			return false
 		}
 		s.removeClient(cl)
+		if s.debugOn() {
+			s.cfg.Logger.Debug("client deregistered", "client", cl.id, "remote", c.remote())
+		}
 		c.reply(t, h.ID(), dlock.Success)
 		return false
 	case wire.TReinitDone:

@@ -61,6 +61,8 @@ type client struct {
 	// client certificates.
 	identity    [32]byte
 	hasIdentity bool
+	// addr is the peer address of its latest connection, for the log.
+	addr string
 }
 
 // waiter is a blocking lock request queued in a lock.
@@ -324,6 +326,9 @@ func (s *Server) startConn(nc net.Conn) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(2)
 	s.mu.Unlock()
+	if s.debugOn() {
+		s.cfg.Logger.Debug("connection accepted", "remote", c.remote(), "tls", s.tls != nil)
+	}
 	go c.serve()
 	go c.writeLoop()
 }
@@ -336,12 +341,15 @@ func (s *Server) connClosed(c *conn) {
 	s.dropConnWaiters(c)
 	cl := c.client
 	if cl == nil || cl.conn != c {
+		if s.debugOn() {
+			s.cfg.Logger.Debug("connection closed", "remote", c.remote())
+		}
 		return
 	}
 	s.stats.Inc(dlock.StatClientDisconnect)
 	cl.conn = nil
 	cl.lostGen++
-	s.cfg.Logger.Info("client connection lost", "client", cl.id)
+	s.cfg.Logger.Info("client connection lost", "client", cl.id, "remote", c.remote())
 	if s.cfg.SessionTimeout > 0 && !s.closed {
 		s.push(event{at: time.Now().Add(s.cfg.SessionTimeout), kind: evSession, client: cl.id, gen: cl.lostGen})
 	}
@@ -546,7 +554,7 @@ func (s *Server) run(e event) {
 		if cl == nil || cl.conn != nil || cl.lostGen != e.gen {
 			return
 		}
-		s.cfg.Logger.Info("client session expired", "client", cl.id)
+		s.cfg.Logger.Info("client session expired", "client", cl.id, "remote", cl.addr)
 		s.removeClient(cl)
 	}
 }

@@ -239,3 +239,20 @@ func TestLockCommandExitCodes(t *testing.T) {
 		t.Errorf("-wait on a held lock: exit status %d, want %d", code, exitNotAcquired)
 	}
 }
+
+// TestVersionAndHelp: -version and -h exit 0.
+func TestVersionAndHelp(t *testing.T) {
+	_, dlockctl := binaries(t)
+	out, err := exec.Command(dlockctl, "-version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "dlockctl version ") || !strings.Contains(string(out), "revision ") {
+		t.Errorf("dlockctl -version: %q, %v; want the version and revision, exit status 0", out, err)
+	}
+	for _, args := range [][]string{{"-h"}, {"stats", "-h"}, {"bench", "-h"}} {
+		if err := exec.Command(dlockctl, args...).Run(); err != nil {
+			t.Errorf("dlockctl %v: %v; want exit status 0", args, err)
+		}
+	}
+	if err := exec.Command(dlockctl, "no-such-command").Run(); err == nil {
+		t.Error("dlockctl no-such-command exited 0")
+	}
+}

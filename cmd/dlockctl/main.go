@@ -26,6 +26,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/dlock-io/dlock/internal/buildinfo"
 )
 
 func main() {
@@ -82,6 +84,7 @@ commands:
   bench   load generator: throughput, latency and server CPU per operation
   lock    run a command while holding a lock
   stats   print a server's debug counters
+  version print the version and VCS revision of this binary (also -version)
 
 Run "dlockctl <command> -h" for a command's flags.
 `
@@ -100,6 +103,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runLock(ctx, args[1:], stdin, stdout, stderr)
 	case "stats":
 		return runStats(ctx, args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "dlockctl", buildinfo.Read())
+		return nil
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
