@@ -279,6 +279,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 			return true
 		}
 		s.cancelWaitersOn(id, m.ID)
+		s.forgetHold(m.ID, id)
 		st, wake := s.locks.Release(s.now(), id, m.ID, s.wake[:0])
 		s.deliver(wake)
 		if l := s.locks.Lock(m.ID); l != nil {
@@ -320,6 +321,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 				continue // ids the client does not hold are ignored (§5.7)
 			}
 			s.cancelWaitersOn(id, lid)
+			s.forgetHold(lid, id)
 			_, wake := s.locks.Release(now, id, lid, s.wake[:0])
 			s.deliver(wake)
 			if l := s.locks.Lock(lid); l != nil {
@@ -392,7 +394,9 @@ func (s *Server) exec(now uint32, client, id int32, cmd dlock.Cmd, arg dlock.Loc
 	if l == nil {
 		return lockcore.Reply{Status: st}
 	}
+	held := beforeOp(l, client, cmd, now)
 	r, wake := l.Exec(now, client, cmd, arg, &s.stats, s.wake[:0])
+	s.observeOp(id, l, client, cmd, &r, held, now)
 	if len(wake) > 0 {
 		s.deliver(wake)
 	}
@@ -434,10 +438,18 @@ func (s *Server) acquire(c *conn, reqID uint32, m *wire.LockOp) (lockcore.Reply,
 	if _, dup := s.waits[w.Tag]; dup {
 		return lockcore.Reply{Status: dlock.ErrInval}, false
 	}
-	r, queued, wake := l.Acquire(s.now(), w, &s.stats, s.wake[:0])
+	now := s.now()
+	held := beforeOp(l, client, cmd, now)
+	r, queued, wake := l.Acquire(now, w, &s.stats, s.wake[:0])
 	s.deliver(wake)
+	if !queued {
+		s.observeImmediate(m.LockID, l, client, cmd, &r, held, now)
+	}
 	if queued {
-		s.waits[w.Tag] = &waiter{c: c, reqID: reqID, lockID: m.LockID, client: client, keepTicket: m.Flags&wire.FlagKeepTicket != 0}
+		ns := s.clk.nanos(time.Now())
+		s.waits[w.Tag] = &waiter{c: c, reqID: reqID, lockID: m.LockID, client: client, keepTicket: m.Flags&wire.FlagKeepTicket != 0,
+			shared: w.Mode == dlock.Shared, since: ns}
+		s.observeQueued(m.LockID, l, ns)
 		if m.WaitMillis > 0 {
 			s.push(event{at: time.Now().Add(time.Duration(m.WaitMillis) * time.Millisecond), kind: evWait, tag: w.Tag})
 		}
@@ -507,6 +519,7 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 		rep.ID = c.id.ID
 		s.mu.Lock()
 		rep.Value, st = s.objs.Load(c.id.ID)
+		s.obs.ops[OpLoad][statusSlot(st)]++
 		s.mu.Unlock()
 	} else {
 		m := &c.oop
@@ -517,8 +530,10 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 		s.mu.Lock()
 		if t == wire.TObjFAA {
 			rep.Value, st = s.objs.FetchAndAdd(m.ID, m.A)
+			s.obs.ops[OpFetchAndAdd][statusSlot(st)]++
 		} else {
 			st = s.objs.CompareAndSwap(m.ID, m.A, m.B)
+			s.obs.ops[OpCompareAndSwap][statusSlot(st)]++
 		}
 		s.mu.Unlock()
 	}

@@ -45,6 +45,7 @@ type Server struct {
 	closed    bool
 	rng       *rand.Rand
 	tls       *tls.Config // nil without TLS
+	obs       observer    // metrics and introspection (observe.go)
 
 	wg sync.WaitGroup // connection goroutines
 }
@@ -72,6 +73,8 @@ type waiter struct {
 	lockID     int32
 	client     int32
 	keepTicket bool
+	shared     bool
+	since      int64 // clock nanoseconds when it was queued
 }
 
 // New returns a server for cfg. It listens nowhere until Serve or
@@ -411,6 +414,7 @@ func (s *Server) removeClient(cl *client) {
 	s.deliver(wake)
 	s.objs.RemoveClient(now, cl.id)
 	delete(s.clients, cl.id)
+	s.forgetClient(cl.id)
 	if cl.conn != nil && cl.conn.client == cl {
 		cl.conn.client = nil
 	}
@@ -424,6 +428,7 @@ func (s *Server) removeClient(cl *client) {
 
 // deliver sends the replies of granted waiters. Called with mu held.
 func (s *Server) deliver(wake []lockcore.Grant) {
+	var ns int64
 	for i := range wake {
 		g := &wake[i]
 		w := s.waits[g.Tag]
@@ -431,6 +436,10 @@ func (s *Server) deliver(wake []lockcore.Grant) {
 			continue
 		}
 		delete(s.waits, g.Tag)
+		if ns == 0 {
+			ns = s.clk.nanos(time.Now())
+		}
+		s.observeGrant(w, &g.Reply, ns)
 		w.c.sendLock(w.reqID, &g.Reply)
 	}
 	if cap(wake) > cap(s.wake) {

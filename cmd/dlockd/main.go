@@ -3,6 +3,7 @@
 //	dlockd [-addr host:port] [-unix path] [-max-clients n] [-max-locks n]
 //	       [-max-objects n] [-session-timeout d] [-recovery-clients n]
 //	       [-log-level debug|info|warn|error] [-log-format text|json]
+//	       [-http-addr host:port]
 //	       [-tls-ca file -tls-cert file -tls-key file
 //	        [-tls-key-password-file file | -tls-key-password-env name]
 //	        [-tls-crl file] [-tls-client-auth=false] [-tls-require-aes256]
@@ -29,6 +30,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -37,6 +39,7 @@ import (
 
 	"github.com/dlock-io/dlock"
 	"github.com/dlock-io/dlock/dlockserver"
+	"github.com/dlock-io/dlock/dlockserver/dlockhttp"
 	"github.com/dlock-io/dlock/internal/buildinfo"
 )
 
@@ -75,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&tlsOpts.RequireAES256, "tls-require-aes256", false, "refuse connections that did not negotiate TLS_AES_256_GCM_SHA384 (Go clients never do: for OpenSSL clients)")
 	fs.DurationVar(&cfg.HandshakeTimeout, "tls-handshake-timeout", 10*time.Second, "close connections whose TLS handshake takes longer")
 	fs.IntVar(&cfg.MaxPendingHandshakes, "max-pending-handshakes", 256, "TLS handshakes in progress at most (the oldest is closed to make room)")
+	httpAddr := fs.String("http-addr", "", "serve /healthz, /readyz, /metrics and /debug/pprof/ over HTTP on this `address` (off if empty; no authentication: bind it where only operators reach)")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log `format`: text or json")
 	version := fs.Bool("version", false, "print the version and exit")
@@ -154,7 +158,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	startup.Info("dlockd listening", "network", "tcp", "addr", ln.Addr().String(), "tls", cfg.TLS != nil)
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.UnixSocket != "" {
 		_ = os.Remove(cfg.UnixSocket)
@@ -167,6 +171,22 @@ func run(args []string, stdout, stderr io.Writer) error {
 		go func() { errc <- srv.Serve(uln) }()
 	}
 
+	var web *http.Server
+	if *httpAddr != "" {
+		hln, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("-http-addr: %w", err)
+		}
+		web = &http.Server{Handler: dlockhttp.NewHandler(srv), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+		startup.Info("dlockd listening", "network", "http", "addr", hln.Addr().String())
+		go func() {
+			if err := web.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("HTTP: %w", err)
+			}
+		}()
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	select {
@@ -174,10 +194,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		cfg.Logger.Info("shutting down")
 	case err := <-errc:
 		srv.Close()
+		if web != nil {
+			web.Close()
+		}
 		return err
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if web != nil {
+		defer web.Shutdown(sctx)
+	}
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, dlockserver.ErrServerClosed) {
 		return err
 	}
