@@ -63,7 +63,7 @@ func runLock(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprint(fs.Output(), lockUsage)
 		fs.PrintDefaults()
 	}
-	addr := addrFlag(fs)
+	cf := addConnFlags(fs)
 	name := fs.String("name", "", "lock `name`")
 	typ := fs.String("type", "atomic", "lock `type`: atomic, rw or fair")
 	shared := fs.Bool("shared", false, "take the lock in shared mode (rw, fair)")
@@ -103,7 +103,7 @@ func runLock(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return usageError(fmt.Sprintf("lock: -grace %v too long for -ttl %v", *grace, *ttl))
 	}
 
-	c, err := dlock.Dial(ctx, *addr, nil)
+	c, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}

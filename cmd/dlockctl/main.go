@@ -3,6 +3,10 @@
 //	dlockctl bench [flags]                  load generator (see dlockctl bench -h)
 //	dlockctl lock -addr A -name N -- cmd…   run cmd while holding a lock
 //	dlockctl stats -addr A                  print the server's debug counters
+//	dlockctl locks [-prefix P] [-json]      list locks, holders and waiters
+//	dlockctl top                            most contended locks, refreshing
+//	dlockctl release -force NAME            take a lock away from its holders
+//	dlockctl -version                       version and VCS revision
 //
 // bench measures N clients × M locks (lock type and mode, uncontended or
 // contended, trylock or blocking lock, batches, pipelined requests) and
@@ -84,6 +88,9 @@ commands:
   bench   load generator: throughput, latency and server CPU per operation
   lock    run a command while holding a lock
   stats   print a server's debug counters
+  locks   list locks with their holders and waiters (-prefix, -json)
+  top     a refreshing view of the most contended locks
+  release force-release a lock from its holders (release -force NAME)
   version print the version and VCS revision of this binary (also -version)
 
 Run "dlockctl <command> -h" for a command's flags.
@@ -103,6 +110,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runLock(ctx, args[1:], stdin, stdout, stderr)
 	case "stats":
 		return runStats(ctx, args[1:], stdout, stderr)
+	case "locks":
+		return runLocks(ctx, args[1:], stdout, stderr)
+	case "top":
+		return runTop(ctx, args[1:], stdout, stderr)
+	case "release":
+		return runRelease(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "dlockctl", buildinfo.Read())
 		return nil

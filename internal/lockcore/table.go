@@ -241,3 +241,6 @@ func (t *Table) ForEach(fn func(id int32, l *Lock) bool) {
 		}
 	}
 }
+
+// Named returns the lock whose descriptor is name, or nil.
+func (t *Table) Named(name string) *Lock { return t.byDesc[name] }
