@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/dlocktest"
 )
 
 // TestVersionAndHelp: -version prints the revision the binary was built
@@ -168,5 +170,35 @@ func TestStructuredStartupAndDebugLogs(t *testing.T) {
 				time.Sleep(20 * time.Millisecond)
 			}
 		}
+	}
+}
+
+// TestAdminCN: with mutual TLS, only the certificates named by -admin-cn
+// may list locks.
+func TestAdminCN(t *testing.T) {
+	bin := buildDlockd(t)
+	pki := dlocktest.NewPKI(t, "")
+	server := pki.Issue("server", dlocktest.CertOptions{})
+	addr, _ := startDlockd(t, bin, "-tls-ca", pki.CAFile, "-tls-cert", server.CertFile, "-tls-key", server.KeyFile,
+		"-admin-cn", "ops-a, operator")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		cn    string
+		admin bool
+	}{{"client", false}, {"operator", true}} {
+		cl, err := dlock.Dial(ctx, addr, &dlock.Config{TLS: pki.TLS(pki.Issue(c.cn, dlocktest.CertOptions{}))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = cl.Locks(ctx, "")
+		if c.admin && err != nil || !c.admin && !errors.Is(err, dlock.ErrGeneric) {
+			t.Errorf("Locks with certificate %q: %v (admin: %v)", c.cn, err, c.admin)
+		}
+		cl.Close()
+	}
+	var out, errw strings.Builder
+	if err := run([]string{"-admin-cn", "x"}, &out, &errw); err == nil {
+		t.Error("-admin-cn without TLS accepted")
 	}
 }

@@ -78,6 +78,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&tlsOpts.RequireAES256, "tls-require-aes256", false, "refuse connections that did not negotiate TLS_AES_256_GCM_SHA384 (Go clients never do: for OpenSSL clients)")
 	fs.DurationVar(&cfg.HandshakeTimeout, "tls-handshake-timeout", 10*time.Second, "close connections whose TLS handshake takes longer")
 	fs.IntVar(&cfg.MaxPendingHandshakes, "max-pending-handshakes", 256, "TLS handshakes in progress at most (the oldest is closed to make room)")
+	adminCN := fs.String("admin-cn", "", "with mutual TLS: comma-separated subject common `names` of the client certificates allowed to list locks and force-release them (default: nobody; without client certificates: everyone)")
 	httpAddr := fs.String("http-addr", "", "serve /healthz, /readyz, /metrics and /debug/pprof/ over HTTP on this `address` (off if empty; no authentication: bind it where only operators reach)")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log `format`: text or json")
@@ -141,7 +142,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.TLS = &tlsOpts
 		cfg.TLSNoClientAuth = !*clientAuth
-	} else if *pwFile != "" || *pwEnv != "" || !*clientAuth {
+		for _, n := range strings.Split(*adminCN, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				cfg.AdminNames = append(cfg.AdminNames, n)
+			}
+		}
+	} else if *pwFile != "" || *pwEnv != "" || !*clientAuth || *adminCN != "" {
 		return errors.New("TLS flags given without -tls-cert and -tls-key")
 	}
 
