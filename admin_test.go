@@ -184,6 +184,20 @@ func TestForceRelease(t *testing.T) {
 	if !strings.Contains(log.String(), `msg="lock force-released" lock=stuck`) {
 		t.Errorf("no log record of the force-release:\n%s", log.String())
 	}
+	// A holder whose next operation is an unlock learns it too.
+	l2, err := a.OpenLock(ctx, "stuck2", dlock.LockOptions{Type: dlock.Fair, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l2.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if released, err := op.ForceRelease(ctx, "stuck2"); err != nil || len(released) != 1 {
+		t.Fatalf("force-release of a fair lock: %v %v", released, err)
+	}
+	if err := l2.Unlock(ctx); !errors.Is(err, dlock.ErrFail) {
+		t.Errorf("former holder's Unlock: %v, want ErrFail", err)
+	}
 	if _, err := op.ForceRelease(ctx, "no such lock"); !errors.Is(err, dlock.ErrInval) {
 		t.Errorf("force-release of an unknown lock: %v, want ErrInval", err)
 	}
@@ -241,5 +255,39 @@ func TestAdminNeedsAdminCertificate(t *testing.T) {
 	locks, err := admin.Locks(ctx, "")
 	if err != nil || len(locks) != 1 || locks[0].Name != "x" {
 		t.Errorf("Locks with the admin certificate: %+v, %v", locks, err)
+	}
+}
+
+// TestForceReleaseEveryType: for every lock type and mode, the former
+// holder's unlock after a force-release fails with ErrFail.
+func TestForceReleaseEveryType(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := adminContext(t)
+	a, op := srv.Dial(t), srv.Dial(t)
+	for _, typ := range []dlock.LockType{dlock.Atomic, dlock.RW, dlock.Fair} {
+		for _, shared := range []bool{false, true} {
+			if typ == dlock.Atomic && shared {
+				continue
+			}
+			name := fmt.Sprintf("%v/shared=%v", typ, shared)
+			l, err := a.OpenLock(ctx, name, dlock.LockOptions{Type: typ, TTL: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if shared {
+				err = l.RLock(ctx)
+			} else {
+				err = l.Lock(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r, err := op.ForceRelease(ctx, name); err != nil || len(r) != 1 || r[0] != a.ID() {
+				t.Fatalf("%s: released %v, %v", name, r, err)
+			}
+			if err := l.Unlock(ctx); !errors.Is(err, dlock.ErrFail) {
+				t.Errorf("%s: former holder's Unlock: %v, want ErrFail", name, err)
+			}
+		}
 	}
 }
