@@ -14,7 +14,7 @@ import (
 func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", fmt.Sprintf("127.0.0.1:%d", dlock.DefaultPort), "server `address`")
+	cf := addConnFlags(fs)
 	all := fs.Bool("all", false, "print zero counters too")
 	reset := fs.Bool("reset", false, "zero the counters after printing them")
 	asJSON := fs.Bool("json", false, "print JSON")
@@ -23,7 +23,7 @@ func runStats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, err := dlock.Dial(ctx, *addr, nil)
+	c, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}

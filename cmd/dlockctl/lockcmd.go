@@ -30,7 +30,7 @@ command ends. The command runs in its own process group with these
 environment variables:
 
   DLOCK_LOCK   the lock's name
-  DLOCK_TOKEN  the fencing token of the hold (decimal; 0 for rw locks)
+  DLOCK_TOKEN  the fencing token of the hold (decimal)
   DLOCK_HELD   1
 
 While the command runs, dlockctl extends the lease every ttl/3. When the lock
