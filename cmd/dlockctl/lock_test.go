@@ -145,7 +145,7 @@ func TestLockCommandKilledWhenServerDies(t *testing.T) {
 	_, dlockctl := binaries(t)
 	dir := t.TempDir()
 	envFile := filepath.Join(dir, "env")
-	const ttl = 6 * time.Second
+	const ttl = 9 * time.Second
 	script := `trap "" TERM; sleep 300 & echo "$DLOCK_LOCK $DLOCK_TOKEN $DLOCK_HELD $$ $!" > "$1.tmp"; mv "$1.tmp" "$1"; wait`
 	cmd := exec.Command(dlockctl, "lock", "-addr", addr, "-name", "job", "-ttl", ttl.String(), "-grace", "500ms",
 		"--", "sh", "-c", script, "sh", envFile)
