@@ -139,7 +139,7 @@ func (s *Server) lockInfo(id int32, l *lockcore.Lock, now uint32) dlock.LockInfo
 			}
 		}
 		h := dlock.HolderInfo{Client: client, Mode: modeName(shared)}
-		if rec, ok := s.obs.holds[holdKey{id, client}]; ok && rec.active {
+		if rec := s.obs.holds[holdKey{id, client}]; rec != nil && rec.active {
 			h.Since, h.Token = s.clk.wall(rec.since).UTC(), rec.token
 		}
 		if hasLease {
@@ -293,7 +293,7 @@ func (s *Server) forceRelease(name string, by *conn) (any, dlock.Status) {
 	}
 	id := l.ID()
 	now := s.now()
-	ns := s.clk.nanos(time.Now())
+	ns := s.obs.ns
 	var buf [dlock.MaxFairShared]int32
 	ex, shared := l.Holders(buf[:0])
 	var victims []int32

@@ -400,9 +400,8 @@ func (s *Server) exec(now uint32, client, id int32, cmd dlock.Cmd, arg dlock.Loc
 	if l == nil {
 		return lockcore.Reply{Status: st}
 	}
-	held := beforeOp(l, client, cmd, now)
 	r, wake := l.Exec(now, client, cmd, arg, &s.stats, s.wake[:0])
-	s.observeOp(id, l, client, cmd, &r, held, now)
+	s.observeOp(id, l, client, cmd, &r, now)
 	if len(wake) > 0 {
 		s.deliver(wake)
 	}
@@ -445,14 +444,13 @@ func (s *Server) acquire(c *conn, reqID uint32, m *wire.LockOp) (lockcore.Reply,
 		return lockcore.Reply{Status: dlock.ErrInval}, false
 	}
 	now := s.now()
-	held := beforeOp(l, client, cmd, now)
 	r, queued, wake := l.Acquire(now, w, &s.stats, s.wake[:0])
 	s.deliver(wake)
 	if !queued {
-		s.observeImmediate(m.LockID, l, client, cmd, &r, held, now)
+		s.observeImmediate(m.LockID, l, client, cmd, &r, now)
 	}
 	if queued {
-		ns := s.clk.nanos(time.Now())
+		ns := s.obs.ns // read by s.now() above
 		s.waits[w.Tag] = &waiter{c: c, reqID: reqID, lockID: m.LockID, client: client, keepTicket: m.Flags&wire.FlagKeepTicket != 0,
 			shared: w.Mode == dlock.Shared, since: ns}
 		s.observeQueued(m.LockID, l, ns)

@@ -138,10 +138,14 @@ func (c *contention) roll(epoch int64) {
 }
 
 type observer struct {
+	// ns is the latest clock reading in nanoseconds, taken by Server.now:
+	// the operation being observed read the clock just before, so the
+	// observations cost no clock reading of their own.
+	ns        int64
 	ops       [NumOpKinds][OpStatusOther + 1]uint64
 	wait      [3]histogram // by lock type
 	hold      [3]histogram
-	holds     map[holdKey]holdRec
+	holds     map[holdKey]*holdRec // entries are reused: a grant writes in place
 	contended map[int32]*contention
 	forced    uint64 // force-released holds
 	admin     uint64 // admin requests served
@@ -159,6 +163,9 @@ func holding(l *lockcore.Lock, client int32, now uint32) bool {
 	var buf [dlock.MaxFairShared]int32
 	ex, shared := l.Holders(buf[:0])
 	held := ex == client || slices.Contains(shared, client)
+	if !held {
+		return false
+	}
 	switch l.Type() {
 	case dlock.Atomic:
 		held = held && now <= l.State().Atomic().Timeout
@@ -181,18 +188,9 @@ func releasing(cmd dlock.Cmd) bool {
 	return cmd == dlock.CmdExclusiveUnlock || cmd == dlock.CmdSharedUnlock
 }
 
-// beforeOp returns what observeOp needs to know from before cmd runs.
-// Called with mu held.
-func beforeOp(l *lockcore.Lock, client int32, cmd dlock.Cmd, now uint32) bool {
-	if acquiring(cmd) || releasing(cmd) {
-		return holding(l, client, now)
-	}
-	return false
-}
-
-// observeOp records the outcome r of cmd by client on lock id; held is
-// beforeOp's answer. Called with mu held.
-func (s *Server) observeOp(id int32, l *lockcore.Lock, client int32, cmd dlock.Cmd, r *lockcore.Reply, held bool, now uint32) {
+// observeOp records the outcome r of cmd by client on lock id. Called with
+// mu held.
+func (s *Server) observeOp(id int32, l *lockcore.Lock, client int32, cmd dlock.Cmd, r *lockcore.Reply, now uint32) {
 	if int(cmd) < int(dlock.CmdMax) {
 		s.obs.ops[cmd][statusSlot(r.Status)]++
 	}
@@ -200,34 +198,47 @@ func (s *Server) observeOp(id int32, l *lockcore.Lock, client int32, cmd dlock.C
 		return
 	}
 	switch {
-	case acquiring(cmd) && !held:
-		s.beginHold(id, client, r.Token, s.clk.nanos(time.Now()))
-	case releasing(cmd) && held && !holding(l, client, now):
-		s.endHold(id, l.Type(), client, s.clk.nanos(time.Now()))
+	case acquiring(cmd):
+		// Every successful acquisition is a grant with a new token. An
+		// exclusive one starts a hold (the server has no reentrant
+		// exclusive grants: a record still active belongs to a hold whose
+		// lease ran out); a shared one starts it unless the client holds
+		// the lock shared already.
+		s.beginHold(id, client, r.Token, s.obs.ns, !cmd.Shared())
+	case releasing(cmd):
+		if !holding(l, client, now) {
+			s.endHold(id, l.Type(), client, s.obs.ns)
+		}
 	}
 }
 
-// beginHold records that client was granted lock id at ns. Called with mu held.
-func (s *Server) beginHold(id, client int32, token uint64, ns int64) {
-	if s.obs.holds == nil {
-		s.obs.holds = make(map[holdKey]holdRec)
+// beginHold records that client was granted lock id at ns; unless
+// restart, a hold already recorded is kept. Called with mu held.
+func (s *Server) beginHold(id, client int32, token uint64, ns int64, restart bool) {
+	k := holdKey{id, client}
+	if h := s.obs.holds[k]; h != nil {
+		if restart || !h.active {
+			*h = holdRec{since: ns, token: token, active: true}
+		}
+		return
 	}
-	s.obs.holds[holdKey{id, client}] = holdRec{since: ns, token: token, active: true}
+	if s.obs.holds == nil {
+		s.obs.holds = make(map[holdKey]*holdRec)
+	}
+	s.obs.holds[k] = &holdRec{since: ns, token: token, active: true}
 }
 
 // endHold records that client let go of lock id at ns. The entry stays (for
 // the next grant) until the client releases the lock. Called with mu held.
 func (s *Server) endHold(id int32, typ dlock.LockType, client int32, ns int64) {
-	k := holdKey{id, client}
-	h, ok := s.obs.holds[k]
-	if !ok || !h.active {
+	h := s.obs.holds[holdKey{id, client}]
+	if h == nil || !h.active {
 		return
 	}
 	if int(typ) < len(s.obs.hold) {
 		s.obs.hold[typ].observe(float64(ns-h.since) / 1e9)
 	}
 	h.active = false
-	s.obs.holds[k] = h
 }
 
 // forgetHold drops what is known of client's holds of lock id (it released
@@ -281,9 +292,7 @@ func (s *Server) observeGrant(w *waiter, r *lockcore.Reply, ns int64) {
 	if t := l.Type(); int(t) < len(s.obs.wait) {
 		s.obs.wait[t].observe(float64(ns-w.since) / 1e9)
 	}
-	if h, ok := s.obs.holds[holdKey{w.lockID, w.client}]; !ok || !h.active {
-		s.beginHold(w.lockID, w.client, r.Token, ns)
-	}
+	s.beginHold(w.lockID, w.client, r.Token, ns, !w.shared)
 	c := s.contentionOf(w.lockID, l, ns)
 	c.cur.handovers++
 	c.cur.waitNs += ns - w.since
@@ -291,8 +300,8 @@ func (s *Server) observeGrant(w *waiter, r *lockcore.Reply, ns int64) {
 
 // observeImmediate records a blocking request granted at once. Called with
 // mu held.
-func (s *Server) observeImmediate(id int32, l *lockcore.Lock, client int32, cmd dlock.Cmd, r *lockcore.Reply, held bool, now uint32) {
-	s.observeOp(id, l, client, cmd, r, held, now)
+func (s *Server) observeImmediate(id int32, l *lockcore.Lock, client int32, cmd dlock.Cmd, r *lockcore.Reply, now uint32) {
+	s.observeOp(id, l, client, cmd, r, now)
 	if r.Status == dlock.Success {
 		if t := l.Type(); int(t) < len(s.obs.wait) {
 			s.obs.wait[t].observe(0)

@@ -272,7 +272,14 @@ func (s *Server) Locks() int {
 	return s.locks.Len()
 }
 
-func (s *Server) now() uint32 { return s.clk.seconds(time.Now()) }
+// now reads the clock: the second the lock state machines use. It also
+// keeps the reading in nanoseconds for the wait and hold times (observe.go).
+// Called with mu held.
+func (s *Server) now() uint32 {
+	t := time.Now()
+	s.obs.ns = s.clk.nanos(t)
+	return s.clk.seconds(t)
+}
 
 // newClientID returns a random unused id in 1..0x7FFFFFFF. Called with mu held.
 func (s *Server) newClientID() int32 {
@@ -429,7 +436,6 @@ func (s *Server) removeClient(cl *client) {
 
 // deliver sends the replies of granted waiters. Called with mu held.
 func (s *Server) deliver(wake []lockcore.Grant) {
-	var ns int64
 	for i := range wake {
 		g := &wake[i]
 		w := s.waits[g.Tag]
@@ -437,10 +443,7 @@ func (s *Server) deliver(wake []lockcore.Grant) {
 			continue
 		}
 		delete(s.waits, g.Tag)
-		if ns == 0 {
-			ns = s.clk.nanos(time.Now())
-		}
-		s.observeGrant(w, &g.Reply, ns)
+		s.observeGrant(w, &g.Reply, s.obs.ns)
 		w.c.sendLock(w.reqID, &g.Reply)
 	}
 	if cap(wake) > cap(s.wake) {
