@@ -256,3 +256,46 @@ func TestVersionAndHelp(t *testing.T) {
 		t.Error("dlockctl no-such-command exited 0")
 	}
 }
+
+// TestLockCommandInterrupted: SIGTERM to dlockctl reaches the command
+// (through its process group), the lock is released, and dlockctl exits
+// 128+15.
+func TestLockCommandInterrupted(t *testing.T) {
+	addr, _ := startDaemon(t)
+	_, dlockctl := binaries(t)
+	envFile := filepath.Join(t.TempDir(), "env")
+	cmd := exec.Command(dlockctl, "lock", "-addr", addr, "-name", "job", "-ttl", "6s",
+		"--", "sh", "-c", `sleep 300 & echo "$$ $!" > "$1.tmp"; mv "$1.tmp" "$1"; wait`, "sh", envFile)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(cmd.Process.Pid, syscall.SIGKILL) })
+	f := strings.Fields(waitFile(t, envFile, 20*time.Second))
+	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := exitCode(t, cmd); code != 128+int(syscall.SIGTERM) {
+		t.Errorf("exit status %d, want %d", code, 128+int(syscall.SIGTERM))
+	}
+	for _, p := range f {
+		if pid, _ := strconv.Atoi(p); alive(pid) {
+			t.Errorf("process %d of the command outlived dlockctl", pid)
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	// The lock is free again.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := dlock.Dial(ctx, addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	l, err := c.OpenLock(ctx, "job", dlock.LockOptions{Type: dlock.Atomic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l.TryLock(ctx); !ok || err != nil {
+		t.Errorf("TryLock after dlockctl ended: %v, %v; want the lock free", ok, err)
+	}
+}
