@@ -144,9 +144,10 @@ func (c *Client) TopLocks(ctx context.Context, n int) ([]LockContention, error) 
 
 // ForceRelease takes the lock called name away from every client holding
 // it and returns their ids; whoever waits for it is granted it next. A
-// former holder learns it on its next operation on the lock: an extend or
-// unlock fails with ErrFail. Its own queued requests on that lock are
-// answered ErrLockNotGet. It is an admin request (see Locks); ErrInval if
+// former holder learns it from its next operation on the lock that reaches
+// the server: an extend, or the unlock of its last hold, fails with ErrFail
+// (Revalidate reports the lock lost). Its own queued requests on that lock
+// are answered ErrLockNotGet. It is an admin request (see Locks); ErrInval if
 // there is no such lock.
 func (c *Client) ForceRelease(ctx context.Context, name string) ([]int32, error) {
 	var rep adminReleaseReply
