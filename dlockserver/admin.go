@@ -203,7 +203,7 @@ func (s *Server) listLocks(prefix, after string, limit int) (any, dlock.Status) 
 		l    *lockcore.Lock
 	}
 	var match []named
-	s.locks.ForEach(func(id int32, l *lockcore.Lock) bool {
+	s.locks.Range(func(id int32, l *lockcore.Lock) bool {
 		if n := l.Descriptor(); strings.HasPrefix(n, prefix) && n > after {
 			match = append(match, named{n, id, l})
 		}
