@@ -114,8 +114,9 @@ func modeName(shared bool) string {
 // lease covers its whole last second.
 func leaseEnd(sec uint32) time.Time { return time.Unix(int64(sec)+1, 0).UTC() }
 
-// lockInfo describes l. Called with mu held.
-func (s *Server) lockInfo(id int32, l *lockcore.Lock, now uint32) dlock.LockInfo {
+// lockInfo describes l, whose queued requests are waits. Called with mu
+// held.
+func (s *Server) lockInfo(id int32, l *lockcore.Lock, waits []*waiter, now uint32) dlock.LockInfo {
 	info := dlock.LockInfo{Name: l.Descriptor(), ID: id, Type: l.Type().String(), Refs: l.Refs(),
 		Holders: []dlock.HolderInfo{}, Waiters: []dlock.WaiterInfo{}}
 	var lease uint32
@@ -162,10 +163,7 @@ func (s *Server) lockInfo(id int32, l *lockcore.Lock, now uint32) dlock.LockInfo
 			holder(cl, true)
 		}
 	}
-	for _, w := range s.waits {
-		if w.lockID != id {
-			continue
-		}
+	for _, w := range waits {
 		wi := dlock.WaiterInfo{Client: w.client, Mode: modeName(w.shared), Since: s.clk.wall(w.since).UTC()}
 		if cl := s.clients[w.client]; cl != nil {
 			wi.Remote = cl.addr
@@ -213,8 +211,21 @@ func (s *Server) listLocks(prefix, after string, limit int) (any, dlock.Status) 
 	page := locksPage{Locks: []dlock.LockInfo{}, More: len(match) > limit}
 	match = match[:min(len(match), limit)]
 	now := s.now()
+	waits := make(map[int32][]*waiter, len(match))
 	for _, m := range match {
-		page.Locks = append(page.Locks, s.lockInfo(m.id, m.l, now))
+		if m.l.Waiters() > 0 {
+			waits[m.id] = nil
+		}
+	}
+	if len(waits) > 0 {
+		for _, w := range s.waits { // one pass over every queued request
+			if ws, ok := waits[w.lockID]; ok {
+				waits[w.lockID] = append(ws, w)
+			}
+		}
+	}
+	for _, m := range match {
+		page.Locks = append(page.Locks, s.lockInfo(m.id, m.l, waits[m.id], now))
 	}
 	s.mu.Unlock()
 	// Keep the reply within a frame: drop locks from the end (the client
