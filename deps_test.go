@@ -44,3 +44,21 @@ func TestImportRules(t *testing.T) {
 		}
 	}
 }
+
+// TestNoThirdPartyInLibraries: the client library and the embeddable
+// server link only the standard library; the Prometheus client stays in
+// dlockserver/dlockhttp, which only the daemon imports.
+func TestNoThirdPartyInLibraries(t *testing.T) {
+	const mod = "github.com/dlock-io/dlock"
+	for _, path := range []string{mod, mod + "/dlockserver", mod + "/dlocktest"} {
+		out, err := exec.Command("go", "list", "-deps", "-f", `{{if not .Standard}}{{.ImportPath}}{{end}}`, path).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", path, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if !strings.HasPrefix(dep, mod) {
+				t.Errorf("%s depends on %s, outside the standard library", path, dep)
+			}
+		}
+	}
+}

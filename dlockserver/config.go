@@ -81,6 +81,12 @@ type Config struct {
 	// TLSNoClientAuth turns mutual authentication off: clients are not asked
 	// for a certificate (one-way TLS), and client ids are bound to nothing.
 	TLSNoClientAuth bool
+	// AdminNames are the subject common names of the client certificates
+	// allowed to make admin requests (lock listing, top, force-release) on a
+	// server with mutual TLS. Empty: nobody may. Without client
+	// certificates (plaintext, or TLSNoClientAuth) every client may: limit
+	// who reaches the port.
+	AdminNames []string
 	// HandshakeTimeout bounds a TLS handshake; default 10 s.
 	HandshakeTimeout time.Duration
 	// MaxPendingHandshakes bounds connections in the TLS handshake; default

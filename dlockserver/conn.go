@@ -346,6 +346,8 @@ func (c *conn) handle(h *wire.Header, body []byte) bool {
 		return c.objLifecycle(h, body)
 	case wire.THeartbeat, wire.TDeinit, wire.TReinitDone, wire.TStats, wire.TResetStats, wire.TUpdateLocks, wire.TLockQuery:
 		return c.control(h, body)
+	case wire.TAdminLocks, wire.TAdminTop, wire.TAdminRelease:
+		return c.admin(h, body)
 	}
 	c.outMu.Lock()
 	c.out = wire.AppendFrame(c.out, wire.TUnknownReply, h.ID(), int32(dlock.ErrInval), nil)

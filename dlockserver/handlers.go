@@ -47,6 +47,10 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		cl := &client{id: s.newClientID(), conn: c, identity: c.peerID, hasIdentity: c.hasPeer}
 		s.clients[cl.id] = cl
 		c.client = cl
+		cl.addr = c.remote()
+		if s.debugOn() {
+			s.cfg.Logger.Debug("client registered", "client", cl.id, "remote", c.remote())
+		}
 		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version}
 		c.outMu.Lock()
 		c.out = rep.Append(c.out, t, h.ID(), 0)
@@ -93,6 +97,10 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 	cl.conn = c
 	cl.reinit = true
 	c.client = cl
+	cl.addr = c.remote()
+	if s.debugOn() {
+		s.cfg.Logger.Debug("client re-registered", "client", id, "remote", c.remote())
+	}
 	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), 0)
@@ -112,7 +120,7 @@ func (s *Server) evictOne() bool {
 	if victim == nil {
 		return false
 	}
-	s.cfg.Logger.Info("evicting abnormal client to make room", "client", victim.id)
+	s.cfg.Logger.Info("evicting abnormal client to make room", "client", victim.id, "remote", victim.addr)
 	s.removeClient(victim)
 	return true
 }
@@ -142,6 +150,9 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 			return false
 		}
 		s.removeClient(cl)
+		if s.debugOn() {
+			s.cfg.Logger.Debug("client deregistered", "client", cl.id, "remote", c.remote())
+		}
 		c.reply(t, h.ID(), dlock.Success)
 		return false
 	case wire.TReinitDone:
@@ -277,6 +288,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 			return true
 		}
 		s.cancelWaitersOn(id, m.ID)
+		s.forgetHold(m.ID, id)
 		st, wake := s.locks.Release(s.now(), id, m.ID, s.wake[:0])
 		s.deliver(wake)
 		if l := s.locks.Lock(m.ID); l != nil {
@@ -318,6 +330,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 				continue // ids the client does not hold are ignored, as in DLock
 			}
 			s.cancelWaitersOn(id, lid)
+			s.forgetHold(lid, id)
 			_, wake := s.locks.Release(now, id, lid, s.wake[:0])
 			s.deliver(wake)
 			if l := s.locks.Lock(lid); l != nil {
@@ -391,6 +404,7 @@ func (s *Server) exec(now uint32, client, id int32, cmd dlock.Cmd, arg dlock.Loc
 		return lockcore.Reply{Status: st}
 	}
 	r, wake := l.Exec(now, client, cmd, arg, &s.stats, s.wake[:0])
+	s.observeOp(id, l, client, cmd, &r, now)
 	if len(wake) > 0 {
 		s.deliver(wake)
 	}
@@ -432,10 +446,17 @@ func (s *Server) acquire(c *conn, reqID uint32, m *wire.LockOp) (lockcore.Reply,
 	if _, dup := s.waits[w.Tag]; dup {
 		return lockcore.Reply{Status: dlock.ErrInval}, false
 	}
-	r, queued, wake := l.Acquire(s.now(), w, &s.stats, s.wake[:0])
+	now := s.now()
+	r, queued, wake := l.Acquire(now, w, &s.stats, s.wake[:0])
 	s.deliver(wake)
+	if !queued {
+		s.observeImmediate(m.LockID, l, client, cmd, &r, now)
+	}
 	if queued {
-		s.waits[w.Tag] = &waiter{c: c, reqID: reqID, lockID: m.LockID, client: client, keepTicket: m.Flags&wire.FlagKeepTicket != 0}
+		ns := s.obs.ns // read by s.now() above
+		s.waits[w.Tag] = &waiter{c: c, reqID: reqID, lockID: m.LockID, client: client, keepTicket: m.Flags&wire.FlagKeepTicket != 0,
+			shared: w.Mode == dlock.Shared, since: ns}
+		s.observeQueued(m.LockID, l, ns)
 		if m.WaitMillis > 0 {
 			s.push(event{at: s.clk.now().Add(time.Duration(m.WaitMillis) * time.Millisecond), kind: evWait, tag: w.Tag})
 		}
@@ -505,6 +526,7 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 		rep.ID = c.id.ID
 		s.mu.Lock()
 		rep.Value, st = s.objs.Load(c.id.ID)
+		s.obs.ops[OpLoad][statusSlot(st)]++
 		s.mu.Unlock()
 	} else {
 		m := &c.oop
@@ -515,8 +537,10 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 		s.mu.Lock()
 		if t == wire.TObjFAA {
 			rep.Value, st = s.objs.FetchAndAdd(m.ID, m.A)
+			s.obs.ops[OpFetchAndAdd][statusSlot(st)]++
 		} else {
 			st = s.objs.CompareAndSwap(m.ID, m.A, m.B)
+			s.obs.ops[OpCompareAndSwap][statusSlot(st)]++
 		}
 		s.mu.Unlock()
 	}

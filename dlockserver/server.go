@@ -45,6 +45,7 @@ type Server struct {
 	closed    bool
 	rng       *rand.Rand
 	tls       *tls.Config // nil without TLS
+	obs       observer    // metrics and introspection (observe.go)
 
 	wg sync.WaitGroup // connection goroutines
 }
@@ -62,6 +63,8 @@ type client struct {
 	// client certificates.
 	identity    [32]byte
 	hasIdentity bool
+	// addr is the peer address of its latest connection, for the log.
+	addr string
 }
 
 // waiter is a blocking lock request queued in a lock.
@@ -71,6 +74,8 @@ type waiter struct {
 	lockID     int32
 	client     int32
 	keepTicket bool
+	shared     bool
+	since      int64 // clock nanoseconds when it was queued
 }
 
 // New returns a server for cfg. It listens nowhere until Serve or
@@ -267,7 +272,14 @@ func (s *Server) Locks() int {
 	return s.locks.Len()
 }
 
-func (s *Server) now() uint32 { return s.clk.seconds(s.clk.now()) }
+// now reads the clock: the second the lock state machines use. It also
+// keeps the reading in nanoseconds for the wait and hold times (observe.go).
+// Called with mu held.
+func (s *Server) now() uint32 {
+	t := s.clk.now()
+	s.obs.ns = s.clk.nanos(t)
+	return s.clk.seconds(t)
+}
 
 // newClientID returns a random unused id in 1..0x7FFFFFFF. Called with mu held.
 func (s *Server) newClientID() int32 {
@@ -344,6 +356,9 @@ func (s *Server) startConn(nc net.Conn) (*conn, error) {
 	s.conns[c] = struct{}{}
 	s.wg.Add(2)
 	s.mu.Unlock()
+	if s.debugOn() {
+		s.cfg.Logger.Debug("connection accepted", "remote", c.remote(), "tls", s.tls != nil)
+	}
 	go c.serve()
 	go c.writeLoop()
 	return c, nil
@@ -357,12 +372,15 @@ func (s *Server) connClosed(c *conn) {
 	s.dropConnWaiters(c)
 	cl := c.client
 	if cl == nil || cl.conn != c {
+		if s.debugOn() {
+			s.cfg.Logger.Debug("connection closed", "remote", c.remote())
+		}
 		return
 	}
 	s.stats.Inc(dlock.StatClientDisconnect)
 	cl.conn = nil
 	cl.lostGen++
-	s.cfg.Logger.Info("client connection lost", "client", cl.id)
+	s.cfg.Logger.Info("client connection lost", "client", cl.id, "remote", c.remote())
 	if s.cfg.SessionTimeout > 0 && !s.closed {
 		s.push(event{at: s.clk.now().Add(s.cfg.SessionTimeout), kind: evSession, client: cl.id, gen: cl.lostGen})
 	}
@@ -424,6 +442,7 @@ func (s *Server) removeClient(cl *client) {
 	s.deliver(wake)
 	s.objs.RemoveClient(now, cl.id)
 	delete(s.clients, cl.id)
+	s.forgetClient(cl.id)
 	if cl.conn != nil && cl.conn.client == cl {
 		cl.conn.client = nil
 	}
@@ -444,6 +463,7 @@ func (s *Server) deliver(wake []lockcore.Grant) {
 			continue
 		}
 		delete(s.waits, g.Tag)
+		s.observeGrant(w, &g.Reply, s.obs.ns)
 		w.c.sendLock(w.reqID, &g.Reply)
 	}
 	if cap(wake) > cap(s.wake) {
@@ -567,7 +587,7 @@ func (s *Server) run(e event) {
 		if cl == nil || cl.conn != nil || cl.lostGen != e.gen {
 			return
 		}
-		s.cfg.Logger.Info("client session expired", "client", cl.id)
+		s.cfg.Logger.Info("client session expired", "client", cl.id, "remote", cl.addr)
 		s.removeClient(cl)
 	}
 }

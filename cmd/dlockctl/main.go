@@ -3,6 +3,10 @@
 //	dlockctl bench [flags]                  load generator (see dlockctl bench -h)
 //	dlockctl lock -addr A -name N -- cmd…   run cmd while holding a lock
 //	dlockctl stats -addr A                  print the server's debug counters
+//	dlockctl locks [-prefix P] [-json]      list locks, holders and waiters
+//	dlockctl top                            most contended locks, refreshing
+//	dlockctl release -force NAME            take a lock away from its holders
+//	dlockctl -version                       version and VCS revision
 //
 // bench measures N clients × M locks (lock type and mode, uncontended or
 // contended, trylock or blocking lock, batches, pipelined requests) and
@@ -26,21 +30,50 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/dlock-io/dlock/internal/buildinfo"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := notifyContext(context.Background())
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	var exit exitError
+	var usage usageError
 	switch {
 	case errors.As(err, &exit):
 		os.Exit(int(exit))
 	case errors.Is(err, flag.ErrHelp):
+		os.Exit(0) // -h asked for help and got it
+	case errors.As(err, &usage):
+		fmt.Fprintln(os.Stderr, "dlockctl:", err)
 		os.Exit(2)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "dlockctl:", err)
 		os.Exit(1)
+	}
+}
+
+// notifyContext is signal.NotifyContext for SIGINT and SIGTERM that also
+// remembers which signal arrived (see signalOf).
+func notifyContext(parent context.Context) (context.Context, func()) {
+	sig := new(syscall.Signal)
+	ctx, cancel := context.WithCancel(context.WithValue(parent, sigKey{}, sig))
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			*sig = s.(syscall.Signal)
+			cancel()
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel()
 	}
 }
 
@@ -55,6 +88,10 @@ commands:
   bench   load generator: throughput, latency and server CPU per operation
   lock    run a command while holding a lock
   stats   print a server's debug counters
+  locks   list locks with their holders and waiters (-prefix, -json)
+  top     a refreshing view of the most contended locks
+  release force-release a lock from its holders (release -force NAME)
+  version print the version and VCS revision of this binary (also -version)
 
 Run "dlockctl <command> -h" for a command's flags.
 `
@@ -62,7 +99,7 @@ Run "dlockctl <command> -h" for a command's flags.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return flag.ErrHelp
+		return usageError("no command")
 	}
 	switch args[0] {
 	case "bench":
@@ -73,10 +110,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runLock(ctx, args[1:], stdin, stdout, stderr)
 	case "stats":
 		return runStats(ctx, args[1:], stdout, stderr)
+	case "locks":
+		return runLocks(ctx, args[1:], stdout, stderr)
+	case "top":
+		return runTop(ctx, args[1:], stdout, stderr)
+	case "release":
+		return runRelease(ctx, args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "dlockctl", buildinfo.Read())
+		return nil
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
 	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return usageError(fmt.Sprintf("unknown command %q", args[0]))
 }

@@ -3,6 +3,7 @@
 //	dlockd [-addr host:port] [-unix path] [-max-clients n] [-max-locks n]
 //	       [-max-objects n] [-session-timeout d] [-recovery-clients n]
 //	       [-log-level debug|info|warn|error] [-log-format text|json]
+//	       [-http-addr host:port]
 //	       [-tls-ca file -tls-cert file -tls-key file
 //	        [-tls-key-password-file file | -tls-key-password-env name]
 //	        [-tls-crl file] [-tls-client-auth=false] [-tls-require-aes256]
@@ -12,8 +13,12 @@
 // (README, "Securing dlock"). The TLS files are checked at startup, then
 // re-read when they change.
 //
-// It prints the addresses it listens on and stops gracefully on SIGINT or
-// SIGTERM.
+// Every flag can also come from an environment variable DLOCKD_<NAME>
+// (-max-clients: DLOCKD_MAX_CLIENTS); the command line wins. -version prints
+// the version and VCS revision the binary was built from.
+//
+// It prints a structured line (in the -log-format) on stdout for each address
+// it listens on, logs on stderr, and stops gracefully on SIGINT or SIGTERM.
 package main
 
 import (
@@ -25,17 +30,25 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/dlock-io/dlock"
 	"github.com/dlock-io/dlock/dlockserver"
+	"github.com/dlock-io/dlock/dlockserver/dlockhttp"
+	"github.com/dlock-io/dlock/internal/buildinfo"
 )
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+	err := run(os.Args[1:], os.Stdout, os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		// -h asked for the usage and got it.
+	case err != nil:
 		fmt.Fprintln(os.Stderr, "dlockd:", err)
 		os.Exit(1)
 	}
@@ -67,24 +80,49 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&tlsOpts.RequireAES256, "tls-require-aes256", false, "refuse connections that did not negotiate TLS_AES_256_GCM_SHA384 (Go clients never do: for OpenSSL clients)")
 	fs.DurationVar(&cfg.HandshakeTimeout, "tls-handshake-timeout", 10*time.Second, "close connections whose TLS handshake takes longer")
 	fs.IntVar(&cfg.MaxPendingHandshakes, "max-pending-handshakes", 256, "TLS handshakes in progress at most (the oldest is closed to make room)")
+	adminCN := fs.String("admin-cn", "", "with mutual TLS: comma-separated subject common `names` of the client certificates allowed to list locks and force-release them (default: nobody; without client certificates: everyone)")
+	httpAddr := fs.String("http-addr", "", "serve /healthz, /readyz, /metrics and /debug/pprof/ over HTTP on this `address` (off if empty; no authentication: bind it where only operators reach)")
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log `format`: text or json")
+	version := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: dlockd [flags]\n\nEvery flag can also be set by an environment variable: -max-clients by\nDLOCKD_MAX_CLIENTS and so on; the command line wins.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := flagsFromEnv(fs, "DLOCKD_", os.LookupEnv); err != nil {
+		return err
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	bi := buildinfo.Read()
+	if *version {
+		fmt.Fprintln(stdout, "dlockd", bi)
+		return nil
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
+	// The startup lines go to stdout in the format of the log (on stderr),
+	// whatever the level.
+	startOpts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	var startup *slog.Logger
 	switch *format {
 	case "text":
 		cfg.Logger = slog.New(slog.NewTextHandler(stderr, opts))
+		startup = slog.New(slog.NewTextHandler(stdout, startOpts))
 	case "json":
 		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, opts))
+		startup = slog.New(slog.NewJSONHandler(stdout, startOpts))
 	default:
 		return fmt.Errorf("-log-format %q: want text or json", *format)
 	}
+	startup = startup.With("version", bi.Version, "revision", bi.Revision, "pid", os.Getpid())
 
 	if tlsOpts.CertFile != "" || tlsOpts.KeyFile != "" || tlsOpts.CAFile != "" || tlsOpts.CRLFile != "" || tlsOpts.RequireAES256 {
 		if tlsOpts.CertFile == "" || tlsOpts.KeyFile == "" {
@@ -106,7 +144,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 		cfg.TLS = &tlsOpts
 		cfg.TLSNoClientAuth = !*clientAuth
-	} else if *pwFile != "" || *pwEnv != "" || !*clientAuth {
+		for _, n := range strings.Split(*adminCN, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				cfg.AdminNames = append(cfg.AdminNames, n)
+			}
+		}
+	} else if *pwFile != "" || *pwEnv != "" || !*clientAuth || *adminCN != "" {
 		return errors.New("TLS flags given without -tls-cert and -tls-key")
 	}
 
@@ -122,8 +165,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "dlockd listening on %s\n", ln.Addr())
-	errc := make(chan error, 2)
+	startup.Info("dlockd listening", "network", "tcp", "addr", ln.Addr().String(), "tls", cfg.TLS != nil)
+	errc := make(chan error, 3)
 	go func() { errc <- srv.Serve(ln) }()
 	if cfg.UnixSocket != "" {
 		_ = os.Remove(cfg.UnixSocket)
@@ -132,8 +175,24 @@ func run(args []string, stdout, stderr io.Writer) error {
 			srv.Close()
 			return err
 		}
-		fmt.Fprintf(stdout, "dlockd listening on unix:%s\n", cfg.UnixSocket)
+		startup.Info("dlockd listening", "network", "unix", "addr", cfg.UnixSocket, "tls", cfg.TLS != nil)
 		go func() { errc <- srv.Serve(uln) }()
+	}
+
+	var web *http.Server
+	if *httpAddr != "" {
+		hln, err := net.Listen("tcp", *httpAddr)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("-http-addr: %w", err)
+		}
+		web = &http.Server{Handler: dlockhttp.NewHandler(srv), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn)}
+		startup.Info("dlockd listening", "network", "http", "addr", hln.Addr().String())
+		go func() {
+			if err := web.Serve(hln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("HTTP: %w", err)
+			}
+		}()
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -143,10 +202,16 @@ func run(args []string, stdout, stderr io.Writer) error {
 		cfg.Logger.Info("shutting down")
 	case err := <-errc:
 		srv.Close()
+		if web != nil {
+			web.Close()
+		}
 		return err
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if web != nil {
+		defer web.Shutdown(sctx)
+	}
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, dlockserver.ErrServerClosed) {
 		return err
 	}
@@ -183,4 +248,24 @@ func passwordFromEnv(name string) func() ([]byte, error) {
 		}
 		return []byte(v), nil
 	}
+}
+
+// flagsFromEnv sets every flag of fs for which an environment variable
+// prefix+NAME is set, NAME being the flag's name in upper case with "-"
+// turned into "_" (-max-clients: DLOCKD_MAX_CLIENTS). Call it before
+// fs.Parse so that the command line wins.
+func flagsFromEnv(fs *flag.FlagSet, prefix string, lookup func(string) (string, bool)) error {
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || f.Name == "version" {
+			return
+		}
+		name := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(name); ok {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("environment variable %s=%q: %v", name, v, e)
+			}
+		}
+	})
+	return err
 }

@@ -241,3 +241,16 @@ func (t *Table) ForEach(fn func(id int32, l *Lock) bool) {
 		}
 	}
 }
+
+// Named returns the lock whose descriptor is name, or nil.
+func (t *Table) Named(name string) *Lock { return t.byDesc[name] }
+
+// Range calls fn for every lock, in no particular order, until fn returns
+// false. Unlike ForEach it neither allocates nor sorts.
+func (t *Table) Range(fn func(id int32, l *Lock) bool) {
+	for id, l := range t.byID {
+		if !fn(id, l) {
+			return
+		}
+	}
+}
