@@ -252,7 +252,7 @@ func (s *Server) topLocks(n int) (any, dlock.Status) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.obs.admin++
-	ns := s.clk.nanos(time.Now())
+	ns := s.clk.nanos(s.clk.now())
 	epoch := ns / int64(contentionWindow)
 	span := (contentionWindow + time.Duration(ns%int64(contentionWindow))).Seconds()
 	out := struct {
