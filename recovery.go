@@ -41,18 +41,11 @@ type RecoveryReport struct {
 func (c *Client) Reinit(ctx context.Context, addr string) error {
 	c.reinitMu.Lock()
 	defer c.reinitMu.Unlock()
-	nc, err := c.dial(ctx, addr)
+	nc, _, rep, err := c.connect(ctx, addr, wire.TReinit, c.id)
 	if err != nil {
 		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
 	}
-	_, state, st, err := c.register(ctx, nc, wire.TReinit, c.id)
-	if err == nil && st != Success {
-		err = st.Err()
-	}
-	if err != nil {
-		nc.Close()
-		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
-	}
+	state := rep.state
 	c.mu.Lock()
 	c.swapping = true
 	c.mu.Unlock()
@@ -268,12 +261,15 @@ func (c *Client) recoverLoop() {
 		c.mu.Unlock()
 	}()
 	backoff := 50 * time.Millisecond
+	lostAt := time.Now()
 	for {
+		failover := false // a standby answered: a new primary is coming
 		for _, addr := range c.cfg.Addrs {
 			rep, err := c.recoverOnce(c.ctx, addr)
 			if c.ctx.Err() != nil {
 				return
 			}
+			failover = failover || errors.Is(err, ErrNotReady)
 			if err == nil || errors.Is(err, ErrClientRemovedByServer) {
 				if err != nil {
 					rep = RecoveryReport{Addr: addr, Err: err}
@@ -295,6 +291,16 @@ func (c *Client) recoverLoop() {
 			}
 			c.cfg.Logger.Debug("dlock: recovery attempt failed", "addr", addr, "err", err)
 		}
+		if st := c.cfg.SessionTimeout; st > 0 && time.Since(lostAt) > st {
+			// Past the session timeout the holds may be granted to others
+			// (a new primary stops waiting for this client): report them
+			// lost rather than keep them silently. The client is done.
+			c.expire()
+			return
+		}
+		if failover {
+			backoff = 50 * time.Millisecond
+		}
 		sleep := backoff/2 + rand.N(backoff)
 		select {
 		case <-c.ctx.Done():
@@ -302,6 +308,30 @@ func (c *Client) recoverLoop() {
 		case <-time.After(sleep):
 		}
 		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// ErrSessionExpired is the RecoveryReport.Err of a client whose automatic
+// recovery reached no serving server within Config.SessionTimeout: its holds
+// are reported lost and the client is unusable (dial a new one).
+var ErrSessionExpired = errors.New("dlock: no server reached within the session timeout; holds lost")
+
+// expire ends automatic recovery after the session timeout: every hold is
+// reset and reported lost.
+func (c *Client) expire() {
+	rep := RecoveryReport{Err: ErrSessionExpired}
+	locks := c.lockList()
+	c.smu.Lock()
+	for _, l := range locks {
+		if l.e.held() {
+			l.e.reset()
+			rep.Lost = append(rep.Lost, l)
+		}
+	}
+	c.smu.Unlock()
+	c.cfg.Logger.Warn("dlock: session expired before recovery", "lost", len(rep.Lost))
+	if c.cfg.OnRecover != nil {
+		c.cfg.OnRecover(rep)
 	}
 }
 

@@ -75,6 +75,12 @@ type Config struct {
 	// 256. When full, the oldest pending handshake is closed to make room.
 	MaxPendingHandshakes int
 
+	// Cluster, if set, makes the server a member of a highly available
+	// cluster driven by that coordinator (package dlockserver/ha): it starts
+	// as a standby that redirects clients, serves only once promoted, and
+	// stops serving when its fence passes. RecoveryClients is then ignored.
+	Cluster Coordinator
+
 	// Logger receives connection-level events. Nil means silent.
 	Logger *slog.Logger
 }

@@ -44,7 +44,22 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		cl := &client{id: s.newClientID(), conn: c, identity: c.peerID, hasIdentity: c.hasPeer}
 		s.clients[cl.id] = cl
 		c.client = cl
-		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version}
+		if s.ha != nil {
+			// Recorded in the cluster before the client learns its id, so
+			// that a next primary waits for it.
+			epoch := s.ha.epoch
+			err := s.haRegister(cl.id)
+			if err != nil || s.ha.epoch != epoch || s.clients[cl.id] != cl || !s.haServing() {
+				if s.clients[cl.id] == cl {
+					delete(s.clients, cl.id)
+				}
+				c.client = nil
+				s.cfg.Logger.Warn("registration not recorded in the cluster", "client", cl.id, "err", err)
+				return fail(dlock.ErrNotReady, false)
+			}
+			s.ha.known[cl.id] = true
+		}
+		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version, Epoch: s.haEpoch()}
 		c.outMu.Lock()
 		c.out = rep.Append(c.out, t, h.ID(), 0)
 		c.outMu.Unlock()
@@ -73,7 +88,8 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 			old.raw.Close()
 		}
 	} else {
-		if s.state == wire.StateReady {
+		if s.state == wire.StateReady || (s.ha != nil && !s.ha.known[id]) {
+			// In a cluster, only the registered clients may come back.
 			return fail(dlock.ErrClientRemovedByServer, true)
 		}
 		if len(s.clients) >= s.cfg.MaxClients {
@@ -85,7 +101,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 	cl.conn = c
 	cl.reinit = true
 	c.client = cl
-	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version}
+	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version, Epoch: s.haEpoch()}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), 0)
 	c.outMu.Unlock()
@@ -106,6 +122,7 @@ func (s *Server) evictOne() bool {
 	}
 	s.cfg.Logger.Info("evicting abnormal client to make room", "client", victim.id)
 	s.removeClient(victim)
+	s.haDeregister(victim.id, false)
 	return true
 }
 
@@ -134,6 +151,7 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 			return false
 		}
 		s.removeClient(cl)
+		s.haDeregister(cl.id, true)
 		c.reply(t, h.ID(), dlock.Success)
 		return false
 	case wire.TReinitDone:
@@ -142,7 +160,9 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 			return true
 		}
 		cl.reinit = false
-		if s.state == wire.StateWaitClientReinit {
+		if s.state == wire.StateWaitClientReinit && s.ha != nil {
+			s.haReinitDone(cl.id)
+		} else if s.state == wire.StateWaitClientReinit {
 			s.recovery--
 			if s.recovery <= 0 {
 				s.becomeReady()

@@ -45,6 +45,7 @@ type Server struct {
 	closed    bool
 	rng       *rand.Rand
 	tls       *tls.Config // nil without TLS
+	ha        *haState    // nil outside a highly available cluster
 
 	wg sync.WaitGroup // connection goroutines
 }
@@ -109,7 +110,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.timer = time.AfterFunc(time.Hour, s.fire)
 	s.timer.Stop()
-	if cfg.RecoveryClients > 0 {
+	s.initHA()
+	if cfg.RecoveryClients > 0 && s.ha == nil {
 		s.state = wire.StateWaitClientReinit
 		s.recovery = cfg.RecoveryClients
 		if cfg.RecoveryTimeout > 0 {
@@ -204,6 +206,9 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
+	if s.ha != nil {
+		s.ha.timer.Stop()
+	}
 	for ln := range s.listeners {
 		ln.Close()
 	}
@@ -416,6 +421,9 @@ func (s *Server) removeClient(cl *client) {
 
 // deliver sends the replies of granted waiters. Called with mu held.
 func (s *Server) deliver(wake []lockcore.Grant) {
+	if len(wake) > 0 && s.ha != nil && !s.haMayGrant() {
+		return // a fenced primary pushes nothing; its state is about to go
+	}
 	for i := range wake {
 		g := &wake[i]
 		w := s.waits[g.Tag]
@@ -503,7 +511,7 @@ func (s *Server) fire() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.timerAt = time.Time{}
-	if s.closed {
+	if s.closed || !s.haServing() {
 		return
 	}
 	t := time.Now()
@@ -548,6 +556,7 @@ func (s *Server) run(e event) {
 		}
 		s.cfg.Logger.Info("client session expired", "client", cl.id)
 		s.removeClient(cl)
+		s.haDeregister(cl.id, false)
 	}
 }
 
