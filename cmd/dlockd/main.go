@@ -65,6 +65,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&tlsOpts.RequireAES256, "tls-require-aes256", false, "refuse connections that did not negotiate TLS_AES_256_GCM_SHA384 (Go clients never do: for OpenSSL clients)")
 	fs.DurationVar(&cfg.HandshakeTimeout, "tls-handshake-timeout", 10*time.Second, "close connections whose TLS handshake takes longer")
 	fs.IntVar(&cfg.MaxPendingHandshakes, "max-pending-handshakes", 256, "TLS handshakes in progress at most (the oldest is closed to make room)")
+	var haf haFlags
+	haf.register(fs)
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log `format`: text or json")
 	if err := fs.Parse(args); err != nil {
@@ -108,11 +110,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.New("TLS flags given without -tls-cert and -tls-key")
 	}
 
-	srv, err := dlockserver.New(cfg)
+	addr, err := cfg.ListenAddr()
 	if err != nil {
 		return err
 	}
-	addr, err := cfg.ListenAddr()
+	node, err := haf.node(addr, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	if node != nil {
+		cfg.Cluster = node
+	}
+	srv, err := dlockserver.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -136,6 +145,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hactx, hacancel := context.WithCancel(context.Background())
+	waitHA := runHA(hactx, node, srv)
+	defer waitHA()
+	defer hacancel()
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("shutting down")
