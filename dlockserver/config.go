@@ -81,6 +81,12 @@ type Config struct {
 	// stops serving when its fence passes. RecoveryClients is then ignored.
 	Cluster Coordinator
 
+	// WallClock, if set, replaces time.Now as the wall clock the server
+	// reads at start: the anchor of its lease seconds and the start of its
+	// fencing tokens (for tests of a server whose clock is wrong). Time
+	// still advances with the monotonic clock.
+	WallClock func() time.Time
+
 	// Logger receives connection-level events. Nil means silent.
 	Logger *slog.Logger
 }
@@ -119,6 +125,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.WallClock == nil {
+		c.WallClock = time.Now
 	}
 	switch {
 	case c.MaxClients < 0 || c.MaxLocks < 0 || c.MaxObjects < 0 || c.MaxConns < 0:

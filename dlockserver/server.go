@@ -86,7 +86,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:       cfg,
-		clk:       newClock(time.Now()),
+		clk:       newClock(cfg.WallClock()),
 		state:     wire.StateReady,
 		locks:     lockcore.NewTable(lockcore.Limits{MaxLocks: cfg.MaxLocks}),
 		objs:      umo.NewTable(umo.Limits{MaxObjects: cfg.MaxObjects}),
@@ -102,7 +102,7 @@ func New(cfg Config) (*Server, error) {
 	// server started after another one died continues above every token the
 	// old one issued (unless it issued more than a million per second on
 	// average); recovery reports raise them further.
-	s.locks.RaiseTokens(uint64(time.Now().UnixMicro()))
+	s.locks.RaiseTokens(uint64(cfg.WallClock().UnixMicro()))
 	if cfg.TLS != nil {
 		if s.tls, err = serverTLS(cfg.TLS, cfg.TLSNoClientAuth, cfg.Logger); err != nil {
 			return nil, fmt.Errorf("%w: TLS: %v", ErrInvalidConfig, err)

@@ -21,6 +21,13 @@ type haFlags struct {
 	etcd, cluster, advertise string
 	ttl                      time.Duration
 	ca, cert, key            string
+	skew                     time.Duration
+}
+
+// wallClock returns the wall clock with -clock-skew applied.
+func (f *haFlags) wallClock() func() time.Time {
+	skew := f.skew
+	return func() time.Time { return time.Now().Add(skew) }
 }
 
 func (f *haFlags) register(fs *flag.FlagSet) {
@@ -31,6 +38,7 @@ func (f *haFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ca, "etcd-ca", "", "PEM `file` of the CAs that sign etcd's certificates (TLS to etcd)")
 	fs.StringVar(&f.cert, "etcd-cert", "", "PEM client certificate `file` for etcd")
 	fs.StringVar(&f.key, "etcd-key", "", "PEM private key `file` of -etcd-cert")
+	fs.DurationVar(&f.skew, "clock-skew", 0, "testing: shift the wall clock this server reads at start by this much (e.g. -1h)")
 }
 
 // node connects to etcd when -etcd is set (nil otherwise).
@@ -42,7 +50,7 @@ func (f *haFlags) node(listen string, logger *slog.Logger) (*ha.Node, error) {
 		return nil, nil
 	}
 	cfg := ha.Config{Endpoints: strings.Split(f.etcd, ","), Cluster: f.cluster, Advertise: f.advertise,
-		TTL: f.ttl, Logger: logger}
+		TTL: f.ttl, Logger: logger, Now: f.wallClock()}
 	if cfg.Advertise == "" {
 		cfg.Advertise = listen
 	}

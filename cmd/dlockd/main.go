@@ -121,6 +121,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if node != nil {
 		cfg.Cluster = node
 	}
+	if haf.skew != 0 {
+		cfg.WallClock = haf.wallClock()
+	}
 	srv, err := dlockserver.New(cfg)
 	if err != nil {
 		return err

@@ -71,6 +71,9 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger receives election events. Nil means silent.
 	Logger *slog.Logger
+	// Now, if set, replaces time.Now as the wall clock that starts the
+	// token mark of a new cluster (for tests of a wrong clock).
+	Now func() time.Time
 }
 
 // Node is one member of a cluster: the coordinator a dlockserver.Server
@@ -110,6 +113,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	cli, err := Dial(cfg.Endpoints, cfg.TLS, cfg.DialTimeout)
 	if err != nil {
@@ -241,7 +247,7 @@ func (n *Node) term(ctx context.Context, srv *dlockserver.Server) error {
 		// A new cluster: start where a standalone server would (the time
 		// in microseconds), so that tokens continue above a standalone
 		// server's this cluster replaces.
-		floor = uint64(time.Now().UnixMicro())
+		floor = uint64(n.cfg.Now().UnixMicro())
 	}
 	n.mu.Lock()
 	n.key, n.rev = key, rev
