@@ -103,9 +103,10 @@ type Client struct {
 	rbuf       []byte
 	idleWG     sync.WaitGroup
 
-	swapping   bool   // Reinit is replacing the connection
-	epoch      uint64 // highest primary epoch registered with (redirect.go)
-	newPrimary bool   // the last Reinit found a new primary in recovery
+	swapping   bool      // Reinit is replacing the connection
+	epoch      uint64    // highest primary epoch registered with (redirect.go)
+	reinitAt   time.Time // when the last Reinit succeeded
+	newPrimary bool      // the last Reinit found a new primary in recovery
 
 	recoveryRunning bool
 	ctx             context.Context // ends at Close: stops automatic recovery

@@ -55,6 +55,7 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	c.mu.Lock()
 	c.swapping = false
 	c.newPrimary = newPrimary
+	c.reinitAt = time.Now()
 	objs := c.objects
 	if newPrimary {
 		c.objects = make(map[*Atomic64]struct{})
@@ -291,6 +292,14 @@ func (c *Client) recoverLoop() {
 			}
 			c.cfg.Logger.Debug("dlock: recovery attempt failed", "addr", addr, "err", err)
 		}
+		c.mu.Lock()
+		if c.reinitAt.After(lostAt) {
+			// A server took this client back since (a new primary that
+			// then died in its recovery): the next one waits for the
+			// client from later than that.
+			lostAt = c.reinitAt
+		}
+		c.mu.Unlock()
 		if st := c.cfg.SessionTimeout; st > 0 && time.Since(lostAt) > st {
 			// Past the session timeout the holds may be granted to others
 			// (a new primary stops waiting for this client): report them
