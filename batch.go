@@ -2,7 +2,6 @@ package dlock
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -45,45 +44,60 @@ var ErrBatchSize = fmt.Errorf("batch needs 1..%d entries and a result per entry:
 // server runs the entries independently, in order; there is no all-or-
 // nothing semantics. results[i] receives entry i's outcome.
 func (c *Client) BatchTryLock(ctx context.Context, reqs []LockRequest, results []Result) error {
-	return c.batch(ctx, len(reqs), results, func(i int) (*Lock, Op, uint32) {
+	return c.batch(ctx, len(reqs), results, func(i int) (*Lock, Op, uint32, error) {
 		r := &reqs[i]
 		op := OpLockExclusive
 		if r.Mode == Shared {
 			op = OpLockShared
 		}
+		if r.Lock == nil {
+			return nil, op, 0, errNilLock
+		}
+		if err := checkTTL(r.TTL); err != nil {
+			return nil, op, 0, err
+		}
 		ttl := r.Lock.ttl
 		if r.TTL > 0 {
 			ttl = ttlSeconds(r.TTL)
 		}
-		return r.Lock, op, ttl
+		return r.Lock, op, ttl, nil
 	})
 }
 
 // BatchUnlock unlocks up to 31 locks in one round trip (batch_unlock).
 func (c *Client) BatchUnlock(ctx context.Context, locks []*Lock, results []Result) error {
-	return c.batch(ctx, len(locks), results, func(i int) (*Lock, Op, uint32) {
-		return locks[i], OpUnlock, 0
+	return c.batch(ctx, len(locks), results, func(i int) (*Lock, Op, uint32, error) {
+		if locks[i] == nil {
+			return nil, OpUnlock, 0, errNilLock
+		}
+		return locks[i], OpUnlock, 0, nil
 	})
 }
 
 // BatchExtend extends up to 31 holds in one round trip (batch_lock_extend).
 func (c *Client) BatchExtend(ctx context.Context, reqs []LockRequest, results []Result) error {
-	return c.batch(ctx, len(reqs), results, func(i int) (*Lock, Op, uint32) {
+	return c.batch(ctx, len(reqs), results, func(i int) (*Lock, Op, uint32, error) {
 		r := &reqs[i]
 		op := OpExtendExclusive
 		if r.Mode == Shared {
 			op = OpExtendShared
 		}
+		if r.Lock == nil {
+			return nil, op, 0, errNilLock
+		}
+		if err := checkTTL(r.TTL); err != nil {
+			return nil, op, 0, err
+		}
 		var ttl uint32
 		if r.TTL > 0 {
 			ttl = ttlSeconds(r.TTL)
 		}
-		return r.Lock, op, ttl
+		return r.Lock, op, ttl, nil
 	})
 }
 
 // batch runs n entries: local answers at once, the rest in one frame.
-func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(int) (*Lock, Op, uint32)) error {
+func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(int) (*Lock, Op, uint32, error)) error {
 	if n == 0 || n > MaxBatch || len(results) < n {
 		return fmt.Errorf("dlock: batch: %w", ErrBatchSize)
 	}
@@ -93,12 +107,17 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		sent  [MaxBatch]int // index into the frame, -1 for local entries
 		m     wire.BatchLockOp
 	)
+	var ops [MaxBatch]Op
+	var ttls [MaxBatch]uint32
 	for i := 0; i < n; i++ {
-		l, _, _ := entry(i)
-		if l == nil || l.c != c {
-			return fmt.Errorf("dlock: batch entry %d: %w", i, ErrInval)
+		l, op, ttl, err := entry(i)
+		if err == nil && l.c != c {
+			err = fmt.Errorf("Lock %s belongs to another client: %w", quote(l.name), ErrInval)
 		}
-		locks[i] = l
+		if err != nil {
+			return fmt.Errorf("dlock: batch entry %d: %w", i, err)
+		}
+		locks[i], ops[i], ttls[i] = l, op, ttl
 	}
 	var held lockSet
 	held.lock(locks[:n])
@@ -106,9 +125,9 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 
 	c.smu.Lock()
 	for i := 0; i < n; i++ {
-		l, op, ttl := entry(i)
+		l := locks[i]
 		sent[i] = -1
-		if steps[i] = l.beginOp(op, ttl, callBatch); steps[i].local {
+		if steps[i] = l.beginOp(ops[i], ttls[i], callBatch); steps[i].local {
 			continue
 		}
 		sent[i] = m.N
@@ -153,20 +172,35 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	return nil
 }
 
+// batchRoundTrip sends a batch of lock commands and waits for the reply
+// (see settle: an unknown outcome is resolved on reconnection).
 func (c *Client) batchRoundTrip(ctx context.Context, m *wire.BatchLockOp, rep *wire.BatchLockResult) error {
-	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
+	cl, err := c.newCall()
 	if err != nil {
 		return err
 	}
-	defer c.putCall(cl)
-	if st := Status(cl.status); st != Success {
+	for i := 0; i < m.N; i++ {
+		cl.locks[i] = m.Items[i].LockID
+	}
+	cl.nlocks = m.N
+	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
+	c.settle(ctx, cl)
+	if cl.err != nil {
+		return cl.err
+	}
+	if st := passThrough(cl.status); st != Success {
+		c.putCall(cl)
 		return st.Err()
 	}
 	if cl.typ != wire.TBatchLockOp.Reply() || rep.Decode(cl.body) != nil || rep.N != m.N {
-		return errors.New("malformed batch reply")
+		return c.brokenReply(cl, "malformed batch reply")
 	}
+	c.putCall(cl)
 	return nil
 }
+
+// errNilLock refuses a nil *Lock in a batch.
+var errNilLock = fmt.Errorf("nil Lock: %w", ErrInval)
 
 // lockSet locks the handles' mutexes in id order (each once), so that
 // concurrent batches over the same locks cannot deadlock.

@@ -2,8 +2,8 @@ package dlock
 
 // This file is the client-side lock cache: what a client instance knows about
 // one lock it has opened, and how a lock operation on it is decided locally
-// or turned into a command for the server and back (BEHAVIOR.md §6, with the
-// recommendations of §18 rows 5, 6 and 14). It is pure logic — no I/O, no
+// or turned into a command for the server and back (SEMANTICS.md §6, which
+// also says where it differs from DLock). It is pure logic — no I/O, no
 // goroutines, no clock — shared by the Go client and the C ABI layer.
 //
 // An operation runs in two or three calls on the same *lockEntry, under the
@@ -22,7 +22,7 @@ package dlock
 // counted, an unlock zeroes the cached value); finish and abort settle it.
 
 // localState is the client-local state of a lock (C enum dlock_state; the
-// numbers are ABI.md §4.4's). stateInitialized and stateUnlocked behave the
+// numbers are DLock's). stateInitialized and stateUnlocked behave the
 // same for every decision.
 type localState uint8
 
@@ -45,7 +45,7 @@ func (s localState) String() string {
 	return "localState(?)"
 }
 
-// callKind says through which API an operation came. The mapping (§6.3) is the
+// callKind says through which API an operation came. The mapping (SEMANTICS.md §6.2) is the
 // same for all three; they differ in a few reply details (see finish).
 type callKind uint8
 
@@ -55,7 +55,7 @@ const (
 	callAsync                 // lock_request_async + lock_result_check
 )
 
-// lockEntry is one client instance's local entry for one lock (§6.1): created
+// lockEntry is one client instance's local entry for one lock (SEMANTICS.md §6.1): created
 // by get_lock in stateInitialized with ref 0 and a zero cached value.
 type lockEntry struct {
 	id    int32
@@ -129,7 +129,7 @@ func (e *lockEntry) answer(s *step, status Status, fill bool) step {
 	return *s
 }
 
-// payload builds the command payload of §6.3: ATOMIC {self, expire}; RW
+// payload builds the command payload (SEMANTICS.md §6.2): ATOMIC {self, expire}; RW
 // {owner self (exclusive) or 0 (shared), time_out expire}; FAIR the cached
 // Nx, Ns, Mx, Ms with time_out expire.
 func (e *lockEntry) payload(cmd Cmd, expire uint32, self int32) LockState {
@@ -169,14 +169,14 @@ func (e *lockEntry) begin(op Op, expire uint32, self int32, via callKind, st *St
 	switch {
 	case isLockOp(op):
 		if via == callAsync && expire == 0 {
-			return e.answer(&s, ErrInval, false) // no peek in async (§6.9 step 1)
+			return e.answer(&s, ErrInval, false) // no peek in async
 		}
 		if e.typ == Atomic && op == OpLockShared {
 			st.Inc(StatEInvalLockOp)
 			return e.answer(&s, ErrInval, false)
 		}
 		if expire == 0 {
-			return e.answer(&s, Success, true) // peek (§6.4 step 2)
+			return e.answer(&s, Success, true) // peek
 		}
 		return e.beginLock(&s, expire, self, st)
 	case op == OpUnlock:
@@ -185,7 +185,7 @@ func (e *lockEntry) begin(op Op, expire uint32, self int32, via callKind, st *St
 	return e.beginExtend(&s, expire, self, st)
 }
 
-// beginLock maps LOCK_EXCLUSIVE / LOCK_SHARED (§6.3).
+// beginLock maps LOCK_EXCLUSIVE / LOCK_SHARED.
 func (e *lockEntry) beginLock(s *step, expire uint32, self int32, st *Stats) step {
 	excl := s.op == OpLockExclusive
 	switch e.state {
@@ -229,7 +229,7 @@ func (e *lockEntry) beginLock(s *step, expire uint32, self int32, st *Stats) ste
 	return *s
 }
 
-// beginUnlock maps UNLOCK (§6.3, §6.6).
+// beginUnlock maps UNLOCK.
 func (e *lockEntry) beginUnlock(s *step, self int32, st *Stats) step {
 	if e.ref > 1 {
 		e.ref--
@@ -250,7 +250,7 @@ func (e *lockEntry) beginUnlock(s *step, self int32, st *Stats) step {
 	}
 	s.arg = e.payload(s.cmd, 0, self)
 	// Zero the cache before sending, so that an unlock whose reply is lost
-	// is not re-uploaded as a hold during recovery (§6.6 step 3).
+	// is not re-uploaded as a hold during recovery.
 	e.value = LockState{}
 	e.token = 0
 	if s.via != callAsync {
@@ -259,7 +259,7 @@ func (e *lockEntry) beginUnlock(s *step, self int32, st *Stats) step {
 	return *s
 }
 
-// beginExtend maps EXTEND_LOCK_EXCLUSIVE / EXTEND_LOCK_SHARED (§6.3, §6.7).
+// beginExtend maps EXTEND_LOCK_EXCLUSIVE / EXTEND_LOCK_SHARED.
 func (e *lockEntry) beginExtend(s *step, expire uint32, self int32, st *Stats) step {
 	excl := s.op == OpExtendExclusive
 	want := stateSharedLocked
@@ -280,8 +280,8 @@ func (e *lockEntry) beginExtend(s *step, expire uint32, self int32, st *Stats) s
 
 // abort settles s after a failed exchange (send failure, no reply, malformed
 // reply, async timeout): everything begin changed is undone — a reentrant
-// ref++, an unlock's ref-- and its zeroed cache and token (§6.4 step 4, §6.6
-// step 4 with §18 row 5's recommendation, §6.8). The caller returns the
+// ref++, an unlock's ref-- and its zeroed cache and token (DLock
+// leaves an unlock's cache zeroed). The caller returns the
 // transport error. Call abort at most once, and never after finish.
 func (e *lockEntry) abort(s *step) {
 	if !s.local {
@@ -291,12 +291,12 @@ func (e *lockEntry) abort(s *step) {
 
 // finish applies the server's reply to s — its op_ret ret, the lock value
 // val and the fencing token of a grant — and returns the operation's status
-// (§6.4 steps 5-6, §6.6, §6.7, §6.9 step 6). When s.fill is set afterwards the
+// (SEMANTICS.md §6.3). When s.fill is set afterwards the
 // caller's result buffer receives s.result. For a local step it returns
 // s.status and changes nothing.
 //
-// sync and batch entries are handled alike (§18 row 6's recommendation); only
-// sync counts NOT_READY. async follows §6.9 step 6: success and FAIR EAGAIN as
+// sync and batch entries are handled alike (DLock's batch differs); only
+// sync counts NOT_READY. async: success and FAIR EAGAIN as
 // sync, DLOCK_FAIL resets, every other code leaves the entry as before the
 // request, and no reply counter is incremented.
 func (e *lockEntry) finish(s *step, ret Status, val LockState, token uint64, st *Stats) Status {
@@ -317,7 +317,7 @@ func (e *lockEntry) finish(s *step, ret Status, val LockState, token uint64, st 
 			}
 			return ret
 		case ret == ErrFail || (!async && e.typ != Fair):
-			// §6.6 step 6: ATOMIC/RW → reset and DLOCK_FAIL whatever the code.
+			// ATOMIC/RW → reset and DLOCK_FAIL whatever the code.
 			if e.typ != Fair && !async {
 				st.Inc(StatEInvalLockRet)
 			}
@@ -336,7 +336,7 @@ func (e *lockEntry) finish(s *step, ret Status, val LockState, token uint64, st 
 			}
 			return ret
 		case !async && e.typ == Atomic && !s.reentrant:
-			e.reset() // §6.7 step 4: any other failure loses the hold
+			e.reset() // ATOMIC: any other failure loses the hold
 			return ret
 		}
 	default: // first trylock or ticket trylock
@@ -385,7 +385,7 @@ func (e *lockEntry) succeed(s *step, val LockState, token uint64) Status {
 	return Success
 }
 
-// queued applies a FAIR DLOCK_EAGAIN reply to a trylock (§6.4 step 6).
+// queued applies a FAIR DLOCK_EAGAIN reply to a trylock.
 func (e *lockEntry) queued(s *step, val LockState) Status {
 	s.fill = true
 	switch s.cmd {
@@ -407,7 +407,7 @@ func (e *lockEntry) queued(s *step, val LockState) Status {
 }
 
 // report returns the lock value this entry uploads during failure recovery
-// (§11 step 4): zero when not held (or while an unlock is in flight); the
+// (SEMANTICS.md §6.4): zero when not held (or while an unlock is in flight); the
 // cached value when held, for FAIR with the Rcnt field set to 1 for a shared
 // hold and 0 otherwise; for a FAIR ticket the stored ticket with its ticket
 // counter advanced by one (time_out is already the ticket's obtain time).

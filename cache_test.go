@@ -84,7 +84,7 @@ var (
 	alreadyLck = answered(ErrAlreadyLocked, false)
 )
 
-// TestCacheMapping covers every cell of BEHAVIOR.md §6.3's three tables (sync
+// TestCacheMapping covers every cell of SEMANTICS.md §6.2's three tables (sync
 // path, expire_time != 0).
 func TestCacheMapping(t *testing.T) {
 	const (
@@ -222,8 +222,8 @@ func TestCacheMapping(t *testing.T) {
 }
 
 // TestCachePeek: trylock/lock with expire_time 0 fills the result from the
-// cache and succeeds without the server, whatever the state (§6.4 step 2);
-// async refuses it (§6.9 step 1). ATOMIC+SHARED is refused first.
+// cache and succeeds without the server, whatever the state; async
+// refuses it (SEMANTICS.md §6.2). ATOMIC+SHARED is refused first.
 func TestCachePeek(t *testing.T) {
 	for _, typ := range []LockType{Atomic, RW, Fair} {
 		for state := stateInitialized; state <= stateSharedTicketed; state++ {
@@ -270,7 +270,7 @@ func TestCacheBeginInvalid(t *testing.T) {
 }
 
 // TestCacheAsyncBegin: the async path maps like sync but counts a reentrant
-// hold only on success and keeps ref during an unlock in flight (§6.3, §6.9).
+// hold only on success and keeps ref during an unlock in flight (SEMANTICS.md §6.3).
 func TestCacheAsyncBegin(t *testing.T) {
 	var st Stats
 	e := &lockEntry{typ: Atomic, state: stateExclusiveLocked, ref: 1, value: cachedAtomic, token: 5}
@@ -301,8 +301,8 @@ var (
 	mixedFair  = FairState{Nx: 1, Ns: 2, Mx: 5, Ms: 6, Timeout: 1000, RCnt: 3}.State()
 )
 
-// TestCacheReply covers every reply branch of §6.4 steps 5-6, §6.6, §6.7 and
-// §6.9 step 6.
+// TestCacheReply covers every reply branch of SEMANTICS.md §6.3 (lock,
+// unlock, extend, async).
 func TestCacheReply(t *testing.T) {
 	const (
 		ini = stateInitialized
@@ -330,7 +330,7 @@ func TestCacheReply(t *testing.T) {
 		token2 uint64
 		stat   Counter
 	}{
-		// ATOMIC/RW first trylock (§6.4 step 6).
+		// ATOMIC/RW first trylock.
 		{"atomic trylock success", Atomic, ini, 0, OpLockExclusive, callSync, reply{Success, replyValue, 42},
 			Success, &replyValue, ex, 1, replyValue, 42, noStat},
 		{"atomic trylock fail", Atomic, unl, 0, OpLockExclusive, callSync, reply{ErrFail, replyValue, 0},
@@ -348,7 +348,7 @@ func TestCacheReply(t *testing.T) {
 		{"rw trylock eagain", RW, ini, 0, OpLockShared, callSync, reply{ErrAgain, replyValue, 0},
 			ErrAgain, nil, ini, 0, cachedRW, 9, StatEInvalLockRet},
 
-		// Reentrant extend (§6.4 step 5).
+		// Reentrant extend.
 		{"atomic reentrant success", Atomic, ex, 1, OpLockExclusive, callSync, reply{Success, replyValue, 77},
 			ErrAlreadyLocked, &replyValue, ex, 2, replyValue, 9, noStat},
 		{"atomic reentrant fail", Atomic, ex, 1, OpLockExclusive, callSync, reply{ErrFail, replyValue, 0},
@@ -370,7 +370,7 @@ func TestCacheReply(t *testing.T) {
 		{"fair reentrant eagain is unexpected", Fair, ex, 1, OpLockExclusive, callSync, reply{ErrAgain, serverFair, 0},
 			ErrAgain, nil, ex, 1, cachedFair, 9, StatAlreadyLocked}, // plus EINVAL_LOCK_RET, checked below
 
-		// FAIR first trylock and ticket trylock (§6.4 step 6).
+		// FAIR first trylock and ticket trylock.
 		{"fair ex trylock success", Fair, ini, 0, OpLockExclusive, callSync, reply{Success, serverFair, 42},
 			Success, &serverFair, ex, 1, serverFair, 42, noStat},
 		{"fair sh trylock success", Fair, unl, 0, OpLockShared, callSync, reply{Success, serverFair, 42},
@@ -398,7 +398,7 @@ func TestCacheReply(t *testing.T) {
 		{"fair ticket einval", Fair, sht, 0, OpLockShared, callSync, reply{ErrInval, serverFair, 0},
 			ErrInval, nil, sht, 0, cachedFair, 9, StatEInvalLockRet},
 
-		// Unlock (§6.6).
+		// Unlock.
 		{"atomic unlock success", Atomic, ex, 1, OpUnlock, callSync, reply{Success, zero, 0},
 			Success, &zero, unl, 0, zero, 0, noStat},
 		{"atomic unlock not ready", Atomic, ex, 1, OpUnlock, callSync, reply{ErrNotReady, zero, 0},
@@ -426,7 +426,7 @@ func TestCacheReply(t *testing.T) {
 		{"batch unlock fail resets", Atomic, ex, 1, OpUnlock, callBatch, reply{ErrFail, zero, 0},
 			ErrFail, nil, ini, 0, zero, 0, StatEInvalLockRet},
 
-		// Extend (§6.7).
+		// Extend.
 		{"atomic extend success", Atomic, ex, 1, OpExtendExclusive, callSync, reply{Success, replyValue, 0},
 			Success, &replyValue, ex, 1, replyValue, 9, noStat},
 		{"atomic extend not ready", Atomic, ex, 1, OpExtendExclusive, callSync, reply{ErrNotReady, replyValue, 0},
@@ -448,7 +448,7 @@ func TestCacheReply(t *testing.T) {
 		{"batch extend fail resets", Atomic, ex, 1, OpExtendExclusive, callBatch, reply{ErrFail, replyValue, 0},
 			ErrFail, nil, ini, 0, cachedAtomic, 0, noStat},
 
-		// Async results (§6.9 step 6).
+		// Async results.
 		{"async trylock success", Atomic, ini, 0, OpLockExclusive, callAsync, reply{Success, replyValue, 42},
 			Success, &replyValue, ex, 1, replyValue, 42, noStat},
 		{"async trylock fail", Atomic, unl, 0, OpLockExclusive, callAsync, reply{ErrFail, replyValue, 0},
@@ -520,8 +520,8 @@ func TestCacheReply(t *testing.T) {
 	}
 }
 
-// TestCacheAbort: a failed exchange undoes what begin changed (§6.4 step 4,
-// §6.6 step 4 with §18 row 5, §6.8).
+// TestCacheAbort: a failed exchange undoes what begin changed, an unlock's
+// cleared value included (SEMANTICS.md §6.3, Failed exchanges).
 func TestCacheAbort(t *testing.T) {
 	tests := []struct {
 		name  string
@@ -555,7 +555,7 @@ func TestCacheAbort(t *testing.T) {
 	}
 }
 
-// TestCacheReport: the value uploaded during recovery (§11 step 4).
+// TestCacheReport: the value uploaded during recovery (SEMANTICS.md §6.4).
 func TestCacheReport(t *testing.T) {
 	heldFair := FairState{Nx: 3, Ns: 4, Mx: 5, Ms: 6, Timeout: 1000, RMs: 2, RFlag: true}
 	sharedFair := heldFair
@@ -645,7 +645,7 @@ func fs(nx, ns, mx, ms uint16, timeout uint32) LockState {
 	return FairState{Nx: nx, Ns: ns, Mx: mx, Ms: ms, Timeout: timeout}.State()
 }
 
-// TestCacheScenarioFair1 is the client side of BEHAVIOR.md §7.4 fair sequence
+// TestCacheScenarioFair1 is the client side of SEMANTICS.md §5.7 sequence
 // 1 (E = 5, the server's clock at 1000).
 func TestCacheScenarioFair1(t *testing.T) {
 	held := fs(0, 0, 1, 0, 1005)
@@ -679,7 +679,7 @@ func TestCacheScenarioFair1(t *testing.T) {
 	checkEntry(t, &cs[2].e, stateInitialized, 0, fs(0, 0, 1, 1, 1001), 0)
 }
 
-// TestCacheScenarioFair2 is §7.4 fair sequence 2 (E = 1): timeout grabs make
+// TestCacheScenarioFair2 is SEMANTICS.md §5.7 sequence 2 (E = 1): timeout grabs make
 // the old holders' unlocks fail.
 func TestCacheScenarioFair2(t *testing.T) {
 	grabbed := FairState{Nx: 1, Ns: 0, Mx: 1, Ms: 1, Timeout: 1003, RFlag: true, RCnt: 1}.State()
@@ -707,7 +707,7 @@ func TestCacheScenarioFair2(t *testing.T) {
 	checkEntry(t, &cs[1].e, stateInitialized, 0, LockState{}, 0)
 }
 
-// TestCacheScenarioAtomic is §7.4's atomic sequence (E = 1).
+// TestCacheScenarioAtomic is SEMANTICS.md §5.7 sequence 3, atomic (E = 1).
 func TestCacheScenarioAtomic(t *testing.T) {
 	a := func(owner int32, timeout uint32) LockState {
 		return AtomicState{Owner: owner, Timeout: timeout}.State()
@@ -732,7 +732,7 @@ func TestCacheScenarioAtomic(t *testing.T) {
 }
 
 // TestCacheScenarioFairLockTimeout: a blocking fair lock keeps its ticket
-// while it polls and after it gives up (§6.5); unlock abandons it.
+// while it polls and after it gives up (C lock(), SEMANTICS.md §6.3); unlock abandons it.
 func TestCacheScenarioFairLockTimeout(t *testing.T) {
 	steps := []scenarioStep{
 		{c: 0, op: OpLockExclusive, expire: 5, cmd: CmdExclusiveTrylock, arg: fs(0, 0, 0, 0, 5),

@@ -59,9 +59,35 @@ type Config struct {
 // before the call returns.
 const cancelGrace = 5 * time.Second
 
-// ErrClosed is returned (wrapped) by calls on a Client whose connection was
-// closed by Close or Shutdown, or lost.
-var ErrClosed = errors.New("dlock: client closed")
+// ErrClosed is returned (wrapped) by calls on a Client closed by Close or
+// Shutdown.
+var ErrClosed = errors.New("client closed")
+
+// ErrConnLost is returned (wrapped, with the cause) by calls made while the
+// client's connection is lost, and by calls whose connection was lost before
+// their reply came. The outcome of such a lock request is not known when the
+// call returns: the client resolves it when it is connected again (Reinit,
+// or automatic recovery) — a hold the server granted but the caller never
+// learned of is released, and a hold the server dropped is reset in the
+// client — and counts it in [Client.Outcomes]. An atomic64 operation whose
+// reply was lost may or may not have been applied.
+var ErrConnLost = errors.New("connection lost")
+
+// Outcomes counts requests whose outcome the client could not see (their
+// connection was lost before the reply came) and how they were resolved.
+type Outcomes struct {
+	// Unknown counts locks on which a request's outcome became unknown.
+	Unknown uint64
+	// Resolved counts those resolved once the client was connected again.
+	Resolved uint64
+	// Released counts holds the server had granted without the client
+	// learning of it, released when resolving.
+	Released uint64
+	// Lost counts holds the client believed it had but the server no longer
+	// did (an unlock whose reply was lost, a lease that ran out), reset when
+	// resolving.
+	Lost uint64
+}
 
 // Client is a registered dlock client: one multiplexed connection to a
 // server and the client-side cache of the locks it opened.
@@ -90,6 +116,11 @@ type Client struct {
 	locks    map[int32]*Lock
 	objects  map[*Atomic64]struct{}
 	closing  bool
+	unknown  map[int32]struct{} // locks with a request of unknown outcome
+	outcomes Outcomes
+	// resolvedLost are holds found lost when resolving unknown outcomes,
+	// for the next Revalidate.
+	resolvedLost []*Lock
 
 	// The read side (conn.go): the connection, its buffered reader and who
 	// reads it; rh and rbuf belong to whoever holds the read role.
@@ -151,7 +182,7 @@ func Dial(ctx context.Context, addr string, cfg *Config) (*Client, error) {
 		}
 		var st Status
 		if errors.As(err, &st) && st != ErrNotReady {
-			return nil, err // the server answered: a refusal, not a failover
+			return nil, fmt.Errorf("dlock: dial %s: %w", a, err) // a refusal, not a failover
 		}
 		if firstErr == nil {
 			firstErr = fmt.Errorf("dlock: dial %s: %w", a, err)
@@ -222,7 +253,7 @@ func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int3
 	return regReply{id: rep.ClientID, state: rep.ServerState, epoch: rep.Epoch}, Success, nil
 }
 
-// passThrough maps a reply status the way the seed's clients do (§13.2):
+// passThrough maps a reply status the way DLock's clients do (SEMANTICS.md §7):
 // known codes pass, anything else is a bad response.
 func passThrough(st Status) Status {
 	switch {
@@ -236,39 +267,36 @@ func passThrough(st Status) Status {
 	return ErrBadResponse
 }
 
-// control runs a request whose reply is header-only and returns its status.
-func (c *Client) control(ctx context.Context, t wire.Type, body []byte) (Status, error) {
+// control runs a request whose reply is header-only; the error says which
+// operation (op) failed and how.
+func (c *Client) control(ctx context.Context, op string, t wire.Type, body []byte) error {
 	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte {
 		return wire.AppendFrame(dst, t, id, c.id, body)
 	})
 	if err != nil {
-		return 0, err
+		return fmt.Errorf("dlock: %s: %w", op, err)
 	}
 	st := passThrough(cl.status)
 	c.putCall(cl)
-	return st, nil
+	if st != Success {
+		return fmt.Errorf("dlock: %s: %w", op, st)
+	}
+	return nil
 }
 
 // Heartbeat checks that the server answers (client_heartbeat); the timeout
 // is ctx's deadline. It has no effect on leases.
 func (c *Client) Heartbeat(ctx context.Context) error {
-	st, err := c.control(ctx, wire.THeartbeat, nil)
-	if err != nil {
-		return fmt.Errorf("dlock: heartbeat: %w", err)
-	}
-	return st.Err()
+	return c.control(ctx, "heartbeat", wire.THeartbeat, nil)
 }
 
 // Shutdown deregisters the client (client_deinit): the server releases every
 // lock and object reference it has and wakes whoever waits behind its holds.
 // The connection is closed whatever the outcome.
 func (c *Client) Shutdown(ctx context.Context) error {
-	st, err := c.control(ctx, wire.TDeinit, nil)
+	err := c.control(ctx, "shutdown", wire.TDeinit, nil)
 	c.Close()
-	if err != nil {
-		return fmt.Errorf("dlock: shutdown: %w", err)
-	}
-	return st.Err()
+	return err
 }
 
 // Close drops the connection without deregistering. The server keeps the
@@ -288,6 +316,14 @@ func (c *Client) Close() error {
 	c.detach()
 	c.idleWG.Wait()
 	return nil
+}
+
+// Outcomes reports the requests whose outcome was unknown and how they were
+// resolved; see [ErrConnLost].
+func (c *Client) Outcomes() Outcomes {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.outcomes
 }
 
 // Stats returns a copy of the client's debug counters.
@@ -314,25 +350,22 @@ func (c *Client) ServerStats(ctx context.Context) (Stats, error) {
 	}
 	defer c.putCall(cl)
 	if st := passThrough(cl.status); st != Success {
-		return Stats{}, st.Err()
+		return Stats{}, fmt.Errorf("dlock: server stats: %w", st)
 	}
 	var rep wire.StatsReply
 	if rep.Decode(cl.body) != nil {
-		return Stats{}, ErrBadResponse
+		return Stats{}, fmt.Errorf("dlock: server stats: malformed reply: %w", ErrBadResponse)
 	}
 	return Stats(rep.Counters), nil
 }
 
 // ResetServerStats zeroes the server's debug counters.
 func (c *Client) ResetServerStats(ctx context.Context) error {
-	st, err := c.control(ctx, wire.TResetStats, nil)
-	if err != nil {
-		return fmt.Errorf("dlock: reset server stats: %w", err)
-	}
-	return st.Err()
+	return c.control(ctx, "reset server stats", wire.TResetStats, nil)
 }
 
-// djb2 is the descriptor hash the seed uses as the preferred id (§5.2).
+// djb2 is the descriptor hash DLock's clients use as the preferred id
+// (SEMANTICS.md §3).
 func djb2(b []byte) int32 {
 	h := uint32(5381)
 	for _, c := range b {

@@ -55,16 +55,17 @@ type call struct {
 	waiting bool
 	// long marks a blocking lock request, which may wait for a long time.
 	long bool
-	// orphan, when set, is a grant nobody waits for any more: whoever reads
-	// it releases it at once.
-	orphan *orphanRelease
+	// locks are the ids of the locks a lock request (single or batch)
+	// operates on: if the connection fails before the reply is in, the
+	// outcome on each is unknown and is resolved on reconnection.
+	locks  [MaxBatch]int32
+	nlocks int
 }
 
-type orphanRelease struct {
-	lockID int32
-	typ    LockType
-	mode   Mode
-	self   int32
+// setLocks records the lock ids a request operates on. Call it before the
+// request is sent.
+func (cl *call) setLocks(ids ...int32) {
+	cl.nlocks = copy(cl.locks[:], ids)
 }
 
 // pastDeadline, set as a read deadline, makes a blocked read return at once.
@@ -253,11 +254,6 @@ func (c *Client) dispatch(h *wire.Header, body []byte) (*call, error) {
 		c.mu.Unlock()
 		return nil, nil // the reply to a call nobody waits for
 	}
-	if cl.orphan != nil {
-		c.mu.Unlock()
-		c.releaseOrphan(cl, h, body)
-		return nil, nil
-	}
 	cl.status = Status(h.Status())
 	cl.typ = h.Type()
 	cl.body = append(cl.body[:0], body...)
@@ -319,35 +315,11 @@ func (c *Client) watch(nc net.Conn, br *bufio.Reader) {
 	}
 }
 
-// releaseOrphan unlocks a grant that arrived for a caller that gave up.
-func (c *Client) releaseOrphan(cl *call, h *wire.Header, body []byte) {
-	if Status(h.Status()) != Success || h.Type() != wire.TLockOp.Reply() {
-		return
-	}
-	var res wire.LockResult
-	if res.Decode(body) != nil {
-		return
-	}
-	o := cl.orphan
-	op := wire.LockOp{LockID: o.lockID, Cmd: uint8(CmdExclusiveUnlock)}
-	if o.mode == Shared {
-		op.Cmd = uint8(CmdSharedUnlock)
-	}
-	switch o.typ {
-	case Atomic:
-		op.Arg = AtomicState{Owner: o.self}.State()
-	case RW:
-		if o.mode == Exclusive {
-			op.Arg = RWState{Owner: o.self}.State()
-		}
-	case Fair:
-		op.Arg = res.State
-	}
-	c.send(func(dst []byte) []byte { return op.Append(dst, 0, c.id) })
-}
-
 // fail records that connection nc broke and fails every call pending on it.
-// A failure of a connection that was replaced already is ignored.
+// The locks of the lock requests among them have an unknown outcome: the
+// request may or may not have taken effect. They are resolved when the
+// client is connected again (see Reinit). A failure of a connection that
+// was replaced already is ignored.
 func (c *Client) fail(nc net.Conn, err error) {
 	nc.Close()
 	c.mu.Lock()
@@ -356,24 +328,38 @@ func (c *Client) fail(nc net.Conn, err error) {
 		return
 	}
 	if c.err == nil {
-		if errors.Is(err, net.ErrClosed) {
-			err = ErrClosed
+		if errors.Is(err, net.ErrClosed) && c.closing {
+			c.err = ErrClosed
+		} else {
+			c.err = fmt.Errorf("%w: %w", ErrConnLost, err)
 		}
-		c.err = fmt.Errorf("connection lost: %w", err)
 	}
 	for id, cl := range c.pending {
 		delete(c.pending, id)
-		if cl.orphan != nil {
-			continue
-		}
+		c.markUnknown(cl.locks[:cl.nlocks])
 		cl.err = c.err
 		cl.finished = true
 		signal(cl.done)
 	}
+	c.inflight.Store(0)
 	recover := !c.closing && !c.swapping && c.cfg.AutoRecover
 	c.mu.Unlock()
 	if recover {
 		c.startRecovery()
+	}
+}
+
+// markUnknown records that the outcome of a request on each of ids is
+// unknown. Called with c.mu held.
+func (c *Client) markUnknown(ids []int32) {
+	for _, id := range ids {
+		if c.unknown == nil {
+			c.unknown = make(map[int32]struct{})
+		}
+		if _, dup := c.unknown[id]; !dup {
+			c.unknown[id] = struct{}{}
+			c.outcomes.Unknown++
+		}
 	}
 }
 
@@ -398,7 +384,7 @@ func (c *Client) newCall() (*call, error) {
 	c.calls++
 	cl.id = c.nextID
 	cl.err = nil
-	cl.orphan = nil
+	cl.nlocks = 0
 	cl.finished = false
 	cl.waiting = false
 	cl.long = false

@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// TestImportRules keeps the layering of STYLE.md checkable: each package
+// TestImportRules keeps the project's layering checkable: each package
 // may import directly only the project packages listed for it (and the
-// standard library). internal/mtls, the TLS loading shared by client and
-// server, is the one addition to STYLE.md's table.
+// standard library). The client (root package) stays standard-library only
+// apart from internal/wire and internal/mtls.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/dlock-io/dlock"
 	allowed := map[string][]string{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,13 +20,56 @@ type LockOptions struct {
 	// a holder that neither unlocks nor extends within it loses the lock. It
 	// is rounded up to whole seconds. Default 10 s. RW locks have no lease.
 	TTL time.Duration
-	// LeaseTime is the seed's lock_desc.lease_time: stored and reported back
+	// LeaseTime is DLock's lock_desc.lease_time: stored and reported back
 	// by the server, not enforced.
 	LeaseTime uint32
 }
 
 // DefaultTTL is the lease of a hold when LockOptions.TTL is zero.
 const DefaultTTL = 10 * time.Second
+
+// MaxTTL is the longest lease: the protocol carries it in 32-bit seconds.
+const MaxTTL = (1<<32 - 1) * time.Second
+
+// checkTTL refuses a negative lease or one past MaxTTL.
+func checkTTL(d time.Duration) error {
+	switch {
+	case d < 0:
+		return fmt.Errorf("TTL %v is negative: %w", d, ErrInval)
+	case d > MaxTTL:
+		return fmt.Errorf("TTL %v is longer than MaxTTL (%v): %w", d, MaxTTL, ErrInval)
+	}
+	return nil
+}
+
+// quote quotes a lock or object name for an error message, shortened if
+// long: an error need not carry a 512-byte name whole.
+func quote(name string) string {
+	const max = 64
+	if len(name) > max {
+		return strconv.Quote(name[:max-3]) + "..."
+	}
+	return strconv.Quote(name)
+}
+
+// checkName refuses an empty name or one longer than MaxDescLen.
+func checkName(name string) error {
+	switch {
+	case len(name) == 0:
+		return fmt.Errorf("empty name: %w", ErrInval)
+	case len(name) > MaxDescLen:
+		return fmt.Errorf("name of %d bytes is longer than MaxDescLen (%d): %w", len(name), MaxDescLen, ErrInval)
+	}
+	return nil
+}
+
+// checkOptions validates the options of OpenLock.
+func checkOptions(opts LockOptions) error {
+	if !opts.Type.Valid() {
+		return fmt.Errorf("lock type %d is not Atomic, RW or Fair: %w", opts.Type, ErrInval)
+	}
+	return checkTTL(opts.TTL)
+}
 
 // Lock is a client's handle on one lock (get_lock). Its methods follow
 // sync.RWMutex: Lock, RLock, TryLock, TryRLock, Unlock; plus Extend.
@@ -50,22 +94,29 @@ type Lock struct {
 // (get_lock). Opening a name the client has open already returns the same
 // handle.
 func (c *Client) OpenLock(ctx context.Context, name string, opts LockOptions) (*Lock, error) {
-	if len(name) == 0 || len(name) > MaxDescLen || !opts.Type.Valid() {
-		return nil, fmt.Errorf("dlock: open %q: %w", name, ErrInval)
+	if err := checkName(name); err != nil {
+		return nil, fmt.Errorf("dlock: open %s: %w", quote(name), err)
+	}
+	if err := checkOptions(opts); err != nil {
+		return nil, fmt.Errorf("dlock: open %s: %w", quote(name), err)
 	}
 	desc := []byte(name)
 	m := wire.GetLock{Preferred: djb2(desc), Lease: opts.LeaseTime, Type: uint8(opts.Type), Desc: desc}
 	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
 	if err != nil {
-		return nil, fmt.Errorf("dlock: open %q: %w", name, err)
+		return nil, fmt.Errorf("dlock: open %s: %w", quote(name), err)
 	}
 	defer c.putCall(cl)
-	if st := passThrough(cl.status); st != Success {
-		return nil, st.Err()
+	switch st := passThrough(cl.status); st {
+	case Success:
+	case ErrGeneric:
+		return nil, fmt.Errorf("dlock: open %s as %v: the lock exists with another type: %w", quote(name), opts.Type, st)
+	default:
+		return nil, fmt.Errorf("dlock: open %s: %w", quote(name), st)
 	}
 	var rep wire.GetLockReply
 	if rep.Decode(cl.body) != nil || rep.ID <= 0 {
-		return nil, ErrBadResponse
+		return nil, fmt.Errorf("dlock: open %s: malformed reply: %w", quote(name), ErrBadResponse)
 	}
 	return c.adoptLock(rep.ID, name, opts), nil
 }
@@ -83,15 +134,13 @@ func (c *Client) adoptLock(id int32, name string, opts LockOptions) *Lock {
 	return l
 }
 
+// ttlSeconds converts a lease checked by checkTTL to whole seconds, rounded
+// up; zero means DefaultTTL.
 func ttlSeconds(d time.Duration) uint32 {
 	if d <= 0 {
 		d = DefaultTTL
 	}
-	s := (d + time.Second - 1) / time.Second
-	if s > 0xFFFFFFFF {
-		return 0xFFFFFFFF
-	}
-	return uint32(s)
+	return uint32(min((d+time.Second-1)/time.Second, 0xFFFFFFFF))
 }
 
 // Name returns the lock's name.
@@ -152,7 +201,7 @@ func (l *Lock) try(ctx context.Context, op Op) (bool, error) {
 	case st == ErrFail || st == ErrAgain:
 		return false, nil
 	}
-	return false, st.Err()
+	return false, l.wrap(op, st)
 }
 
 // Lock takes the lock exclusively, waiting until it is granted or ctx ends
@@ -171,27 +220,40 @@ func (l *Lock) RLock(ctx context.Context) error {
 }
 
 func (l *Lock) block(ctx context.Context, op Op) error {
+	// The server bounds the wait by the ctx's deadline, rounded up to whole
+	// milliseconds so that it never gives up before the caller would; the
+	// client withdraws the request when ctx ends for any other reason.
 	var wait uint32
-	if d, ok := ctx.Deadline(); ok {
-		ms := time.Until(d).Milliseconds()
-		if ms <= 0 {
-			return ctx.Err()
+	d, hasDeadline := ctx.Deadline()
+	if hasDeadline {
+		left := time.Until(d)
+		if left <= 0 {
+			return l.wrap(op, context.DeadlineExceeded)
 		}
-		wait = uint32(min(ms, 0xFFFFFFFF))
+		if ms := (left + time.Millisecond - 1) / time.Millisecond; ms <= 0xFFFFFFFF {
+			wait = uint32(ms)
+		} // else: no server-side bound; ctx's end withdraws the request
 	}
 	st, err := l.do(ctx, op, l.ttl, wire.FlagBlock, wait)
 	switch {
 	case err != nil:
+		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+			// The caller gave up, and then the connection failed too.
+			err = fmt.Errorf("%w; %w", cerr, err)
+		}
 		return l.wrap(op, err)
 	case st == Success || st == ErrAlreadyLocked:
 		return nil
-	case st == ErrTimeout:
-		if err := ctx.Err(); err != nil {
-			return l.wrap(op, err)
-		}
-		return l.wrap(op, context.DeadlineExceeded)
+	case st == ErrTimeout && hasDeadline:
+		// The server gave up at the deadline; our clock may read a hair
+		// earlier. Report the deadline only once it has passed.
+		<-ctx.Done()
+		return l.wrap(op, ctx.Err())
 	}
-	return st.Err()
+	if err := ctx.Err(); err != nil {
+		return l.wrap(op, err)
+	}
+	return l.wrap(op, st.Err())
 }
 
 // Unlock releases one hold (unlock). A reentrant hold only decrements the
@@ -207,7 +269,7 @@ func (l *Lock) Unlock(ctx context.Context) error {
 	case st == Success || st == ErrAlreadyLocked:
 		return nil
 	}
-	return st.Err()
+	return l.wrap(OpUnlock, st)
 }
 
 // Extend moves the lease of the client's hold to ttl from now if that is
@@ -221,6 +283,9 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 		op = OpExtendShared
 	}
 	l.c.smu.Unlock()
+	if err := checkTTL(ttl); err != nil {
+		return l.wrap(op, err)
+	}
 	var secs uint32
 	if ttl > 0 {
 		secs = ttlSeconds(ttl)
@@ -232,7 +297,7 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	case st == Success:
 		return nil
 	}
-	return st.Err()
+	return l.wrap(op, st)
 }
 
 // Release lets go of the lock (release_lock). The client must not hold it:
@@ -241,7 +306,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.released {
-		return ErrLockNotGet
+		return l.wrapName("release", ErrLockNotGet)
 	}
 	c := l.c
 	c.smu.Lock()
@@ -249,14 +314,14 @@ func (l *Lock) Release(ctx context.Context) error {
 	c.smu.Unlock()
 	switch state {
 	case stateExclusiveTicketed, stateSharedTicketed:
-		return ErrTicketToUnlock
+		return l.wrapName("release", ErrTicketToUnlock)
 	case stateExclusiveLocked, stateSharedLocked:
-		return ErrGeneric
+		return l.wrapName("release", fmt.Errorf("the lock is held: unlock it first: %w", ErrGeneric))
 	}
 	m := wire.ID{ID: l.e.id}
 	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, wire.TReleaseLock, id, c.id) })
 	if err != nil {
-		return fmt.Errorf("dlock: release %q: %w", l.name, err)
+		return l.wrapName("release", err)
 	}
 	st := passThrough(cl.status)
 	c.putCall(cl)
@@ -268,11 +333,19 @@ func (l *Lock) Release(ctx context.Context) error {
 		}
 		c.mu.Unlock()
 	}
-	return st.Err()
+	if st != Success {
+		return l.wrapName("release", st)
+	}
+	return nil
 }
 
+// wrap says which operation on which lock an error is about.
 func (l *Lock) wrap(op Op, err error) error {
-	return fmt.Errorf("dlock: %s %q: %w", op, l.name, err)
+	return l.wrapName(op.String(), err)
+}
+
+func (l *Lock) wrapName(op string, err error) error {
+	return fmt.Errorf("dlock: %s %s: %w", op, quote(l.name), err)
 }
 
 // do runs one operation through the cache model: a local answer, or one
@@ -283,7 +356,7 @@ func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait u
 }
 
 // Do runs one lock operation with the exact semantics of the C API
-// (BEHAVIOR.md §6): trylock for OpLockExclusive/OpLockShared (or, with block,
+// (SEMANTICS.md §6): trylock for OpLockExclusive/OpLockShared (or, with block,
 // the blocking lock: at most 5 s, answered DLOCK_EAGAIN with the ticket kept
 // for a fair lock that was not granted in time), unlock, or extend; expire is
 // the relative lease in seconds, and 0 is the C API's "peek" for a lock
@@ -321,7 +394,7 @@ func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait
 		s.cmd == CmdExclusiveTicketTrylock || s.cmd == CmdSharedTicketTrylock {
 		m.Flags, m.WaitMillis = flags, wait
 	}
-	status, res, err := c.lockRoundTrip(ctx, &m, l.e.typ)
+	status, res, err := c.lockRoundTrip(ctx, &m)
 	c.smu.Lock()
 	defer c.smu.Unlock()
 	if err != nil {
@@ -332,6 +405,12 @@ func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait
 	st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
 	if s.fill {
 		l.last = s.result
+	}
+	if st == ErrTimeout && l.e.typ == Fair && flags&wire.FlagBlock != 0 && flags&wire.FlagKeepTicket == 0 &&
+		(l.e.state == stateExclusiveTicketed || l.e.state == stateSharedTicketed) {
+		// The server retired the ticket with the withdrawn request: a
+		// later trylock must not present it.
+		l.e.reset()
 	}
 	if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) && isLockOp(op) {
 		// The grant raced the caller's give-up: hand it back.
@@ -352,60 +431,98 @@ func (l *Lock) undoGrant(ctx context.Context, s *step, st Status) (Status, error
 	c.smu.Unlock()
 	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(u.cmd), Arg: u.arg}
 	uctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
-	status, res, err := c.lockRoundTrip(uctx, &m, l.e.typ)
+	status, res, err := c.lockRoundTrip(uctx, &m)
 	cancel()
 	c.smu.Lock()
 	if err != nil {
-		l.e.abort(&u)
+		// The unlock's outcome is unknown too. Forget the hold: resolving
+		// the lock on reconnection then drops it on the server if it is
+		// still there, as the caller was told it does not hold the lock.
+		l.e.reset()
 	} else {
 		l.e.finish(&u, status, res.State, res.Token, &c.stats)
 	}
 	return 0, ctx.Err()
 }
 
-// lockRoundTrip sends one lock command and waits for its reply. If ctx ends
-// first it withdraws the request (TCancel) and waits a bounded time for the
-// server's answer, so that the caller learns whether it was granted. If even
-// that answer does not come, a later grant is released by the reader.
-func (c *Client) lockRoundTrip(ctx context.Context, m *wire.LockOp, typ LockType) (Status, wire.LockResult, error) {
-	var res wire.LockResult
+// lockRoundTrip sends one lock command and waits for its reply.
+func (c *Client) lockRoundTrip(ctx context.Context, m *wire.LockOp) (Status, wire.LockResult, error) {
 	cl, err := c.newCall()
 	if err != nil {
-		return 0, res, err
+		return 0, wire.LockResult{}, err
 	}
 	cl.long = m.Flags&wire.FlagBlock != 0
+	cl.setLocks(m.LockID)
 	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
-	if err := c.await(ctx, cl); err != nil && ctx.Err() != nil {
-		// Withdraw the request and wait, bounded, for the server's answer.
-		cm := wire.ID{ID: int32(cl.id)}
-		c.send(func(dst []byte) []byte { return cm.Append(dst, wire.TCancel, 0, c.id) })
-		gctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
-		err = c.await(gctx, cl)
-		cancel()
-		if err != nil && gctx.Err() != nil {
-			c.mu.Lock()
-			if !cl.finished {
-				mode := Exclusive
-				if Cmd(m.Cmd).Shared() {
-					mode = Shared
-				}
-				cl.orphan = &orphanRelease{lockID: m.LockID, typ: typ, mode: mode, self: c.id}
-				c.mu.Unlock()
-				return 0, res, ctx.Err()
-			}
-			c.mu.Unlock()
-		}
-	}
+	return c.awaitLock(ctx, cl)
+}
+
+// errNoReply fails a connection on which the server left a request
+// unanswered for cancelGrace after its caller gave up.
+var errNoReply = errors.New("no reply from the server")
+
+// awaitLock waits for the reply to the lock request cl. If ctx ends first,
+// a blocking request is withdrawn (TCancel), and the reply is still awaited
+// for cancelGrace, so that the caller learns what happened: the server
+// answers every request and every withdrawal at once, so a reply that does
+// not come by then means the connection is broken. It is then closed, and
+// the request's outcome is resolved when the client is connected again
+// (see Reinit). A lock request's outcome is thus never left unknown.
+//
+// The returned error is the transport's (the outcome was unknown); ctx's
+// end is for the caller to check: a grant that raced it is returned as a
+// grant.
+func (c *Client) awaitLock(ctx context.Context, cl *call) (Status, wire.LockResult, error) {
+	var res wire.LockResult
+	c.settle(ctx, cl)
 	if cl.err != nil {
 		return 0, res, cl.err
 	}
 	status := Status(cl.status)
 	if cl.typ != wire.TLockOp.Reply() || res.Decode(cl.body) != nil {
-		c.putCall(cl)
-		return 0, res, errors.New("malformed lock reply")
+		return 0, res, c.brokenReply(cl, "malformed lock reply")
 	}
 	c.putCall(cl)
 	return status, res, nil
+}
+
+// settle waits until lock request cl is finished: its reply is in, or its
+// connection failed (the outcome is then unknown and cl.locks are marked
+// for resolution). If ctx ends first, a blocking request is withdrawn
+// (TCancel) and the reply awaited for cancelGrace more; a reply that does
+// not come by then means the connection is broken, and it is closed.
+func (c *Client) settle(ctx context.Context, cl *call) {
+	if err := c.await(ctx, cl); err == nil || ctx.Err() == nil {
+		return
+	}
+	if cl.long {
+		cm := wire.ID{ID: int32(cl.id)}
+		c.send(func(dst []byte) []byte { return cm.Append(dst, wire.TCancel, 0, c.id) })
+	}
+	gctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+	err := c.await(gctx, cl)
+	cancel()
+	if err != nil && gctx.Err() != nil {
+		c.mu.Lock()
+		nc := c.rconn
+		c.mu.Unlock()
+		c.fail(nc, errNoReply)
+		c.await(context.Background(), cl) // finished by fail, or by the reply just in
+	}
+}
+
+// brokenReply handles a reply to lock request cl that breaks the protocol:
+// the outcome is unknown, so the locks are marked for resolution and the
+// connection is closed. cl is given back.
+func (c *Client) brokenReply(cl *call, what string) error {
+	err := fmt.Errorf("%s: %w", what, ErrBadResponse)
+	c.mu.Lock()
+	c.markUnknown(cl.locks[:cl.nlocks])
+	nc := c.rconn
+	c.mu.Unlock()
+	c.putCall(cl)
+	c.fail(nc, err)
+	return err
 }
 
 // BatchOpenLock opens up to 31 locks of the same options in one round trip
@@ -425,13 +542,14 @@ func (c *Client) BatchOpenLock(ctx context.Context, names []string, opts LockOpt
 	if err := c.BatchOpenLocks(ctx, reqs[:len(names)], locks, ids[:len(names)]); err != nil {
 		return err
 	}
-	for _, id := range ids[:len(names)] {
+	for i, id := range ids[:len(names)] {
 		switch {
 		case id > 0:
 		case id == -int32(ErrServerNoResource):
-			return ErrServerNoResource
+			return fmt.Errorf("dlock: batch open entry %d (%s): %w", i, quote(names[i]), ErrServerNoResource)
 		default:
-			return ErrGeneric
+			return fmt.Errorf("dlock: batch open entry %d (%s) as %v: the lock exists with another type: %w",
+				i, quote(names[i]), opts.Type, ErrGeneric)
 		}
 	}
 	return nil
@@ -456,8 +574,12 @@ func (c *Client) BatchOpenLocks(ctx context.Context, reqs []OpenRequest, locks [
 	var m wire.BatchGetLock
 	m.N = n
 	for i, r := range reqs {
-		if len(r.Name) == 0 || len(r.Name) > MaxDescLen || !r.Options.Type.Valid() {
-			return fmt.Errorf("dlock: batch open %q: %w", r.Name, ErrInval)
+		err := checkName(r.Name)
+		if err == nil {
+			err = checkOptions(r.Options)
+		}
+		if err != nil {
+			return fmt.Errorf("dlock: batch open entry %d (%s): %w", i, quote(r.Name), err)
 		}
 		d := []byte(r.Name)
 		m.Items[i] = wire.GetLock{Preferred: djb2(d), Lease: r.Options.LeaseTime, Type: uint8(r.Options.Type), Desc: d}
@@ -468,11 +590,11 @@ func (c *Client) BatchOpenLocks(ctx context.Context, reqs []OpenRequest, locks [
 	}
 	defer c.putCall(cl)
 	if st := passThrough(cl.status); st != Success {
-		return st.Err()
+		return fmt.Errorf("dlock: batch open: %w", st)
 	}
 	var rep wire.IDs
 	if rep.Decode(cl.body) != nil || rep.N != n {
-		return ErrBadResponse
+		return fmt.Errorf("dlock: batch open: malformed reply: %w", ErrBadResponse)
 	}
 	for i := 0; i < n; i++ {
 		ids[i], locks[i] = rep.IDs[i], nil
@@ -492,6 +614,14 @@ func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 	if n == 0 || n > MaxBatch {
 		return fmt.Errorf("dlock: batch release: %w", ErrBatchSize)
 	}
+	for i, l := range locks {
+		switch {
+		case l == nil:
+			return fmt.Errorf("dlock: batch release entry %d: %w", i, errNilLock)
+		case l.c != c:
+			return fmt.Errorf("dlock: batch release entry %d: Lock %s belongs to another client: %w", i, quote(l.name), ErrInval)
+		}
+	}
 	var held lockSet
 	held.lock(locks)
 	defer held.unlock()
@@ -499,7 +629,7 @@ func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 	var sent [MaxBatch]*Lock
 	c.smu.Lock()
 	for _, l := range locks {
-		if l == nil || l.c != c || l.released || l.e.ref > 0 {
+		if l.released || l.e.ref > 0 {
 			continue
 		}
 		if st := l.e.state; st == stateExclusiveTicketed || st == stateSharedTicketed {
@@ -512,7 +642,7 @@ func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 	}
 	c.smu.Unlock()
 	if m.N == 0 {
-		return ErrGeneric
+		return fmt.Errorf("dlock: batch release: every lock is held or released already: %w", ErrGeneric)
 	}
 	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, wire.TBatchRelease, id, c.id) })
 	if err != nil {
@@ -530,7 +660,10 @@ func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 		}
 		c.mu.Unlock()
 	}
-	return st.Err()
+	if st != Success {
+		return fmt.Errorf("dlock: batch release: %w", st)
+	}
+	return nil
 }
 
 // beginOp maps op on this lock through the cache, with l.mu and c.smu held.
@@ -576,7 +709,7 @@ func (c *Client) abandonTicket(id int32, ticket LockState, was localState) {
 }
 
 // Start begins one lock operation the way the C API's lock_request_async
-// does (BEHAVIOR.md §6.9): the client's cache answers at once (wait is nil;
+// does (SEMANTICS.md §6.3, Async): the client's cache answers at once (wait is nil;
 // st, result and filled are the answer), or the command is sent and wait
 // collects the server's answer later. If wait's ctx ends first, the
 // operation is forgotten — a late reply is dropped — and wait returns ctx's
@@ -603,26 +736,27 @@ func (l *Lock) Start(op Op, expire uint32) (st Status, result LockState, filled 
 		c.smu.Unlock()
 		return ErrBadResponse, LockState{}, false, nil
 	}
+	cl.setLocks(m.LockID)
 	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	return Success, LockState{}, false, func(ctx context.Context) (Status, LockState, bool, error) {
-		err := c.wait(ctx, cl)
-		var res wire.LockResult
-		if err == nil && (cl.typ != wire.TLockOp.Reply() || res.Decode(cl.body) != nil) {
-			err = errors.New("malformed lock reply")
-		}
+		status, res, err := c.awaitLock(ctx, cl)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		c.smu.Lock()
 		defer c.smu.Unlock()
 		if err != nil {
 			l.e.abort(&s)
+			c.stats.Inc(StatNetworkFail)
 			return 0, LockState{}, false, err
 		}
-		status := Status(cl.status)
-		c.putCall(cl)
 		st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
 		if s.fill {
 			l.last = s.result
+		}
+		if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) && isLockOp(op) {
+			// The caller gave up before the grant came: hand it back.
+			_, err := l.undoGrant(ctx, &s, st)
+			return 0, LockState{}, false, err
 		}
 		return st, s.result, s.fill, nil
 	}

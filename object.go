@@ -78,21 +78,21 @@ func (c *Client) OpenAtomic64(ctx context.Context, name string, opts Atomic64Opt
 }
 
 func (c *Client) objectCall(ctx context.Context, t wire.Type, name string, initial uint64, opts Atomic64Options) (int32, error) {
-	if len(name) == 0 || len(name) > MaxDescLen {
-		return 0, fmt.Errorf("dlock: object %q: %w", name, ErrInval)
+	if err := checkName(name); err != nil {
+		return 0, fmt.Errorf("dlock: object %s: %w", quote(name), err)
 	}
 	desc := []byte(name)
 	m := wire.Object{Preferred: djb2(desc), Lease: opts.leaseSeconds(), Init: initial, Desc: desc}
 	var rep wire.ObjReply
 	st, err := c.objRoundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, t, id, c.id) }, &rep)
 	if err != nil {
-		return 0, fmt.Errorf("dlock: object %q: %w", name, err)
+		return 0, fmt.Errorf("dlock: object %s: %w", quote(name), err)
 	}
 	if st != Success {
-		return 0, st.Err()
+		return 0, fmt.Errorf("dlock: object %s: %w", quote(name), st)
 	}
 	if rep.ID <= 0 {
-		return 0, ErrBadResponse
+		return 0, fmt.Errorf("dlock: object %s: malformed reply: %w", quote(name), ErrBadResponse)
 	}
 	return rep.ID, nil
 }
@@ -110,7 +110,7 @@ func (c *Client) objRoundTrip(ctx context.Context, encode func([]byte, uint32) [
 	}
 	st = passThrough(st)
 	if len(cl.body) > 0 && rep.Decode(cl.body) != nil {
-		return ErrBadResponse, nil
+		return 0, fmt.Errorf("malformed reply: %w", ErrBadResponse)
 	}
 	return st, nil
 }
@@ -162,9 +162,12 @@ func (o *Atomic64) op(ctx context.Context, t wire.Type, a, b uint64) (uint64, St
 func (o *Atomic64) FetchAndAdd(ctx context.Context, delta uint64) (uint64, error) {
 	v, st, err := o.op(ctx, wire.TObjFAA, delta, 0)
 	if err != nil {
-		return 0, fmt.Errorf("dlock: fetch-and-add %q: %w", o.name, err)
+		return 0, o.wrap("fetch-and-add", err)
 	}
-	return v, st.Err()
+	if st != Success {
+		return 0, o.wrap("fetch-and-add", st)
+	}
+	return v, nil
 }
 
 // CompareAndSwap sets the value to new if it equals old and reports whether
@@ -172,7 +175,7 @@ func (o *Atomic64) FetchAndAdd(ctx context.Context, delta uint64) (uint64, error
 func (o *Atomic64) CompareAndSwap(ctx context.Context, old, new uint64) (bool, error) {
 	_, st, err := o.op(ctx, wire.TObjCAS, old, new)
 	if err != nil {
-		return false, fmt.Errorf("dlock: compare-and-swap %q: %w", o.name, err)
+		return false, o.wrap("compare-and-swap", err)
 	}
 	if st == ErrObjectCASFailed {
 		o.c.smu.Lock()
@@ -180,16 +183,22 @@ func (o *Atomic64) CompareAndSwap(ctx context.Context, old, new uint64) (bool, e
 		o.c.smu.Unlock()
 		return false, nil
 	}
-	return st == Success, st.Err()
+	if st != Success {
+		return false, o.wrap("compare-and-swap", st)
+	}
+	return true, nil
 }
 
 // Load returns the current value (umo_atomic64_get_snapshot).
 func (o *Atomic64) Load(ctx context.Context) (uint64, error) {
 	v, st, err := o.op(ctx, wire.TObjLoad, 0, 0)
 	if err != nil {
-		return 0, fmt.Errorf("dlock: load %q: %w", o.name, err)
+		return 0, o.wrap("load", err)
 	}
-	return v, st.Err()
+	if st != Success {
+		return 0, o.wrap("load", st)
+	}
+	return v, nil
 }
 
 // Release closes the client's reference (umo_atomic64_release). A destroyed
@@ -197,7 +206,7 @@ func (o *Atomic64) Load(ctx context.Context) (uint64, error) {
 func (o *Atomic64) Release(ctx context.Context) error {
 	st, err := o.idCall(ctx, wire.TObjRelease)
 	if err != nil {
-		return err
+		return o.wrap("release", err)
 	}
 	if st != ErrNotReady {
 		o.mu.Lock()
@@ -207,7 +216,10 @@ func (o *Atomic64) Release(ctx context.Context) error {
 		delete(o.c.objects, o)
 		o.c.mu.Unlock()
 	}
-	return st.Err()
+	if st != Success {
+		return o.wrap("release", st)
+	}
+	return nil
 }
 
 // Destroy destroys the object (umo_atomic64_destroy); only its creator may.
@@ -216,9 +228,20 @@ func (o *Atomic64) Release(ctx context.Context) error {
 func (o *Atomic64) Destroy(ctx context.Context) error {
 	st, err := o.idCall(ctx, wire.TObjDestroy)
 	if err != nil {
-		return err
+		return o.wrap("destroy", err)
 	}
-	return st.Err()
+	if st != Success {
+		return o.wrap("destroy", st)
+	}
+	return nil
+}
+
+// wrap says which operation on which object an error is about.
+func (o *Atomic64) wrap(op string, err error) error {
+	if o.name == "" {
+		return fmt.Errorf("dlock: %s object %d: %w", op, o.id, err)
+	}
+	return fmt.Errorf("dlock: %s object %s: %w", op, quote(o.name), err)
 }
 
 func (o *Atomic64) idCall(ctx context.Context, t wire.Type) (Status, error) {
@@ -227,7 +250,7 @@ func (o *Atomic64) idCall(ctx context.Context, t wire.Type) (Status, error) {
 	var rep wire.ObjReply
 	st, err := c.objRoundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, t, id, c.id) }, &rep)
 	if err != nil {
-		return 0, fmt.Errorf("dlock: object %q: %w", o.name, err)
+		return 0, err
 	}
 	return st, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"time"
 
 	"github.com/dlock-io/dlock/internal/wire"
@@ -27,7 +28,12 @@ type RecoveryReport struct {
 	Lost []*Lock
 	// Err is set when recovery gave up: the server removed this client
 	// (ErrClientRemovedByServer). The client is unusable; dial a new one.
+	// With Retrying, Err is instead a refusal by the server that recovery
+	// keeps retrying (reported once per run of refusals).
 	Err error
+	// Retrying marks an interim report: recovery has not finished and goes
+	// on; Kept and Lost are empty.
+	Retrying bool
 }
 
 // Reinit re-registers this client under its id over a new connection to
@@ -43,15 +49,33 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	defer c.reinitMu.Unlock()
 	nc, _, rep, err := c.connect(ctx, addr, wire.TReinit, c.id)
 	if err != nil {
+		if errors.Is(err, ErrClientRemovedByServer) {
+			c.mu.Lock()
+			if c.err != nil && !c.closing {
+				// The server forgot this client: every call says so from now.
+				c.err = fmt.Errorf("%w (the server removed this client after its session timed out)", ErrClientRemovedByServer)
+			}
+			c.mu.Unlock()
+		}
 		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
 	}
 	state := rep.state
 	c.mu.Lock()
 	c.swapping = true
 	c.mu.Unlock()
+	// Fail what is pending on the old connection, so that every request
+	// whose outcome is unknown is marked, and resolve those before anything
+	// else is sent on the new one.
 	c.detach()
-	c.attach(nc)
 	newPrimary := state == wire.StateWaitClientReinit
+	if err := c.resolveUnknown(ctx, nc, newPrimary); err != nil {
+		nc.Close()
+		c.mu.Lock()
+		c.swapping = false
+		c.mu.Unlock()
+		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
+	}
+	c.attach(nc)
 	c.mu.Lock()
 	c.swapping = false
 	c.newPrimary = newPrimary
@@ -72,13 +96,126 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	c.smu.Lock()
 	c.stats = Stats{}
 	for _, l := range locks {
-		// Locks parked by an unfinished UpdateAllLocks come back (§4.4
-		// step 6), and a server that died mid-recovery confirmed nothing.
+		// Locks parked by an unfinished UpdateAllLocks come back (as in
+		// DLock's client_reinit), and a server that died mid-recovery confirmed nothing.
 		l.pending = false
 		l.confirmed = false
 	}
 	c.smu.Unlock()
 	return nil
+}
+
+// resolveUnknown settles, on the new connection nc before anyone else uses
+// it, every lock on which a request's outcome was lost with the old
+// connection. A hold the client believes it has is queried, and reset if
+// the server no longer has it (an unlock took effect, or the lease ran out);
+// on a lock it believes it does not hold, the server drops any hold it has
+// (a grant that never arrived) and a stored FAIR ticket is given up. A new
+// primary in recovery knows only what the clients upload, so nothing is
+// left to resolve there.
+func (c *Client) resolveUnknown(ctx context.Context, nc net.Conn, newPrimary bool) error {
+	c.mu.Lock()
+	ids := make([]int32, 0, len(c.unknown))
+	for id := range c.unknown {
+		ids = append(ids, id)
+	}
+	c.mu.Unlock()
+	for _, id := range ids {
+		c.mu.Lock()
+		l := c.locks[id]
+		c.mu.Unlock()
+		var released, lost bool
+		if l != nil && !newPrimary {
+			var err error
+			if released, lost, err = c.resolveLock(ctx, nc, l); err != nil {
+				return err
+			}
+		}
+		c.mu.Lock()
+		delete(c.unknown, id)
+		c.outcomes.Resolved++
+		if released {
+			c.outcomes.Released++
+		}
+		if lost {
+			c.outcomes.Lost++
+			c.resolvedLost = append(c.resolvedLost, l)
+		}
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+// resolveLock resolves one lock (see resolveUnknown) with a synchronous
+// exchange on nc.
+func (c *Client) resolveLock(ctx context.Context, nc net.Conn, l *Lock) (released, lost bool, err error) {
+	l.mu.Lock() // waits for an operation still settling its failed request
+	defer l.mu.Unlock()
+	c.smu.Lock()
+	held, state, ticket, id := l.e.held(), l.e.state, l.e.value, l.e.id
+	c.smu.Unlock()
+	ticketed := state == stateExclusiveTicketed || state == stateSharedTicketed
+	var frame []byte
+	if held {
+		m := wire.ID{ID: id}
+		frame = m.Append(nil, wire.TLockQuery, 2, c.id)
+	} else {
+		m := wire.LockOp{LockID: id}
+		if ticketed {
+			m.Cmd, m.Arg = uint8(CmdExclusiveTicketTrylock), ticket
+			if state == stateSharedTicketed {
+				m.Cmd = uint8(CmdSharedTicketTrylock)
+			}
+		}
+		frame = m.AppendType(nil, wire.TResolve, 2, c.id)
+	}
+	st, err := c.exchange(ctx, nc, frame)
+	if err != nil {
+		return false, false, fmt.Errorf("resolve %s: %w", quote(l.name), err)
+	}
+	switch {
+	case held && st == Success: // the hold is real
+	case held && (st == ErrFail || st == ErrLockNotGet):
+		c.smu.Lock()
+		l.e.reset()
+		c.smu.Unlock()
+		lost = true
+	case !held && (st == Success || st == ErrFail || st == ErrLockNotGet):
+		released = st == Success
+		if ticketed {
+			c.smu.Lock()
+			l.e.reset()
+			c.smu.Unlock()
+		}
+	default:
+		return false, false, fmt.Errorf("resolve %s: %w", quote(l.name), st)
+	}
+	return released, lost, nil
+}
+
+// exchange sends one request frame on nc, which nobody else uses yet, and
+// returns the status of its header-only reply.
+func (c *Client) exchange(ctx context.Context, nc net.Conn, frame []byte) (Status, error) {
+	deadline := time.Now().Add(c.cfg.DialTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	nc.SetDeadline(deadline)
+	defer nc.SetDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(pastDeadline) })
+	defer stop()
+	if _, err := nc.Write(frame); err != nil {
+		return 0, err
+	}
+	var req, h wire.Header
+	copy(req[:], frame)
+	if _, err := wire.ReadFrame(nc, &h, nil); err != nil {
+		return 0, err
+	}
+	if h.Type() != req.Type().Reply() || h.ID() != req.ID() {
+		return 0, fmt.Errorf("unexpected reply type %#x id %d: %w", h.Type(), h.ID(), ErrBadResponse)
+	}
+	return passThrough(Status(h.Status())), nil
 }
 
 // holdKind says what a cache entry reports during recovery.
@@ -141,10 +278,10 @@ func (c *Client) UpdateAllLocks(ctx context.Context) error {
 		bad := st == Success && (rep.Decode(cl.body) != nil || rep.N != n)
 		c.putCall(cl)
 		if bad {
-			return ErrBadResponse
+			return fmt.Errorf("dlock: update locks: malformed reply: %w", ErrBadResponse)
 		}
 		if st != Success {
-			return st.Err()
+			return fmt.Errorf("dlock: update locks: %w", st)
 		}
 		c.mu.Lock()
 		c.smu.Lock()
@@ -170,7 +307,7 @@ func (c *Client) UpdateAllLocks(ctx context.Context) error {
 	defer c.smu.Unlock()
 	for _, l := range all {
 		if l.pending {
-			return ErrAgain
+			return fmt.Errorf("dlock: update locks: some locks are not confirmed yet: %w", ErrAgain)
 		}
 	}
 	return nil
@@ -180,9 +317,9 @@ func (c *Client) UpdateAllLocks(ctx context.Context) error {
 // (client_reinit_done); a new primary becomes ready when every expected
 // client has.
 func (c *Client) ReinitDone(ctx context.Context) error {
-	st, err := c.control(ctx, wire.TReinitDone, nil)
-	if err != nil {
-		return fmt.Errorf("dlock: reinit done: %w", err)
+	err := c.control(ctx, "reinit done", wire.TReinitDone, nil)
+	if err != nil && !errors.As(err, new(Status)) {
+		return err // transport: the server may not have seen it
 	}
 	locks := c.lockList()
 	c.smu.Lock()
@@ -190,7 +327,7 @@ func (c *Client) ReinitDone(ctx context.Context) error {
 		l.confirmed = false
 	}
 	c.smu.Unlock()
-	return st.Err()
+	return err
 }
 
 // lockList snapshots the client's lock handles.
@@ -209,7 +346,8 @@ func (c *Client) lockList() []*Lock {
 // the ones it does not. Call it once a recovered server is ready (it
 // answers ErrNotReady before). Unlike Extend, an expired hold that nobody
 // took yet is reported lost: a lease that ran out during an outage is never
-// silently kept.
+// silently kept. Lost also lists the holds that Reinit found lost while
+// resolving requests whose reply the old connection lost.
 func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error) {
 	for _, l := range c.lockList() {
 		c.smu.Lock()
@@ -221,7 +359,7 @@ func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error)
 		m := wire.ID{ID: id}
 		cl, err := c.roundTrip(ctx, func(dst []byte, rid uint32) []byte { return m.Append(dst, wire.TLockQuery, rid, c.id) })
 		if err != nil {
-			return kept, lost, fmt.Errorf("dlock: revalidate %q: %w", l.name, err)
+			return kept, lost, fmt.Errorf("dlock: revalidate %s: %w", quote(l.name), err)
 		}
 		st := passThrough(cl.status)
 		c.putCall(cl)
@@ -234,9 +372,15 @@ func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error)
 			c.smu.Unlock()
 			lost = append(lost, l)
 		default:
-			return kept, lost, st.Err()
+			return kept, lost, fmt.Errorf("dlock: revalidate %s: %w", quote(l.name), st)
 		}
 	}
+	// Holds found lost while resolving requests of unknown outcome (see
+	// Reinit) are reported here too.
+	c.mu.Lock()
+	lost = append(lost, c.resolvedLost...)
+	c.resolvedLost = nil
+	c.mu.Unlock()
 	return kept, lost, nil
 }
 
@@ -253,7 +397,10 @@ func (c *Client) startRecovery() {
 }
 
 // recoverLoop redials with jittered exponential backoff until a recovery
-// succeeds, the server removed this client, or Close.
+// succeeds, the server removed this client, or Close. A server that
+// refuses the client (a status other than not-ready) is reported — logged,
+// and passed to OnRecover with Retrying set — once per run of refusals, and
+// tried again.
 func (c *Client) recoverLoop() {
 	defer c.recoverWG.Done()
 	defer func() {
@@ -263,6 +410,7 @@ func (c *Client) recoverLoop() {
 	}()
 	backoff := 50 * time.Millisecond
 	lostAt := time.Now()
+	var refused error
 	for {
 		failover := false // a standby answered: a new primary is coming
 		for _, addr := range c.cfg.Addrs {
@@ -290,7 +438,19 @@ func (c *Client) recoverLoop() {
 				}
 				return
 			}
-			c.cfg.Logger.Debug("dlock: recovery attempt failed", "addr", addr, "err", err)
+			var st Status
+			if errors.As(err, &st) && st != ErrNotReady {
+				if refused == nil || refused.Error() != err.Error() {
+					c.cfg.Logger.Warn("dlock: recovery refused by the server; retrying", "addr", addr, "err", err)
+					if c.cfg.OnRecover != nil {
+						c.cfg.OnRecover(RecoveryReport{Addr: addr, Err: err, Retrying: true})
+					}
+				}
+				refused = err
+			} else {
+				refused = nil
+				c.cfg.Logger.Debug("dlock: recovery attempt failed", "addr", addr, "err", err)
+			}
 		}
 		c.mu.Lock()
 		if c.reinitAt.After(lostAt) {
@@ -344,7 +504,8 @@ func (c *Client) expire() {
 	}
 }
 
-// recoverOnce runs reinit → update → done → revalidate against addr.
+// recoverOnce runs reinit → update → done → wait until the server is ready
+// → revalidate against addr.
 func (c *Client) recoverOnce(ctx context.Context, addr string) (RecoveryReport, error) {
 	rep := RecoveryReport{Addr: addr}
 	if err := c.Reinit(ctx, addr); err != nil {
@@ -370,20 +531,34 @@ func (c *Client) recoverOnce(ctx context.Context, addr string) (RecoveryReport, 
 	if err := c.ReinitDone(ctx); err != nil {
 		return rep, err
 	}
+	// Other clients may still be recovering: the report comes only once
+	// the server is ready (it answers heartbeats then).
 	for {
-		kept, lost, err := c.Revalidate(ctx)
+		err := c.Heartbeat(ctx)
 		if err == nil {
-			rep.Kept, rep.Lost = kept, lost
-			return rep, nil
+			break
 		}
 		if !errors.Is(err, ErrNotReady) {
 			return rep, err
 		}
-		// Other clients are still recovering: wait for the server.
-		if err := sleepCtx(ctx, 100*time.Millisecond); err != nil {
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
 			return rep, err
 		}
 	}
+	for {
+		kept, lost, err := c.Revalidate(ctx)
+		if err == nil {
+			rep.Kept, rep.Lost = kept, lost
+			break
+		}
+		if !errors.Is(err, ErrNotReady) {
+			return rep, err
+		}
+		if err := sleepCtx(ctx, 50*time.Millisecond); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

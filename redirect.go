@@ -66,7 +66,7 @@ func (c *Client) connect(ctx context.Context, addr string, t wire.Type, id int32
 			continue
 		}
 		if err == nil && st != Success {
-			err = st.Err()
+			err = st
 		}
 		if err == nil {
 			c.mu.Lock()

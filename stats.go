@@ -6,7 +6,7 @@ import "strconv"
 // debug_stats_code). The value is the index into [Stats].
 type Counter uint8
 
-// The debug counters, in ABI order. BEHAVIOR.md §15.2 says which side
+// The debug counters, in ABI order. SEMANTICS.md §11 says which side
 // increments each and when.
 const (
 	StatEAgain Counter = iota

@@ -93,7 +93,7 @@ var statusTable = [...]statusInfo{
 	{ErrObjectAlreadyDestroyed, "DLOCK_OBJECT_ALREADY_DESTROYED", "object already destroyed"},
 	{ErrObjectTooMany, "DLOCK_OBJECT_TOO_MANY", "too many objects"},
 	{ErrObjectCASFailed, "DLOCK_OBJECT_CAS_FAILED", "compare-and-swap failed"},
-	{ErrGeneric, "-1", "failed (-1)"},
+	{ErrGeneric, "-1", "failed"},
 }
 
 // boxed holds every known Status already converted to an error, so that
@@ -115,12 +115,15 @@ func (s Status) info() (statusInfo, bool) {
 	return statusInfo{}, false
 }
 
-// Error returns a short description and the C name of the status.
+// Error returns a short description and the C name of the status, such as
+// "server not ready (DLOCK_NOT_READY)". It carries no "dlock:" prefix: the
+// client's methods wrap a status with the operation and the lock it is
+// about ("dlock: unlock \"orders/42\": already unlocked (DLOCK_ALREADY_UNLOCKED)").
 func (s Status) Error() string {
 	if e, ok := s.info(); ok {
-		return "dlock: " + e.text + " (" + e.name + ")"
+		return e.text + " (" + e.name + ")"
 	}
-	return "dlock: status " + strconv.Itoa(int(s))
+	return "status " + strconv.Itoa(int(s))
 }
 
 // String returns the C name of the status (e.g. "DLOCK_NOT_READY").

@@ -15,7 +15,7 @@ import (
 
 // TLSOptions turns on TLS for a client ([Config].TLS) or a server
 // (dlockserver.Config.TLS): the fields of DLock's struct ssl_cfg
-// (BEHAVIOR.md §14) plus what closes the gaps DLock leaves open.
+// (README, "Securing dlock") plus what closes the gaps DLock leaves open.
 //
 // The connection is TLS 1.3 only, and authentication is mutual: each side
 // presents CertFile/KeyFile and verifies the peer's certificate chain against

@@ -5,7 +5,7 @@ import (
 	"strconv"
 )
 
-// Limits and fixed parameters of the DLock model (BEHAVIOR.md §2).
+// Limits and fixed parameters of the DLock model (SEMANTICS.md §2).
 const (
 	MaxDescLen          = 512    // MAX_LOCK_DESC_LEN, MAX_UMO_ATOMIC64_DESC_LEN
 	MaxBatch            = 31     // MAX_LOCK_BATCH_SIZE
@@ -100,7 +100,7 @@ func (o Op) String() string {
 
 // Cmd is a lock command as the server executes it (the upstream data-plane
 // op code, dlock_req_code). The client maps an [Op] and its local state to a
-// Cmd (BEHAVIOR.md §6.3).
+// Cmd (SEMANTICS.md §6.2).
 type Cmd uint8
 
 const (
@@ -165,7 +165,7 @@ type FairState struct {
 	RCnt    uint8  // rcnt: current shared holders, 0..63 (6 bits)
 }
 
-// Bit positions of fairlock_state.t_value (ABI.md §5.5).
+// Bit positions of fairlock_state.t_value (PROTOCOL.md §6).
 const (
 	fairRFlagBit   = 16
 	fairRCntShift  = 26

@@ -43,7 +43,7 @@ func TestStatusErrDoesNotAllocate(t *testing.T) {
 	_ = sink
 }
 
-// TestStatusValues pins the numbers of the C ABI (ABI.md §4.1).
+// TestStatusValues pins the numbers of the C ABI (enum dlock_status).
 func TestStatusValues(t *testing.T) {
 	want := map[Status]int32{
 		Success: 0, ErrAgain: 0x1000, ErrAsync: 0x1005, ErrClientNotInit: 0x2000, ErrNotReady: 0x2008,
@@ -63,7 +63,8 @@ func TestStatusValues(t *testing.T) {
 	}
 }
 
-// TestLockStateLayout pins the byte layout of ABI.md §5.3–5.5.
+// TestLockStateLayout pins the byte layouts of atomic_state, rw_state and
+// fairlock_state (PROTOCOL.md §6).
 func TestLockStateLayout(t *testing.T) {
 	a := AtomicState{Owner: 0x01020304, Timeout: 0x0A0B0C0D}.State()
 	if a != (LockState{4, 3, 2, 1, 0x0D, 0x0C, 0x0B, 0x0A}) {

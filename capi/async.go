@@ -16,7 +16,7 @@ import (
 // waitFunc collects the reply of an operation begun with dlock.Lock.Start.
 type waitFunc = func(context.Context) (dlock.Status, dlock.LockState, bool, error)
 
-// asyncOp is a client's outstanding async lock operation (§6.9): a command
+// asyncOp is a client's outstanding async lock operation (SEMANTICS.md §6.3): a command
 // in flight, a goroutine waiting for its reply and the slot the outcome
 // lands in.
 type asyncOp struct {
@@ -64,7 +64,7 @@ func (in *instance) forgetAsync() {
 }
 
 // lock_request_async starts a lock operation and returns without waiting
-// for the server (§6.9). One operation may be outstanding per client; its
+// for the server. One operation may be outstanding per client; its
 // result is collected with lock_result_check. What the client's cache
 // answers alone (a reentry, an unlock of a reentrant hold, a ticket of the
 // other mode, a refused mapping) is returned at once and leaves nothing
@@ -102,8 +102,8 @@ func lock_request_async(clientID C.int, req *C.struct_lock_request) C.int {
 	return 0
 }
 
-// lock_result_check collects the result of the outstanding async operation
-// (§6.9): DLOCK_ASYNC_AGAIN while it runs, DLOCK_ETIMEOUT 5 s after the
+// lock_result_check collects the result of the outstanding async operation:
+// DLOCK_ASYNC_AGAIN while it runs, DLOCK_ETIMEOUT 5 s after the
 // request (its late result is then dropped), else the operation's code.
 //
 //export lock_result_check

@@ -17,7 +17,7 @@ import (
 
 const (
 	// maxClientInstances caps client_init per process (upstream: 32
-	// documented, 64 in practice; BEHAVIOR.md §2 recommends ≥ 64).
+	// documented, 64 in practice; we allow more).
 	maxClientInstances = 256
 	controlTimeout     = 10 * time.Second // CONTROL_SOCKET_TIMEOUT
 	statsRateLimit     = 10000            // calls per window
@@ -34,7 +34,7 @@ var clientLib struct {
 	ssl     sslSettings
 	clients map[int32]*instance
 
-	// stats rate limit (§15.1), process-wide
+	// stats rate limit (10000 calls per second), process-wide
 	statsStart time.Time
 	statsCalls int
 }
@@ -87,7 +87,7 @@ func clientConfig() *dlock.Config {
 	return &dlock.Config{DialTimeout: controlTimeout, TPMode: clientLib.tpMode, Logger: logger, TLS: tlsOptions(clientLib.ssl)}
 }
 
-// dclient_lib_init initialises the client library (§4.1, checks in
+// dclient_lib_init initialises the client library (checks in
 // upstream's order).
 //
 //export dclient_lib_init
@@ -121,7 +121,7 @@ func dclient_lib_init(cfg *C.struct_client_cfg) C.int {
 
 // dclient_lib_deinit destroys every client instance locally — closing its
 // connection without deregistering, so the server keeps its registration
-// and locks — and uninitialises the library (§4.2).
+// and locks — and uninitialises the library (SEMANTICS.md §8.1).
 //
 //export dclient_lib_deinit
 func dclient_lib_deinit() {
@@ -148,7 +148,7 @@ func serverAddr(ip string) string {
 }
 
 // client_init creates a client instance connected to ip_str:primary_port
-// and writes its id (§4.3).
+// and writes its id.
 //
 //export client_init
 func client_init(clientID *C.int, ipStr *C.char) C.int {
@@ -183,7 +183,7 @@ func client_init(clientID *C.int, ipStr *C.char) C.int {
 }
 
 // client_reinit re-registers an existing client instance, under the same
-// id, over a new connection to ip_str (§4.4).
+// id, over a new connection to ip_str (SEMANTICS.md §9).
 //
 //export client_reinit
 func client_reinit(clientID C.int, ipStr *C.char) C.int {
@@ -227,7 +227,7 @@ func (in *instance) rekeyLocks() {
 }
 
 // client_deinit deregisters a client instance and destroys it locally
-// whatever the outcome (§4.6).
+// whatever the outcome (SEMANTICS.md §8.2).
 //
 //export client_deinit
 func client_deinit(clientID C.int) C.int {
@@ -248,7 +248,7 @@ func client_deinit(clientID C.int) C.int {
 }
 
 // client_heartbeat checks that the server answers within timeout seconds
-// (§4.7).
+// (1..300).
 //
 //export client_heartbeat
 func client_heartbeat(clientID C.int, timeout C.uint) C.int {
@@ -267,7 +267,7 @@ func client_heartbeat(clientID C.int, timeout C.uint) C.int {
 }
 
 // client_reinit_done tells the server the client finished re-registering
-// (§4.5).
+// (SEMANTICS.md §9).
 //
 //export client_reinit_done
 func client_reinit_done(clientID C.int) C.int {
@@ -284,7 +284,7 @@ func client_reinit_done(clientID C.int) C.int {
 }
 
 // update_all_locks uploads the client's locks to a new primary in recovery
-// (§11 step 4).
+// (SEMANTICS.md §6.4, §9).
 //
 //export update_all_locks
 func update_all_locks(clientID C.int) C.int {
@@ -303,7 +303,7 @@ func update_all_locks(clientID C.int) C.int {
 }
 
 // statsAllowed applies the process-wide rate limit of the client stats
-// calls (§15.1).
+// calls: 10000 per 1-second window, get and clear together.
 func statsAllowed() bool {
 	clientLib.mu.Lock()
 	defer clientLib.mu.Unlock()
@@ -316,7 +316,7 @@ func statsAllowed() bool {
 	return clientLib.statsCalls <= statsRateLimit
 }
 
-// get_client_debug_stats copies a client instance's counters (§15.1).
+// get_client_debug_stats copies a client instance's counters.
 //
 //export get_client_debug_stats
 func get_client_debug_stats(clientID C.int, stats *C.struct_debug_stats) C.int {
@@ -342,7 +342,7 @@ func get_client_debug_stats(clientID C.int, stats *C.struct_debug_stats) C.int {
 	return 0
 }
 
-// clear_client_debug_stats zeroes a client instance's counters (§15.1).
+// clear_client_debug_stats zeroes a client instance's counters.
 //
 //export clear_client_debug_stats
 func clear_client_debug_stats(clientID C.int) C.int {

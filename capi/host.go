@@ -22,8 +22,8 @@ func eidBytes(e *C.dlock_eid_t) [16]byte {
 	return b
 }
 
-// selectDevice applies the TCP mapping of dev_name and eid (BEHAVIOR.md
-// §17.3): a non-zero eid must be an address of a local interface (an IPv4
+// selectDevice applies the TCP mapping of dev_name and eid (README, "Using
+// dlock from C and C++"): a non-zero eid must be an address of a local interface (an IPv4
 // address given IPv4-mapped); if it is not, dev_name (if set) is tried
 // instead. dev_name must name an existing interface that is up. Both unset is
 // fine. The selection does not constrain the addresses TCP uses.
@@ -64,8 +64,8 @@ func localAddress(ip net.IP) bool {
 	return false
 }
 
-// validCPUSet checks a ctrl_cpuset / cmd_cpuset string the way upstream does
-// (§17.6): comma-separated tokens "N" or "N-M" with CPU ids below the number
+// validCPUSet checks a ctrl_cpuset / cmd_cpuset string the way upstream does:
+// comma-separated tokens "N" or "N-M" with CPU ids below the number
 // of configured CPUs. A reversed range passes upstream's syntax check but
 // makes its affinity call fail, so it is refused too. The string is not
 // modified (upstream tokenises it in place).

@@ -17,7 +17,7 @@ import (
 )
 
 // goConstants are the values our headers must have: each C constant is
-// mapped to the Go constant it mirrors, or to ABI.md where Go has none.
+// mapped to the Go constant it mirrors, or to DLock's value where Go has none.
 func goConstants(t *testing.T) map[string]int64 {
 	want := map[string]int64{
 		"MAX_LOCK_DESC_LEN":         dlock.MaxDescLen,
@@ -64,7 +64,7 @@ func goConstants(t *testing.T) map[string]int64 {
 		}
 		want[st.String()] = int64(st)
 	}
-	// The bit-field layout of fairlock_state.t_value (ABI.md §5.5), as the Go
+	// The bit-field layout of fairlock_state.t_value (PROTOCOL.md §6), as the Go
 	// encoder packs it.
 	want["fair.rms"] = int64(dlock.FairState{RMs: 0xFFFF}.TValue())
 	want["fair.rflag"] = int64(dlock.FairState{RFlag: true}.TValue())
@@ -73,7 +73,7 @@ func goConstants(t *testing.T) map[string]int64 {
 	return want
 }
 
-// layout is ABI.md §5: size and alignment of every struct, and the offset
+// layout is DLock's (LP64): size and alignment of every struct, and the offset
 // of every field.
 type layout struct {
 	typ         string
@@ -188,7 +188,7 @@ int main(void)
 
 // TestHeaderConstantsAndLayout checks that every constant of our headers
 // equals the Go constant it mirrors and that struct sizes, alignments and
-// field offsets are those of ABI.md §5 — compiled as C and as C++.
+// field offsets are DLock's — compiled as C and as C++.
 func TestHeaderConstantsAndLayout(t *testing.T) {
 	t.Parallel()
 	want := goConstants(t)
@@ -284,7 +284,7 @@ func TestExportedSymbols(t *testing.T) {
 			}
 		}
 	}
-	if n != 36 { // 30 client + 6 server functions (ABI.md §6)
+	if n != 36 { // 30 client + 6 server functions, as DLock's headers
 		t.Errorf("headers declare %d functions, want 36", n)
 	}
 }

@@ -21,7 +21,7 @@ const (
 )
 
 // djb2 is the descriptor hash written into lock ids before the server is
-// contacted (§5.2).
+// contacted (SEMANTICS.md §3).
 func djb2(b []byte) int32 {
 	h := uint32(5381)
 	for _, c := range b {
@@ -30,13 +30,13 @@ func djb2(b []byte) int32 {
 	return int32(h)
 }
 
-// validDesc checks a struct lock_desc (§5.4 step 1).
+// validDesc checks a struct lock_desc: 1..512 bytes, a known lock type.
 func validDesc(d *C.struct_lock_desc) bool {
 	return d.len > 0 && d.len <= dlock.MaxDescLen && d.p_desc != nil && d.lock_type < C.DLOCK_MAX
 }
 
-// get_lock gets (opens) the lock described by desc and writes its id
-// (§5.4). The descriptor hash is written before the server is contacted;
+// get_lock gets (opens) the lock described by desc and writes its
+// id. The descriptor hash is written before the server is contacted;
 // getting a lock the client has got already returns -1 with the valid id.
 //
 //export get_lock
@@ -66,7 +66,7 @@ func get_lock(clientID C.int, desc *C.struct_lock_desc, lockID *C.int) C.int {
 	return 0
 }
 
-// release_lock releases a lock the client has got and does not hold (§5.5).
+// release_lock releases a lock the client has got and does not hold.
 //
 //export release_lock
 func release_lock(clientID C.int, lockID C.int) C.int {
@@ -102,7 +102,7 @@ func release_lock(clientID C.int, lockID C.int) C.int {
 	return rc
 }
 
-// batch_get_lock gets up to 31 locks in one request (§5.6). lock_ids[i]
+// batch_get_lock gets up to 31 locks in one request. lock_ids[i]
 // receives the id, or a negative value for an entry that failed.
 //
 //export batch_get_lock
@@ -145,7 +145,7 @@ func batch_get_lock(clientID C.int, lockNum C.uint, descs *C.struct_lock_desc, l
 	return 0
 }
 
-// batch_release_lock releases up to 31 locks in one request (§5.7).
+// batch_release_lock releases up to 31 locks in one request.
 // lock_ids is in/out: entries skipped by the local pre-check (async
 // outstanding, not got, still locked) are set to 0.
 //
@@ -189,7 +189,8 @@ func batch_release_lock(clientID C.int, lockNum C.uint, lockIDs *C.int) C.int {
 }
 
 // lockFor runs the common precondition checks of the single lock operations
-// after the argument checks (§6.2 steps 2-5).
+// after the argument checks, in upstream's order: library initialised,
+// client known, no async operation outstanding, lock opened.
 func lockFor(clientID C.int, lockID int32) (*instance, *dlock.Lock, C.int) {
 	inited, in := lookupClient(clientID)
 	switch {
@@ -230,7 +231,7 @@ func isLockOp(op C.int) bool { return op == C.LOCK_EXCLUSIVE || op == C.LOCK_SHA
 
 func isExtendOp(op C.int) bool { return op == C.EXTEND_LOCK_EXCLUSIVE || op == C.EXTEND_LOCK_SHARED }
 
-// trylock tries to take a lock without waiting (§6.4). expire_time 0 only
+// trylock tries to take a lock without waiting. expire_time 0 only
 // reads the cached lock value.
 //
 //export trylock
@@ -245,7 +246,7 @@ func trylock(clientID C.int, req *C.struct_lock_request, result unsafe.Pointer) 
 	return do(l, dlock.Op(req.lock_op), uint32(req.expire_time), false, result)
 }
 
-// lock takes a lock, waiting up to 5 s (§6.5). The wait happens on the
+// lock takes a lock, waiting up to 5 s (SEMANTICS.md §6.3). The wait happens on the
 // server (the request is queued and answered when the lock is handed over);
 // a fair lock that was not granted in time keeps its ticket (DLOCK_EAGAIN).
 // Attempts that fail without waiting are retried every 100 ms within the
@@ -277,7 +278,7 @@ func lock(clientID C.int, req *C.struct_lock_request, result unsafe.Pointer) C.i
 	}
 }
 
-// unlock releases one hold of a lock (§6.6).
+// unlock releases one hold of a lock.
 //
 //export unlock
 func unlock(clientID C.int, lockID C.int, result unsafe.Pointer) C.int {
@@ -291,7 +292,7 @@ func unlock(clientID C.int, lockID C.int, result unsafe.Pointer) C.int {
 	return do(l, dlock.OpUnlock, 0, false, result)
 }
 
-// lock_extend moves the expiry of a hold (§6.7).
+// lock_extend moves the expiry of a hold.
 //
 //export lock_extend
 func lock_extend(clientID C.int, req *C.struct_lock_request, result unsafe.Pointer) C.int {
@@ -305,7 +306,7 @@ func lock_extend(clientID C.int, req *C.struct_lock_request, result unsafe.Point
 	return do(l, dlock.Op(req.lock_op), uint32(req.expire_time), false, result)
 }
 
-// batchFor runs the batch preconditions after the argument checks (§6.8).
+// batchFor runs the batch preconditions after the argument checks.
 func batchFor(clientID C.int) (*instance, C.int) {
 	inited, in := lookupClient(clientID)
 	switch {
@@ -344,7 +345,7 @@ type batchEntry struct {
 // runBatch runs entries: those not got are answered DLOCK_LOCK_NOT_GET,
 // peeks (a lock op with expire_time 0) from the cache, the rest through one
 // Go batch call. Every entry gets its op_ret; the state of an entry whose
-// value was refreshed is written (ABI.md §7).
+// value was refreshed is written, as upstream does.
 func runBatch(in *instance, entries []batchEntry, res batchResults) {
 	var (
 		goIdx  []int
@@ -418,7 +419,7 @@ func batchRequests(clientID C.int, lockNum C.uint, reqs *C.struct_lock_request, 
 	return in, entries, batchResults(unsafe.Slice((*byte)(results), int(lockNum)*resStride)), 0
 }
 
-// batch_trylock tries up to 31 locks in one request (§6.8); the outcome of
+// batch_trylock tries up to 31 locks in one request; the outcome of
 // entry i is in results[i].op_ret.
 //
 //export batch_trylock
@@ -431,7 +432,7 @@ func batch_trylock(clientID C.int, lockNum C.uint, reqs *C.struct_lock_request, 
 	return 0
 }
 
-// batch_lock_extend extends up to 31 holds in one request (§6.8).
+// batch_lock_extend extends up to 31 holds in one request.
 //
 //export batch_lock_extend
 func batch_lock_extend(clientID C.int, lockNum C.uint, reqs *C.struct_lock_request, results unsafe.Pointer) C.int {
@@ -443,7 +444,7 @@ func batch_lock_extend(clientID C.int, lockNum C.uint, reqs *C.struct_lock_reque
 	return 0
 }
 
-// batch_unlock unlocks up to 31 locks in one request (§6.8).
+// batch_unlock unlocks up to 31 locks in one request.
 //
 //export batch_unlock
 func batch_unlock(clientID C.int, lockNum C.uint, lockIDs *C.int, results unsafe.Pointer) C.int {

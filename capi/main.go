@@ -2,7 +2,8 @@
 // drop-in replacement for openEuler UMDK DLock's libdlockc.so and
 // libdlocks.so, exporting every function of dlock_client_api.h and
 // dlock_server_api.h with the same symbols, struct layouts and return codes
-// (../shared/spec/ABI.md, BEHAVIOR.md). The headers are in include/.
+// (README, "Using dlock from C and C++"; SEMANTICS.md). The headers are in
+// include/.
 //
 // One library holds both sides because two Go runtimes cannot share a
 // process; install it as libdlock.so with libdlockc.so and libdlocks.so as
@@ -55,7 +56,7 @@ func statusOf(err error) C.int {
 }
 
 // connectStatus maps an error of Dial or Reinit the way client_init and
-// client_reinit report it (§4.3): a refused connection is DLOCK_NOT_READY, a
+// client_reinit report it: a refused connection is DLOCK_NOT_READY, a
 // status the server sent is passed through, anything else is -1.
 func connectStatus(err error) C.int {
 	if errors.Is(err, syscall.ECONNREFUSED) {
@@ -77,8 +78,7 @@ var (
 
 func init() { logLevel.Set(slog.LevelWarn) }
 
-// setLogLevel applies a syslog level; values outside 0..7 are ignored
-// (§17.7).
+// setLogLevel applies a syslog level; values outside 0..7 are ignored.
 func setLogLevel(l C.int) {
 	switch {
 	case l < 0 || l > 7:
@@ -139,7 +139,7 @@ func goBytes(p *C.char, n C.uint) []byte {
 }
 
 // writeState writes a lock value into a caller's result buffer with the
-// number of bytes the C API writes for the lock type (ABI.md §7): 8 for
+// number of bytes the C API writes for the lock type: 8 for
 // ATOMIC, 12 for RW (rsvd untouched), 16 for FAIR.
 func writeState(dst unsafe.Pointer, typ dlock.LockType, s dlock.LockState) {
 	n := 16

@@ -12,7 +12,7 @@ import (
 	"github.com/dlock-io/dlock"
 )
 
-// validObjDesc checks a struct umo_atomic64_desc (§9.2 step 1).
+// validObjDesc checks a struct umo_atomic64_desc: 1..512 bytes, lease > 0.
 func validObjDesc(d *C.struct_umo_atomic64_desc) bool {
 	return d.len > 0 && d.len <= dlock.MaxDescLen && d.p_desc != nil && d.lease_time > 0
 }
@@ -34,7 +34,7 @@ func objOptions(d *C.struct_umo_atomic64_desc) dlock.Atomic64Options {
 }
 
 // umo_atomic64_create creates an object with value init_val and writes its
-// id (§9.2). Creating does not take a reference: umo_atomic64_get does.
+// id. Creating does not take a reference: umo_atomic64_get does.
 //
 //export umo_atomic64_create
 func umo_atomic64_create(clientID C.int, desc *C.struct_umo_atomic64_desc, initVal C.uint64_t, objID *C.int) C.int {
@@ -70,7 +70,7 @@ func (in *instance) handle(id C.int) *dlock.Atomic64 {
 	return in.c.Atomic64ByID(int32(id))
 }
 
-// umo_atomic64_destroy destroys an object the client created (§9.3).
+// umo_atomic64_destroy destroys an object the client created.
 //
 //export umo_atomic64_destroy
 func umo_atomic64_destroy(clientID C.int, objID C.int) C.int {
@@ -84,7 +84,7 @@ func umo_atomic64_destroy(clientID C.int, objID C.int) C.int {
 	return statusOf(o.Destroy(ctx))
 }
 
-// umo_atomic64_get opens an object and writes its id (§9.4).
+// umo_atomic64_get opens an object and writes its id.
 //
 //export umo_atomic64_get
 func umo_atomic64_get(clientID C.int, desc *C.struct_umo_atomic64_desc, objID *C.int) C.int {
@@ -109,7 +109,7 @@ func umo_atomic64_get(clientID C.int, desc *C.struct_umo_atomic64_desc, objID *C
 	return 0
 }
 
-// umo_atomic64_release drops the client's reference to an object (§9.5).
+// umo_atomic64_release drops the client's reference to an object.
 //
 //export umo_atomic64_release
 func umo_atomic64_release(clientID C.int, objID C.int) C.int {
@@ -129,7 +129,7 @@ func umo_atomic64_release(clientID C.int, objID C.int) C.int {
 	return rc
 }
 
-// gotObject runs the checks of faa, cas and get_snapshot (§9.6).
+// gotObject runs the checks of faa, cas and get_snapshot.
 func gotObject(clientID C.int, objID C.int) (*dlock.Atomic64, C.int) {
 	in, rc := objectClient(clientID)
 	if rc != 0 {
@@ -149,8 +149,7 @@ func gotObject(clientID C.int, objID C.int) (*dlock.Atomic64, C.int) {
 	return o, 0
 }
 
-// umo_atomic64_faa adds add_val and writes the value before the addition
-// (§9.6).
+// umo_atomic64_faa adds add_val and writes the value before the addition.
 //
 //export umo_atomic64_faa
 func umo_atomic64_faa(clientID C.int, objID C.int, addVal C.uint64_t, resVal *C.uint64_t) C.int {
@@ -171,7 +170,7 @@ func umo_atomic64_faa(clientID C.int, objID C.int, addVal C.uint64_t, resVal *C.
 	return 0
 }
 
-// umo_atomic64_cas sets the value to swap_val if it equals cmp_val (§9.6).
+// umo_atomic64_cas sets the value to swap_val if it equals cmp_val.
 //
 //export umo_atomic64_cas
 func umo_atomic64_cas(clientID C.int, objID C.int, cmpVal, swapVal C.uint64_t) C.int {
@@ -191,7 +190,7 @@ func umo_atomic64_cas(clientID C.int, objID C.int, cmpVal, swapVal C.uint64_t) C
 	return 0
 }
 
-// umo_atomic64_get_snapshot writes the current value (§9.6).
+// umo_atomic64_get_snapshot writes the current value.
 //
 //export umo_atomic64_get_snapshot
 func umo_atomic64_get_snapshot(clientID C.int, objID C.int, resVal *C.uint64_t) C.int {

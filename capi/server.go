@@ -37,7 +37,7 @@ type runningServer struct {
 }
 
 // dserver_lib_init initialises the server library for up to max_server_num
-// (1..32) servers (§3.1).
+// (1..32) servers.
 //
 //export dserver_lib_init
 func dserver_lib_init(maxServerNum C.uint) C.int {
@@ -56,8 +56,8 @@ func dserver_lib_init(maxServerNum C.uint) C.int {
 	return 0
 }
 
-// dserver_lib_deinit stops every server and uninitialises the library
-// (§3.2). Calling it twice is harmless.
+// dserver_lib_deinit stops every server and uninitialises the
+// library. Calling it twice is harmless.
 //
 //export dserver_lib_deinit
 func dserver_lib_deinit() {
@@ -87,7 +87,7 @@ func (rs *runningServer) stop() {
 }
 
 // server_start validates cfg and starts a primary server listening on
-// server_ip_str:server_port (§3.3, checks in upstream's order). The upstream
+// server_ip_str:server_port (checks in upstream's order). The upstream
 // C++ declaration takes references; at the ABI level they are these
 // pointers.
 //
@@ -180,7 +180,7 @@ func nextServerID(id int) int {
 	return id + 1
 }
 
-// lookupServer returns the running server id (§3.4, §3.5 check order).
+// lookupServer returns the running server id (checks in upstream's order).
 func lookupServer(id C.int) (*runningServer, bool) {
 	if id <= 0 || id > maxServerID {
 		return nil, false
@@ -195,7 +195,7 @@ func lookupServer(id C.int) (*runningServer, bool) {
 }
 
 // server_stop stops a server: its clients' connections are closed and all
-// its state is freed (§3.4).
+// its state is freed.
 //
 //export server_stop
 func server_stop(serverID C.int) C.int {
@@ -217,7 +217,7 @@ func server_stop(serverID C.int) C.int {
 	return 0
 }
 
-// get_server_debug_stats copies a server's 45 counters (§3.5).
+// get_server_debug_stats copies a server's 45 counters.
 //
 //export get_server_debug_stats
 func get_server_debug_stats(serverID C.int, stats *C.struct_debug_stats) C.int {
@@ -232,7 +232,7 @@ func get_server_debug_stats(serverID C.int, stats *C.struct_debug_stats) C.int {
 	return 0
 }
 
-// clear_server_debug_stats zeroes a server's counters (§3.5).
+// clear_server_debug_stats zeroes a server's counters.
 //
 //export clear_server_debug_stats
 func clear_server_debug_stats(serverID C.int) C.int {

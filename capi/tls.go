@@ -37,7 +37,7 @@ var (
 	errVerifyPeer = errors.New("dlock: cert_verify_cb rejected the peer")
 )
 
-// tlsOptions turns an ssl_cfg into the Go TLS options (BEHAVIOR.md §14.1):
+// tlsOptions turns an ssl_cfg into the Go TLS options (README, "Securing dlock"):
 // mutual TLS 1.3 with ca/cert/prkey, the key password from prkey_pwd_cb
 // (wiped with erase_prkey_cb right after it is copied), and, when set,
 // cert_verify_cb replacing the chain verification. As upstream, the CRL is

@@ -9,7 +9,7 @@ import (
 	"github.com/dlock-io/dlock/internal/wire"
 )
 
-// register handles TInit and TReinit (BEHAVIOR.md §4.3, §4.4).
+// register handles TInit and TReinit (SEMANTICS.md §8, §9).
 func (c *conn) register(h *wire.Header, body []byte) bool {
 	s := c.s
 	t := h.Type()
@@ -79,8 +79,13 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		return fail(dlock.ErrGeneric, false)
 	}
 	if cl != nil {
-		if s.state != wire.StateReady && cl.uploaded {
-			return fail(dlock.ErrGeneric, true) // repeated reinit during recovery
+		// A client that registers again — also during recovery, after its
+		// connection dropped mid-upload — replaces its old connection; its
+		// new upload merges idempotently with what it uploaded before. If
+		// it had finished recovering, the server waits for it again.
+		if s.state != wire.StateReady && cl.finished {
+			cl.finished = false
+			s.recovery++
 		}
 		if old := cl.conn; old != nil && old != c {
 			old.client = nil
@@ -108,7 +113,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 	return true
 }
 
-// evictOne removes the abnormal client with the smallest id (§10.3) and
+// evictOne removes the abnormal client with the smallest id (SEMANTICS.md §8.3) and
 // reports whether there was one. Called with mu held.
 func (s *Server) evictOne() bool {
 	var victim *client
@@ -162,7 +167,8 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 		cl.reinit = false
 		if s.state == wire.StateWaitClientReinit && s.ha != nil {
 			s.haReinitDone(cl.id)
-		} else if s.state == wire.StateWaitClientReinit {
+		} else if s.state == wire.StateWaitClientReinit && !cl.finished {
+			cl.finished = true
 			s.recovery--
 			if s.recovery <= 0 {
 				s.becomeReady()
@@ -235,7 +241,7 @@ func (s *Server) recoveryDeadline() {
 	s.becomeReady()
 }
 
-// updateLocks merges a recovery upload (BEHAVIOR.md §11). Called with mu held.
+// updateLocks merges a recovery upload (SEMANTICS.md §9). Called with mu held.
 func (s *Server) updateLocks(cl *client, reqID uint32, c *conn) {
 	m := &c.upd
 	c.ids.N = m.N
@@ -326,7 +332,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 		for i := 0; i < m.N; i++ {
 			lid := m.IDs[i]
 			if !s.locks.Has(id, lid) {
-				continue // ids the client does not hold are ignored (§5.7)
+				continue // ids the client does not hold are ignored, as in DLock
 			}
 			s.cancelWaitersOn(id, lid)
 			_, wake := s.locks.Release(now, id, lid, s.wake[:0])
@@ -629,5 +635,52 @@ func (c *conn) abandon(h *wire.Header, body []byte) bool {
 	shared := dlock.Cmd(m.Cmd).Shared()
 	s.deliver(l.Abandon(s.now(), dlock.LockState(m.Arg).Fair(), shared, s.wake[:0]))
 	s.schedule(m.LockID, l)
+	return true
+}
+
+// resolve handles TResolve: after a reply was lost with its connection, a
+// client that reconnected and does not believe it holds lock m.LockID asks
+// the server to drop any hold it has there (a grant it never received). A
+// FAIR ticket it stored (m.Arg, when nonzero) is abandoned too. The answer is
+// Success when a hold was dropped, ErrFail when there was none.
+func (c *conn) resolve(h *wire.Header, body []byte) bool {
+	m := &c.op
+	if m.Decode(body) != nil {
+		return c.malformed(h)
+	}
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := h.Type()
+	if c.client == nil { // re-registered on another connection meanwhile
+		c.reply(t, h.ID(), dlock.ErrGeneric)
+		return true
+	}
+	if s.state != wire.StateReady {
+		c.reply(t, h.ID(), dlock.ErrNotReady)
+		return true
+	}
+	client := c.client.id
+	l, st := s.lookup(client, m.LockID)
+	if l == nil {
+		c.reply(t, h.ID(), st)
+		return true
+	}
+	now := s.now()
+	var buf [dlock.MaxFairShared]int32
+	ex, shared := l.Holders(buf[:0])
+	held := ex == client || slices.Contains(shared, client)
+	wake := l.Drop(now, client, s.wake[:0])
+	if l.Type() == dlock.Fair && m.Arg != ([16]byte{}) {
+		wake = l.Abandon(now, dlock.LockState(m.Arg).Fair(), dlock.Cmd(m.Cmd).Shared(), wake)
+	}
+	s.deliver(wake)
+	s.schedule(m.LockID, l)
+	if held {
+		s.cfg.Logger.Info("released a hold whose grant the client never received", "client", client, "lock", m.LockID)
+		c.reply(t, h.ID(), dlock.Success)
+	} else {
+		c.reply(t, h.ID(), dlock.ErrFail)
+	}
 	return true
 }

@@ -57,6 +57,7 @@ type client struct {
 	lostGen  uint64
 	reinit   bool // reinit in progress (until ReinitDone)
 	uploaded bool // uploaded locks during recovery
+	finished bool // counted as recovered (ReinitDone during recovery)
 	// identity is the hash of the client certificate that registered the
 	// id (mtls.Identity); a Reinit must present the same. Unset without
 	// client certificates.

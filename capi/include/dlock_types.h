@@ -4,7 +4,7 @@
  * libdlocks.so).
  *
  * Layouts, enumerator values and names are those of openEuler UMDK DLock's
- * public header of the same name (see ABI.md). Unlike the original, this
+ * public header of the same name. Unlike the original, this
  * header is usable from C (C11) as well as from C++: under C++ everything is
  * declared inside namespace dlock and extern "C", exactly as upstream; under C
  * the same declarations are made at file scope, with typedefs so that struct

@@ -1,5 +1,5 @@
 /* Every exported function's argument and state checks, in upstream's order
- * (BEHAVIOR.md §3-§9, §15, §20.1). argv: three free loopback ports. */
+ * (the return codes of DLock's API). argv: three free loopback ports. */
 #include "dlock_client_api.h"
 #include "dlock_server_api.h"
 

@@ -1,4 +1,4 @@
-/* lock_request_async + lock_result_check (§6.9): one outstanding operation
+/* lock_request_async + lock_result_check (SEMANTICS.md §6.3): one outstanding operation
  * per client, DLOCK_EASYNC for the others, local answers, all lock types.
  * argv: a free port. */
 #include "dlock_client_api.h"

@@ -1,6 +1,6 @@
 /* Batches of 31: batch_get_lock, batch_trylock, batch_lock_extend,
- * batch_unlock, batch_release_lock, with per-entry outcomes (§5.6, §5.7,
- * §6.8). argv: a free port. */
+ * batch_unlock, batch_release_lock, with per-entry
+ * outcomes (SEMANTICS.md §6.3). argv: a free port. */
 #include "dlock_client_api.h"
 #include "dlock_server_api.h"
 
@@ -156,7 +156,7 @@ int main(int argc, char **argv)
 
     {
         /* batch_release_lock releases a fair lock in the ticketed state,
-         * giving the ticket up (release_lock refuses: §5.7 quirk 15) */
+         * giving the ticket up (release_lock refuses: a DLock quirk) */
         struct lock_desc fd = desc_of("batch fair ticket", DLOCK_FAIR);
         int f = 0, one[1];
         CHECK(get_lock(c0, &fd, &f), 0);

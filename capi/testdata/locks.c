@@ -1,5 +1,5 @@
 /* A server and three clients in one process: the three lock types, reentry,
- * peeks, extends, the fair ticket sequence of BEHAVIOR.md §7.4, and the
+ * peeks, extends, the fair ticket sequence of SEMANTICS.md §5.7, and the
  * blocking lock waiting on the server. argv: a free port. */
 #include <pthread.h>
 #include <time.h>
@@ -111,7 +111,7 @@ static void rw_lock(void)
     CHECK(unlock(c[2], id, &s), DLOCK_ALREADY_UNLOCKED);
 }
 
-/* BEHAVIOR.md §7.4, fair sequence 1 (E = 5). */
+/* SEMANTICS.md §5.7, sequence 1 (E = 5). */
 static void fair_lock(void)
 {
     int id = get(c[0], "fair 1", DLOCK_FAIR);

@@ -1,5 +1,5 @@
 /* umo_atomic64_*: create, get, faa, cas, snapshot, release, destroy and
- * their error codes, between two clients (§9). argv: a free port. */
+ * their error codes, between two clients (SEMANTICS.md §10). argv: a free port. */
 #include "dlock_client_api.h"
 #include "dlock_server_api.h"
 

@@ -1,5 +1,5 @@
 /* Client and server debug statistics and the client stats rate limit
- * (§15). argv: a free port. */
+ * (SEMANTICS.md §11). argv: a free port. */
 #include "dlock_client_api.h"
 #include "dlock_server_api.h"
 

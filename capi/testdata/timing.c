@@ -1,4 +1,4 @@
-/* Lease expiry with 1-second granularity (§7.4, §20.5): the fair timeout
+/* Lease expiry with 1-second granularity (SEMANTICS.md §5.7): the fair timeout
  * grab sequence and the atomic expiry sequence, run at the same time on
  * separate clients. argv: a free port. */
 #include <pthread.h>

@@ -1,4 +1,4 @@
-/* TLS (§14): a TLS server and TLS clients in one process, with the three
+/* TLS (README, "Securing dlock"): a TLS server and TLS clients in one process, with the three
  * ssl_cfg callbacks called through C trampolines; lazy loading (a wrong
  * password or a rejecting verify callback only fails client_init).
  * argv: port, ca, server cert, server key, client cert, client key,

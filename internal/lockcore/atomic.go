@@ -2,7 +2,7 @@ package lockcore
 
 import "github.com/dlock-io/dlock"
 
-// ATOMIC (BEHAVIOR.md §7.1): owner and absolute timeout; held while
+// ATOMIC (SEMANTICS.md §5.1): owner and absolute timeout; held while
 // owner != 0 && now <= timeout. Expiry is lazy for non-blocking commands; a
 // queued waiter takes the lock at timeout+1 (NextEvent).
 

@@ -12,7 +12,7 @@ import (
 )
 
 // The exhaustive checker drives one lock with model clients that follow the
-// client library's request mapping (BEHAVIOR.md §6.3): a client caches the
+// client library's request mapping (SEMANTICS.md §6.2): a client caches the
 // last value the server gave it, turns a "lock" into a trylock, ticket trylock
 // or reentrant extend according to its local state, abandons a FAIR ticket
 // locally on unlock, and may also block (Acquire), give up (Cancel, keeping or

@@ -2,7 +2,7 @@ package lockcore
 
 import "github.com/dlock-io/dlock"
 
-// FAIR (BEHAVIOR.md §7.3): a ticket lock with 16-bit counters, a lease, a
+// FAIR (SEMANTICS.md §5.3): a ticket lock with 16-bit counters, a lease, a
 // 2-second hand-over window and timeout grabs.
 //
 // Deviations from upstream, all stricter, all invisible to a well-behaved
@@ -19,7 +19,8 @@ import "github.com/dlock-io/dlock"
 //   - EXCLUSIVE_TICKET_TRYLOCK is not granted beside readers (Rcnt > 0): for
 //     a ticket the server issued, tx == Nx && ts == Ns already implies
 //     Rcnt == 0; the check keeps a forged ticket from breaking exclusion.
-//   - Rcnt saturates at 0 (§18 #7); now+E saturates (§18 #12).
+//   - Rcnt saturates at 0 (upstream can wrap it to 63 after a grab);
+//     now+E saturates (upstream wraps).
 //   - A timeout grab makes every previous holder stale: they are forgotten.
 
 // fairCounters is the FAIR state besides owner and timeout.
@@ -147,7 +148,7 @@ func (l *Lock) fairExclusiveRelease(now uint32) {
 func (l *Lock) fairSharedRelease(now uint32) {
 	f := &l.f
 	f.ns++
-	if f.rcnt > 0 { // §18 #7: saturate
+	if f.rcnt > 0 { // saturate
 		f.rcnt--
 	}
 	if f.rcnt == 0 {

@@ -87,7 +87,7 @@ func (l *Lock) Holders(dst []int32) (exclusive int32, shared []int32) {
 
 // Exec executes one non-blocking command from client (the authenticated id of
 // the channel it arrived on) with the payload arg the client sent, exactly as
-// BEHAVIOR.md §7 specifies per lock type (with §18's recommendations). Expiry
+// SEMANTICS.md §5 specifies per lock type. Expiry
 // and hand-over due at now are processed first. Counters are incremented in
 // st (may be nil). Queued waiters answered by this command are appended to
 // wake.
@@ -95,8 +95,8 @@ func (l *Lock) Holders(dst []int32) (exclusive int32, shared []int32) {
 // Extend commands carry the relative expiry in the payload's time_out, as the
 // client sends it; Exec converts it to an absolute time (now+E saturating at
 // 0xFFFFFFFF, 0 stays 0). The reply of a FAIR EXCLUSIVE_TRYLOCK or
-// SHARED_TRYLOCK answered EAGAIN is the client's ticket (§7.3
-// post-processing already applied).
+// SHARED_TRYLOCK answered EAGAIN is the client's ticket (Mx, Ms
+// the ticket's numbers, time_out the second it was issued).
 //
 // Beyond upstream, the lock tracks its holders and refuses releases and
 // extends from clients that do not hold it (see the per-type files).
@@ -313,7 +313,7 @@ func (l *Lock) isShared(client int32) bool {
 	return slices.Contains(l.shared, client)
 }
 
-// expireAt returns now+e saturated at 0xFFFFFFFF (§18 #12: upstream wraps).
+// expireAt returns now+e saturated at 0xFFFFFFFF (upstream wraps).
 func expireAt(now, e uint32) uint32 {
 	s := uint64(now) + uint64(e)
 	if s > math.MaxUint32 {

@@ -28,17 +28,19 @@ type fairReport struct {
 }
 
 // Merge folds one client's recovery report for one lock into the table
-// (BEHAVIOR.md §11): the lock is found by descriptor or created (preferred
+// (SEMANTICS.md §9): the lock is found by descriptor or created (preferred
 // id first), the reported value v is merged by the rules of its type, the
 // client gets a reference, and tokens continue above token. It returns the
 // lock id, or -1 when the entry is rejected: a lock of another type exists
-// (§18 #9's recommendation), the descriptor or type is invalid, or the
+// (upstream merges it anyway), the descriptor or type is invalid, or the
 // table is full.
 //
 // Beyond upstream, the holder the merge accepts is tracked (upstream leaves
 // a FAIR lock's owner at 0), so the recovered holder can unlock and a
 // removed client's recovered holds are released. A report naming another
-// client as the owner is ignored.
+// client as the owner is ignored. A client may report the same lock again
+// (it re-registered after its connection dropped during recovery): merging
+// the same report twice changes nothing.
 func (t *Table) Merge(client int32, desc []byte, typ dlock.LockType, preferred int32, lease uint32, v dlock.LockState, hold Hold, token uint64) int32 {
 	id, st := t.Get(client, desc, typ, preferred, lease)
 	if st != dlock.Success {
@@ -89,6 +91,11 @@ func (l *Lock) mergeRW(client int32, r dlock.RWState, hold Hold) {
 		l.owner, l.timeout, l.rcount = client, r.Timeout, 0
 		l.shared = l.shared[:0]
 	case HoldShared:
+		if slices.Contains(l.shared, client) {
+			// The client uploads again (its connection dropped mid-recovery).
+			l.timeout = max(l.timeout, r.Timeout)
+			return
+		}
 		if l.owner != 0 {
 			if r.Timeout <= l.timeout {
 				return
@@ -103,7 +110,7 @@ func (l *Lock) mergeRW(client int32, r dlock.RWState, hold Hold) {
 	}
 }
 
-// mergeFair applies §11's FAIR rules to the counters, then derives the
+// mergeFair applies the FAIR merge rules to the counters, then derives the
 // holders from the reports that match the merged position.
 func (l *Lock) mergeFair(client int32, r dlock.FairState, hold Hold) {
 	if r.Timeout == 0 {
@@ -131,6 +138,9 @@ func (l *Lock) mergeFair(client int32, r dlock.FairState, hold Hold) {
 	if !passed(r.Ms, f.ms) {
 		f.ms = r.Ms
 	}
+	// A client's new report (it uploads again after a dropped connection)
+	// replaces its earlier one.
+	l.reports = slices.DeleteFunc(l.reports, func(rep fairReport) bool { return rep.client == client })
 	if hold == HoldExclusive || sharedHold {
 		l.reports = append(l.reports, fairReport{client: client, shared: sharedHold, nx: r.Nx, ns: r.Ns})
 	}

@@ -154,3 +154,44 @@ func TestMergeFairShared(t *testing.T) {
 		t.Fatalf("exclusive report: owner %d rcnt %d shared %v", l.owner, l.f.rcnt, l.shared)
 	}
 }
+
+// TestMergeTwiceIsIdempotent: a client whose connection dropped during
+// recovery uploads again; the second report of the same holds changes
+// nothing (shared RW holds are not counted twice, FAIR holders stay).
+func TestMergeTwiceIsIdempotent(t *testing.T) {
+	cases := []struct {
+		name string
+		typ  dlock.LockType
+		v    dlock.LockState
+		hold Hold
+	}{
+		{"atomic", dlock.Atomic, dlock.AtomicState{Owner: 7, Timeout: 100}.State(), HoldExclusive},
+		{"rw-exclusive", dlock.RW, dlock.RWState{Owner: 7, Timeout: 100}.State(), HoldExclusive},
+		{"rw-shared", dlock.RW, dlock.RWState{Timeout: 100, RCount: 1}.State(), HoldShared},
+		{"fair-exclusive", dlock.Fair, dlock.FairState{Nx: 3, Mx: 4, Timeout: 100}.State(), HoldExclusive},
+		{"fair-shared", dlock.Fair, dlock.FairState{Nx: 3, Ms: 1, RCnt: 1, Timeout: 100}.State(), HoldShared},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := NewTable(Limits{})
+			id := tb.Merge(7, []byte("l"), tc.typ, 1, 0, tc.v, tc.hold, 5)
+			if id <= 0 {
+				t.Fatalf("first merge = %d", id)
+			}
+			l := tb.Lock(id)
+			st1 := l.State()
+			ex1, sh1 := l.Holders(nil)
+			sh1 = append([]int32(nil), sh1...)
+			if id2 := tb.Merge(7, []byte("l"), tc.typ, 1, 0, tc.v, tc.hold, 5); id2 != id {
+				t.Fatalf("second merge = %d, want %d", id2, id)
+			}
+			ex2, sh2 := l.Holders(nil)
+			if st2 := l.State(); st2 != st1 || ex2 != ex1 || len(sh2) != len(sh1) {
+				t.Fatalf("after a second merge: state %v holders %d %v; want %v %d %v", st2, ex2, sh2, st1, ex1, sh1)
+			}
+			if ex1 != 7 && (len(sh1) != 1 || sh1[0] != 7) {
+				t.Fatalf("holder after merge: %d %v, want client 7", ex1, sh1)
+			}
+		})
+	}
+}

@@ -2,7 +2,7 @@ package lockcore
 
 import "github.com/dlock-io/dlock"
 
-// RW (BEHAVIOR.md §7.2): owner (exclusive holder), rcount (shared holders),
+// RW (SEMANTICS.md §5.2): owner (exclusive holder), rcount (shared holders),
 // timeout (first acquisition of the holding period); no expiry.
 //
 // Stricter than upstream: the lock tracks which clients hold it shared, and
@@ -57,7 +57,7 @@ func (l *Lock) execRW(now uint32, client int32, cmd dlock.Cmd, arg dlock.LockSta
 		}
 	case dlock.CmdExclusiveExtend, dlock.CmdSharedExtend:
 		// Upstream counts the refused time conversion, then the missing
-		// handler (§15.2).
+		// handler.
 		st.Inc(dlock.StatEInvalLockType)
 		return invalid(arg, st)
 	default:

@@ -36,8 +36,8 @@ type Limits struct {
 const maxLockID = 0x7FFFFFFF
 
 // Table is the set of lock objects of one server: identity by descriptor
-// bytes, id allocation (BEHAVIOR.md §5.2), per-client reference sets
-// (§5.3), the lock limit, and what happens when a client is removed.
+// bytes, id allocation, per-client reference sets (SEMANTICS.md §3), the
+// lock limit, and what happens when a client is removed.
 type Table struct {
 	tokens  Tokens
 	max     int
@@ -74,7 +74,7 @@ func (t *Table) RaiseTokens(v uint64) { t.tokens.Raise(v) }
 func (t *Table) Len() int { return len(t.byID) }
 
 // Get is get_lock on the server: find the lock named desc or create it with
-// type typ (preferred id first, §5.2), and add client to its references with
+// type typ (preferred id first, SEMANTICS.md §3), and add client to its references with
 // lease (stored, not enforced). It returns the lock's id. Errors: ErrGeneric
 // (-1) for a type mismatch with the existing lock; ErrServerNoResource when the
 // lock limit is reached or no id is free; ErrInval for an invalid descriptor
@@ -113,7 +113,7 @@ func (t *Table) Get(client int32, desc []byte, typ dlock.LockType, preferred int
 	return l.id, dlock.Success
 }
 
-// allocID picks the id of a new lock (§5.2): preferred when > 0 and free,
+// allocID picks the id of a new lock: preferred when > 0 and free,
 // else the next free id scanning upwards from the cursor, wrapping once.
 func (t *Table) allocID(preferred int32) (int32, bool) {
 	if preferred > 0 && uint32(preferred) <= t.maxID {

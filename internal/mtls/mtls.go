@@ -1,5 +1,5 @@
 // Package mtls builds the TLS configurations of dlock's client and server
-// (BEHAVIOR.md §14): TLS 1.3 only, mutual authentication against a CA
+// (README, "Securing dlock"): TLS 1.3 only, mutual authentication against a CA
 // bundle, certificates and keys read from PEM files (encrypted PKCS#8 keys
 // included, the password wiped after use), a CRL enforced on every handshake
 // and re-read when its file changes, an optional peer-verification callback

@@ -423,7 +423,7 @@ func keyValues(words []string) (map[string]string, error) {
 	return kv, nil
 }
 
-// djb2 is the client's descriptor hash (BEHAVIOR.md §5.2).
+// djb2 is the client's descriptor hash (SEMANTICS.md §3).
 func djb2(b []byte) uint32 {
 	h := uint32(5381)
 	for _, c := range b {

@@ -6,7 +6,7 @@ import (
 	"github.com/dlock-io/dlock"
 )
 
-// maxID is the largest object id; ids run from 1 to maxID (BEHAVIOR.md §2).
+// maxID is the largest object id; ids run from 1 to maxID.
 const maxID = 0x7FFFFFFF
 
 // Limits bound a [Table]. Zero fields take the DLock defaults.
@@ -44,7 +44,7 @@ func (o *object) extend(d uint32) {
 
 // Table is the set of atomic64 objects of one server: identity by descriptor,
 // id allocation, owners, getters with their leases, the object limit, and
-// what happens when a client is removed (BEHAVIOR.md §9).
+// what happens when a client is removed (SEMANTICS.md §10).
 type Table struct {
 	max    int   // object limit
 	idMax  int32 // largest id (maxID; smaller in tests)
@@ -77,7 +77,7 @@ func NewTable(lim Limits) *Table {
 // ones included: the count that the object limit applies to.
 func (t *Table) Len() int { return len(t.byID) }
 
-// deadline returns now+lease, saturating at the largest uint32 (§18 #12).
+// deadline returns now+lease, saturating at the largest uint32 (upstream wraps).
 func deadline(now, lease uint32) uint32 {
 	if d := now + lease; d >= now {
 		return d
@@ -91,7 +91,7 @@ func validArgs(client int32, desc []byte, lease uint32) bool {
 	return client > 0 && len(desc) >= 1 && len(desc) <= dlock.MaxDescLen && lease > 0
 }
 
-// Create is umo_atomic64_create on the server (BEHAVIOR.md §9.2): create the
+// Create is umo_atomic64_create on the server: create the
 // object named desc with value init, owned by client, with max_lease
 // now+lease, and return its id. The id is preferred (the client's djb2 hash
 // of desc) when that is positive and free, otherwise the next free id after
@@ -143,7 +143,7 @@ func (t *Table) Create(now uint32, client int32, desc []byte, preferred int32, l
 }
 
 // refresh recycles a destroyed object whose references no longer hold it
-// (§9.2, with the value reset recommended by §18 #10).
+// (with the value reset to init; upstream keeps the old value).
 func (t *Table) refresh(o *object, now uint32, client int32, lease uint32, init uint64) {
 	for g := range o.getters {
 		t.unindex(t.got, g, o.id)
@@ -155,7 +155,7 @@ func (t *Table) refresh(o *object, now uint32, client int32, lease uint32, init 
 	o.value = init
 }
 
-// allocID picks the id of a new object (§5.2): preferred if positive and
+// allocID picks the id of a new object: preferred if positive and
 // free, else a scan upwards from the cursor that wraps once to 1.
 func (t *Table) allocID(preferred int32) (int32, bool) {
 	if preferred > 0 && preferred <= t.idMax && t.byID[preferred] == nil {
@@ -173,7 +173,7 @@ func (t *Table) allocID(preferred int32) (int32, bool) {
 	return 0, false
 }
 
-// Get is umo_atomic64_get on the server (BEHAVIOR.md §9.4): client takes a
+// Get is umo_atomic64_get on the server: client takes a
 // reference to the object named desc, valid until now+lease, and max_lease
 // is raised to that deadline; the object's id is returned. A repeated Get by
 // the same client takes no further reference; it only renews the client's
@@ -202,7 +202,7 @@ func (t *Table) Get(now uint32, client int32, desc []byte, lease uint32) (int32,
 	return o.id, dlock.Success
 }
 
-// Release is umo_atomic64_release on the server (BEHAVIOR.md §9.5): drop
+// Release is umo_atomic64_release on the server: drop
 // client's reference to object id and its lease entry (max_lease is not
 // lowered). A destroyed object is freed when this leaves it unreferenced or
 // its lease has passed. ErrObjectNotGet when client has no reference (also
@@ -222,7 +222,7 @@ func (t *Table) Release(now uint32, client int32, id int32) dlock.Status {
 	return dlock.Success
 }
 
-// Destroy is umo_atomic64_destroy on the server (BEHAVIOR.md §9.3): mark
+// Destroy is umo_atomic64_destroy on the server: mark
 // object id destroyed, freeing it at once when nobody has it or its lease has
 // passed; otherwise its getters keep using it until they release it.
 // Errors, in this order: ErrObjectNotCreate for an unknown id,
@@ -248,7 +248,7 @@ func (t *Table) Destroy(now uint32, client int32, id int32) dlock.Status {
 // FetchAndAdd is umo_atomic64_faa on the server: add delta to the value of
 // object id modulo 2^64 and return the value it had before. It works on any
 // object that exists (destroyed-but-referenced and refreshed ones too),
-// whoever asks (§9.6, §18 #16); an unknown id is ErrObjectNotGet. It does not
+// whoever asks (upstream skips every check); an unknown id is ErrObjectNotGet. It does not
 // allocate.
 func (t *Table) FetchAndAdd(id int32, delta uint64) (old uint64, st dlock.Status) {
 	o := t.byID[id]
@@ -288,15 +288,15 @@ func (t *Table) Load(id int32) (uint64, dlock.Status) {
 }
 
 // RemoveClient drops what client has in the table when the server evicts
-// it or it deregisters (client_deinit, as §18 #1 recommends; BEHAVIOR.md
-// §9.7, §10.3). For each object client had got, its reference and lease
+// it or it deregisters (client_deinit, where upstream does
+// nothing; SEMANTICS.md §10). For each object client had got, its reference and lease
 // entry go; then, with "gone" meaning unreferenced or lease passed:
 //   - client owned it and it is gone: it is destroyed and freed;
 //   - client did not own it, it is destroyed and gone: it is freed.
 //
 // Every object client still owns afterwards becomes orphaned (owner 0), so
 // that any client may destroy it: those it had got and that are not gone
-// (§9.7) and those it created but never got (§18 #11; upstream leaves their
+// and those it created but never got (upstream leaves their
 // owner dangling).
 func (t *Table) RemoveClient(now uint32, client int32) {
 	for id := range t.got[client] {

@@ -254,7 +254,7 @@ type LockOp struct {
 	Flags  uint8 // FlagBlock, FlagKeepTicket
 	// Arg is the command's payload: the client's view of the lock value
 	// (ATOMIC: own id and expire; RW: own id or 0 and expire; FAIR: cached
-	// counters and expire), as BEHAVIOR.md §6.3 describes.
+	// counters and expire), as SEMANTICS.md §6.2 describes.
 	Arg [16]byte
 	// WaitMillis bounds a blocking request (FlagBlock); 0 means no bound.
 	WaitMillis uint32
@@ -381,7 +381,7 @@ func (m *BatchLockResult) Decode(b []byte) error {
 }
 
 // UpdateLock is one item of TUpdateLocks: a lock the client reports during
-// recovery (BEHAVIOR.md §11 step 4), 36 + len(Desc) bytes.
+// recovery (SEMANTICS.md §6.4), 36 + len(Desc) bytes.
 type UpdateLock struct {
 	ID    int32 // the client's id for the lock, used as the preferred id
 	Lease uint32
