@@ -19,6 +19,7 @@ func TestImportRules(t *testing.T) {
 		"internal/umo":      {""},
 		"":                  {"internal/wire", "internal/mtls"},
 		"dlockserver":       {"", "internal/wire", "internal/mtls", "internal/lockcore", "internal/umo"},
+		"dlockserver/ha":    {"dlockserver"},
 	}
 	for pkg, ok := range allowed {
 		path := mod
@@ -42,5 +43,31 @@ func TestImportRules(t *testing.T) {
 				t.Errorf("%s depends on %s, which the layering does not allow", path, dep)
 			}
 		}
+	}
+}
+
+// TestClientStandardLibraryOnly checks the whole import graph of the client
+// (root package) and of the server: nothing outside the standard library
+// and the module. The etcd client of the highly available mode is reached
+// only through dlockserver/ha.
+func TestClientStandardLibraryOnly(t *testing.T) {
+	const mod = "github.com/dlock-io/dlock"
+	for _, path := range []string{mod, mod + "/dlockserver"} {
+		out, err := exec.Command("go", "list", "-deps", "-f", `{{if not .Standard}}{{.ImportPath}}{{end}}`, path).Output()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v", path, err)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if dep != mod && !strings.HasPrefix(dep, mod+"/") {
+				t.Errorf("%s depends on %s, outside the standard library", path, dep)
+			}
+		}
+	}
+	out, err := exec.Command("go", "list", "-deps", mod+"/dlockserver/ha").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "go.etcd.io/etcd/client/v3") {
+		t.Error("dlockserver/ha no longer uses the etcd client: update this test")
 	}
 }
