@@ -3,6 +3,7 @@
 //	dlockctl bench [flags]                  load generator (see dlockctl bench -h)
 //	dlockctl lock -addr A -name N -- cmd…   run cmd while holding a lock
 //	dlockctl stats -addr A                  print the server's debug counters
+//	dlockctl cluster -etcd URLS -cluster C  show a highly available cluster: primary, epoch, standbys
 //
 // bench measures N clients × M locks (lock type and mode, uncontended or
 // contended, trylock or blocking lock, batches, pipelined requests) and
@@ -55,6 +56,7 @@ commands:
   bench   load generator: throughput, latency and server CPU per operation
   lock    run a command while holding a lock
   stats   print a server's debug counters
+  cluster show a highly available cluster (primary, epoch, standbys) from etcd
 
 Run "dlockctl <command> -h" for a command's flags.
 `
@@ -73,6 +75,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runLock(ctx, args[1:], stdin, stdout, stderr)
 	case "stats":
 		return runStats(ctx, args[1:], stdout, stderr)
+	case "cluster":
+		return runCluster(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
-	"sync"
-	"syscall"
+	"strings"
 	"testing"
 	"time"
 
@@ -233,6 +233,14 @@ func TestFailoverStandbyRedirects(t *testing.T) {
 	if st != redirectStatus || addr != c.addrs[p] {
 		t.Fatalf("standby answered status %#x naming %q, want the redirect to %s", st, addr, c.addrs[p])
 	}
-	_ = syscall.SIGKILL
-	_ = sync.Mutex{}
+
+	// The operator's view.
+	out, err := exec.Command("go", "run", "github.com/dlock-io/dlock/cmd/dlockctl", "cluster", "-etcd", c.eps, "-cluster", c.name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dlockctl cluster: %v\n%s", err, out)
+	}
+	want := fmt.Sprintf("primary  %s  epoch %d\nstandby  %s\nclients  1 registered\n", c.addrs[p], cl.Epoch(), c.addrs[sb])
+	if !strings.Contains(string(out), want) {
+		t.Fatalf("dlockctl cluster printed\n%s\nwant it to contain\n%s", out, want)
+	}
 }
