@@ -134,10 +134,12 @@ type Client struct {
 	rbuf       []byte
 	idleWG     sync.WaitGroup
 
-	swapping   bool      // Reinit is replacing the connection
-	epoch      uint64    // highest primary epoch registered with (redirect.go)
-	reinitAt   time.Time // when the last Reinit succeeded
-	newPrimary bool      // the last Reinit found a new primary in recovery
+	swapping bool      // Reinit is replacing the connection
+	epoch    uint64    // highest primary epoch registered with (redirect.go)
+	reinitAt time.Time // when the last Reinit succeeded
+	// lostObjects are the objects the last Reinit to a new primary dropped.
+	lostObjects []*Atomic64
+	newPrimary  bool // the last Reinit found a new primary in recovery
 
 	recoveryRunning bool
 	ctx             context.Context // ends at Close: stops automatic recovery

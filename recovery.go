@@ -26,6 +26,10 @@ type RecoveryReport struct {
 	// merge, or the server had removed the client. Their handles are reset:
 	// the client must lock them again.
 	Lost []*Lock
+	// LostObjects are the atomic64 objects the client had open before a
+	// new primary took over: objects are not recovered (a failover in a
+	// highly available cluster included); their handles no longer work.
+	LostObjects []*Atomic64
 	// Err is set when recovery gave up: the server removed this client
 	// (ErrClientRemovedByServer). The client is unusable; dial a new one.
 	// With Retrying, Err is instead a refusal by the server that recovery
@@ -86,10 +90,12 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	}
 	c.mu.Unlock()
 	if newPrimary {
+		c.lostObjects = c.lostObjects[:0]
 		for o := range objs {
 			o.mu.Lock()
 			o.opened = false
 			o.mu.Unlock()
+			c.lostObjects = append(c.lostObjects, o)
 		}
 	}
 	locks := c.lockList()
@@ -513,6 +519,9 @@ func (c *Client) recoverOnce(ctx context.Context, addr string) (RecoveryReport, 
 	}
 	c.mu.Lock()
 	rep.NewPrimary = c.newPrimary
+	if rep.NewPrimary {
+		rep.LostObjects = append([]*Atomic64(nil), c.lostObjects...)
+	}
 	c.mu.Unlock()
 	if rep.NewPrimary {
 		for {

@@ -154,6 +154,11 @@ func TestFailoverCrash(t *testing.T) {
 		}
 	}
 	t.Logf("%d clients hold %d locks", nclients, len(holds))
+	// Objects are lost on failover, and the application is told.
+	counter, err := clients[0].CreateAtomic64(ctx, "counter", 7, dlock.Atomic64Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	var times []time.Duration
 	for round := 0; round < rounds; round++ {
@@ -184,6 +189,9 @@ func TestFailoverCrash(t *testing.T) {
 			if rep.Err != nil || len(rep.Lost) != 0 || len(rep.Kept) != perClient {
 				t.Fatalf("round %d: client %d: kept %d lost %d err %v", round, i, len(rep.Kept), len(rep.Lost), rep.Err)
 			}
+			if wantObj := round == 0 && i == 0; (len(rep.LostObjects) == 1 && rep.LostObjects[0] == counter) != wantObj {
+				t.Fatalf("round %d: client %d reports lost objects %v", round, i, rep.LostObjects)
+			}
 		}
 		<-probe.reports
 		for _, h := range holds {
@@ -193,6 +201,11 @@ func TestFailoverCrash(t *testing.T) {
 			ok, err := h.other.TryLock(ctx)
 			if err != nil || ok {
 				t.Fatalf("round %d: %s granted to another client (%v, %v)", round, h.own.Name(), ok, err)
+			}
+		}
+		if round == 0 {
+			if _, err := counter.FetchAndAdd(ctx, 1); err == nil {
+				t.Fatal("an object survived the failover")
 			}
 		}
 		c.start(p)
