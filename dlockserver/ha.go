@@ -264,6 +264,9 @@ func (c *conn) haGate(h *wire.Header) bool {
 	}
 	r := wire.Redirect{Addr: ha.primary}
 	s.mu.Unlock()
+	if t := h.Type(); t == wire.TCancel || t == wire.TAbandon {
+		return false // requests without a reply: dropped
+	}
 	c.outMu.Lock()
 	c.out = r.Append(c.out, h.Type(), h.ID())
 	c.outMu.Unlock()
@@ -381,6 +384,21 @@ func (s *Server) haDeregister(id int32, wait bool) {
 		defer s.wg.Done()
 		do()
 	}()
+}
+
+// haRecoveryDeadline forgets, at the end of the grace period, the
+// registered clients that never came back, so that the next failover does
+// not wait for them again. Called with mu held.
+func (s *Server) haRecoveryDeadline() {
+	if s.ha == nil || s.ha.role != rolePrimary || s.state == wire.StateReady {
+		return
+	}
+	for id := range s.ha.pending {
+		if cl := s.clients[id]; cl == nil {
+			s.haDeregister(id, false)
+		}
+		delete(s.ha.pending, id)
+	}
 }
 
 // haReinitDone counts a client that finished recovery. Called with mu held.

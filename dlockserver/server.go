@@ -549,6 +549,7 @@ func (s *Server) run(e event) {
 			s.withdraw(now, e.tag, w, giveUp)
 		}
 	case evRecovery:
+		s.haRecoveryDeadline()
 		s.recoveryDeadline()
 	case evSession:
 		cl := s.clients[e.client]

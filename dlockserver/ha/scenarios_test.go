@@ -376,6 +376,15 @@ func TestFailoverClientDiesWithPrimary(t *testing.T) {
 	if d < 5*time.Second {
 		t.Fatalf("granted %v after the kill, before the 5 s grace period", d)
 	}
+	// The dead client is forgotten: the next failover does not wait for it.
+	for i := 0; ; i++ {
+		if n := c.status().Clients; n == 1 {
+			break
+		} else if i == 100 {
+			t.Fatalf("%d clients registered, want 1", n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestFailoverPrimaryDiesDuringReclaim: the new primary is killed while it
