@@ -148,13 +148,17 @@ func (s *Server) Promote(p Promotion) {
 	h.ceil.Store(max(p.TokenCeiling, p.TokenFloor))
 	h.reserving = false
 	s.setFence(p.Fence)
+	// With a negative session timeout (clients kept until evicted) the
+	// wait has no bound either, as upstream DLock's recovery.
 	grace := max(p.Grace, s.cfg.SessionTimeout)
 	if len(h.pending) == 0 {
 		s.becomeReady()
 	} else {
 		s.state = wire.StateWaitClientReinit
 		s.recovery = len(h.pending)
-		s.push(event{at: time.Now().Add(grace), kind: evRecovery})
+		if grace > 0 && s.cfg.SessionTimeout > 0 {
+			s.push(event{at: time.Now().Add(grace), kind: evRecovery})
+		}
 	}
 	s.cfg.Logger.Info("primary: serving", "epoch", p.Epoch, "expected_clients", len(h.pending),
 		"grace", grace, "token_floor", p.TokenFloor, "token_ceiling", h.ceil.Load())

@@ -119,6 +119,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if node != nil {
+		if cfg.RecoveryClients > 0 || cfg.RecoveryTimeout > 0 {
+			node.Close()
+			return errors.New("-recovery-clients and -recovery-timeout do not apply with -etcd: a new primary waits for the clients registered in etcd, for at most -session-timeout")
+		}
 		cfg.Cluster = node
 	}
 	if haf.skew != 0 {
