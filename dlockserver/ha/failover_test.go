@@ -45,6 +45,18 @@ func (c *cluster) dial(ctx context.Context, seed int) *haClient {
 	return nil
 }
 
+// awaitReport waits for cl's next recovery report.
+func awaitReport(t *testing.T, cl *haClient) dlock.RecoveryReport {
+	t.Helper()
+	select {
+	case r := <-cl.reports:
+		return r
+	case <-time.After(30 * time.Second):
+		t.Fatal("no recovery report within 30 s")
+		return dlock.RecoveryReport{}
+	}
+}
+
 // retry runs f until it succeeds, for at most d.
 func retry(ctx context.Context, d time.Duration, f func(context.Context) error) error {
 	end := time.Now().Add(d)
@@ -193,7 +205,7 @@ func TestFailoverCrash(t *testing.T) {
 				t.Fatalf("round %d: client %d reports lost objects %v", round, i, rep.LostObjects)
 			}
 		}
-		<-probe.reports
+		awaitReport(t, probe)
 		for _, h := range holds {
 			if !h.own.Held() {
 				t.Fatalf("round %d: %s not held any more", round, h.own.Name())

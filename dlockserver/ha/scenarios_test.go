@@ -327,7 +327,7 @@ func TestFailoverClockBehind(t *testing.T) {
 		p := c.waitMembers(2)
 		c.procs[p].kill()
 		c.start(p, "-clock-skew", "-1h")
-		<-cl.reports
+		awaitReport(t, cl)
 	}
 }
 
