@@ -26,6 +26,10 @@ import (
 // callers: followed, or reported as ErrNotReady while no primary is known).
 const statusRedirect = Status(wire.StatusRedirect)
 
+// errRedirected fails a connection whose server answered a request with a
+// redirect: it no longer serves.
+var errRedirected = errors.New("server stopped serving (redirect)")
+
 // maxRedirects bounds the redirects followed for one registration.
 const maxRedirects = 4
 

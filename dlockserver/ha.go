@@ -24,9 +24,14 @@ import (
 // moving forward while its etcd lease is renewed, lies in the future. Every
 // request, every timer-driven grant and every pushed grant checks it against
 // the monotonic clock, so a primary that was paused or cut off from etcd
-// serves nothing once the deadline passed, even before its fence timer runs;
-// the timer then closes every connection and forgets the lock state (the
-// next primary rebuilds it from the clients).
+// serves nothing once the deadline passed, even before its fence timer runs.
+// It is then suspended: it answers DLOCK_NOT_READY and keeps its state for
+// Promotion.Suspend, because an etcd leader election stalls keepalives
+// without expiring leases; a keepalive that gets through in that window
+// resumes it (its lease, hence its leader key, is alive: nobody else can
+// have been elected). Past the window it steps down: it closes every
+// connection and forgets the lock state (the next primary rebuilds it from
+// the clients).
 
 // Coordinator is what a server in a highly available cluster calls back
 // (Config.Cluster). Its methods may block on the network; the server calls
@@ -56,6 +61,10 @@ type Promotion struct {
 	Clients []int32
 	// Grace bounds that wait; it is raised to Config.SessionTimeout.
 	Grace time.Duration
+	// Suspend is how long past its fence the primary keeps its state while
+	// serving nothing, so that ExtendFence can resume it (an etcd leader
+	// election); then it steps down.
+	Suspend time.Duration
 	// TokenFloor is the saved token mark: every token the server issues is
 	// above it. TokenCeiling is the mark reserved for this server (≥ floor).
 	TokenFloor, TokenCeiling uint64
@@ -72,6 +81,12 @@ type haState struct {
 	coord Coordinator
 	base  time.Time // monotonic origin of fence
 	fence atomic.Int64
+	// stepDown is fence + Promotion.Suspend (same origin); guarded by mu.
+	stepDown int64
+	suspend  time.Duration
+	// poisoned is set when a grant was withheld while suspended: the state
+	// no longer matches what clients know, so it must never resume.
+	poisoned bool
 	ceil  atomic.Uint64 // reserved token mark
 	// tokens is the current lock table's counter, readable without mu.
 	tokens atomic.Pointer[lockcore.Tokens]
@@ -105,6 +120,12 @@ func (s *Server) initHA() {
 // not the primary). Safe without mu.
 func (h *haState) fenced() bool {
 	return int64(time.Since(h.base)) >= h.fence.Load()
+}
+
+// pastStepDown reports whether a suspended primary must step down. Called
+// with mu held.
+func (h *haState) pastStepDown() bool {
+	return h.poisoned || int64(time.Since(h.base)) >= h.stepDown
 }
 
 // Standby makes the server a standby that redirects every client to
@@ -147,6 +168,8 @@ func (s *Server) Promote(p Promotion) {
 	s.locks.RaiseTokens(p.TokenFloor)
 	h.ceil.Store(max(p.TokenCeiling, p.TokenFloor))
 	h.reserving = false
+	h.poisoned = false
+	h.suspend = max(p.Suspend, 0)
 	s.setFence(p.Fence)
 	// With a negative session timeout (clients kept until evicted) the
 	// wait has no bound either, as upstream DLock's recovery.
@@ -173,36 +196,51 @@ func (s *Server) ExtendFence(at time.Time) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ha.role != rolePrimary || s.ha.fenced() {
-		return // a passed fence is final for this epoch
+	h := s.ha
+	if h.role != rolePrimary || h.pastStepDown() {
+		return // stepping down is final for this epoch
 	}
-	if int64(at.Sub(s.ha.base)) > s.ha.fence.Load() {
+	if int64(at.Sub(h.base)) > h.fence.Load() {
+		if h.fenced() {
+			s.cfg.Logger.Info("primary: lease confirmed again, resuming", "epoch", h.epoch)
+			s.arm()
+		}
 		s.setFence(at)
 	}
 }
 
-// setFence sets the fence and its timer. Called with mu held.
+// setFence sets the fence, the step-down deadline and its timer. Called
+// with mu held.
 func (s *Server) setFence(at time.Time) {
-	s.ha.fence.Store(int64(at.Sub(s.ha.base)))
-	s.ha.timer.Reset(time.Until(at))
+	h := s.ha
+	h.fence.Store(int64(at.Sub(h.base)))
+	h.stepDown = int64(at.Add(h.suspend).Sub(h.base))
+	h.timer.Reset(time.Until(at.Add(h.suspend)))
 }
 
-// Epoch returns the epoch the server serves as primary, 0 when it is not
-// the primary.
+// Epoch returns the epoch of the server as primary (serving, or suspended
+// past its fence), 0 when it is not the primary.
 func (s *Server) Epoch() uint64 {
 	if s.ha == nil {
 		return 0
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ha.role != rolePrimary || s.ha.fenced() {
+	if s.ha.role != rolePrimary {
 		return 0
 	}
 	return s.ha.epoch
 }
 
 // Serving reports whether the server is the primary within its fence.
-func (s *Server) Serving() bool { return s.Epoch() != 0 }
+func (s *Server) Serving() bool {
+	if s.ha == nil {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ha.role == rolePrimary && !s.ha.fenced()
+}
 
 // LastToken returns the most recent fencing token issued.
 func (s *Server) LastToken() uint64 {
@@ -211,11 +249,11 @@ func (s *Server) LastToken() uint64 {
 	return s.locks.Tokens().Last()
 }
 
-// fenceTimer runs when the fence may have passed.
+// fenceTimer runs when the step-down deadline may have passed.
 func (s *Server) fenceTimer() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ha.role == rolePrimary && s.ha.fenced() {
+	if s.ha.role == rolePrimary && s.ha.fenced() && s.ha.pastStepDown() {
 		s.demote("lease deadline passed")
 	}
 }
@@ -253,22 +291,40 @@ func (s *Server) resetState() {
 // redirect, from a primary whose fence passed a redirect too (after
 // stepping down), and while the token reservation lags a DLOCK_NOT_READY.
 // It reports whether the request may proceed. Called without mu.
-func (c *conn) haGate(h *wire.Header) bool {
+func (c *conn) haGate(h *wire.Header, body []byte) bool {
 	s := c.s
 	ha := s.ha
 	if !ha.fenced() {
 		if ceil, last := ha.ceil.Load(), ha.tokens.Load().Last(); ceil > last && ceil-last > tokenWindow/2 {
 			return true
 		}
-		return c.tokenGate(h)
+		return c.tokenGate(h, body)
 	}
 	s.mu.Lock()
+	if ha.role == rolePrimary && !ha.fenced() {
+		s.mu.Unlock() // resumed meanwhile
+		return true
+	}
+	t := h.Type()
+	if ha.role == rolePrimary && !ha.pastStepDown() {
+		// Suspended: nothing is served, the state is kept for a resume.
+		if t == wire.TCancel || t == wire.TAbandon {
+			// A give-up we cannot apply now: the state would no longer
+			// match the client's, so never resume it.
+			ha.poisoned = true
+			s.mu.Unlock()
+			return false
+		}
+		s.mu.Unlock()
+		c.notReady(h, body)
+		return false
+	}
 	if ha.role == rolePrimary {
 		s.demote("lease deadline passed")
 	}
 	r := wire.Redirect{Addr: ha.primary}
 	s.mu.Unlock()
-	if t := h.Type(); t == wire.TCancel || t == wire.TAbandon {
+	if t == wire.TCancel || t == wire.TAbandon {
 		return false // requests without a reply: dropped
 	}
 	c.outMu.Lock()
@@ -277,17 +333,43 @@ func (c *conn) haGate(h *wire.Header) bool {
 	return false
 }
 
+// notReady answers a request DLOCK_NOT_READY in the shape its type
+// expects: lock commands with a (zero) result each, everything else with an
+// empty body. Called without mu.
+func (c *conn) notReady(h *wire.Header, body []byte) {
+	st := int32(dlock.ErrNotReady)
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	switch h.Type() {
+	case wire.TLockOp:
+		var r wire.LockResult
+		c.out = r.Append(c.out, h.ID(), st)
+	case wire.TBatchLockOp:
+		if c.bop.Decode(body) != nil {
+			c.out = wire.AppendFrame(c.out, h.Type().Reply(), h.ID(), int32(dlock.ErrInval), nil)
+			return
+		}
+		c.bres.N = c.bop.N
+		for i := 0; i < c.bop.N; i++ {
+			c.bres.Items[i] = wire.LockResult{Status: st}
+		}
+		c.out = c.bres.Append(c.out, h.ID(), 0)
+	default:
+		c.out = wire.AppendFrame(c.out, h.Type().Reply(), h.ID(), st, nil)
+	}
+}
+
 // tokenGate starts a reservation when half the window is used and refuses
 // requests that could grant while the headroom is small. Called without mu.
-func (c *conn) tokenGate(h *wire.Header) bool {
+func (c *conn) tokenGate(h *wire.Header, body []byte) bool {
 	s := c.s
 	s.mu.Lock()
 	ok := s.tokenRoom()
 	s.mu.Unlock()
-	if ok {
-		return true
+	if ok || h.Type() == wire.TCancel || h.Type() == wire.TAbandon {
+		return true // (requests without a reply grant at most the waiters)
 	}
-	c.reply(h.Type(), h.ID(), dlock.ErrNotReady)
+	c.notReady(h, body)
 	return false
 }
 
@@ -336,7 +418,9 @@ func (s *Server) reserve(epoch, need uint64) {
 	s.mu.Unlock()
 }
 
-// haServing reports, with mu held, whether grants may go out now.
+// haServing reports, with mu held, whether timer events may run now. A
+// suspended primary postpones them (a resume runs them); one past its
+// step-down deadline steps down.
 func (s *Server) haServing() bool {
 	if s.ha == nil {
 		return true
@@ -345,7 +429,9 @@ func (s *Server) haServing() bool {
 		return false
 	}
 	if s.ha.fenced() {
-		s.demote("lease deadline passed")
+		if s.ha.pastStepDown() {
+			s.demote("lease deadline passed")
+		}
 		return false
 	}
 	return true
@@ -430,6 +516,7 @@ func (s *Server) haEpoch() uint64 {
 // Called with mu held.
 func (s *Server) haMayGrant() bool {
 	if s.ha.role != rolePrimary || s.ha.fenced() {
+		s.ha.poisoned = true // a grant withheld: never resume this state
 		return false
 	}
 	if s.locks.Tokens().Last() > s.ha.ceil.Load() {

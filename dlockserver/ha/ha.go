@@ -20,6 +20,10 @@
 // Since etcd expires the lease no earlier than TTL after receiving that
 // keepalive, the primary stops serving before etcd can elect another one —
 // also when it was paused or cut off from etcd while clients still reach it.
+// It keeps its state for TTL/2 more: a keepalive that gets through then
+// (after an etcd leader election, which stalls keepalives but expires no
+// lease) resumes it without a failover; otherwise it steps down. Choose a
+// TTL well above etcd's election timeout.
 //
 // Use it by giving the Node to the server as its coordinator:
 //
@@ -260,23 +264,25 @@ func (n *Node) term(ctx context.Context, srv *dlockserver.Server) error {
 		return errors.New("fence passed before serving")
 	}
 	srv.Promote(dlockserver.Promotion{Epoch: uint64(rev), Fence: fence, Clients: clients,
-		TokenFloor: floor, TokenCeiling: ceil})
+		TokenFloor: floor, TokenCeiling: ceil, Suspend: n.cfg.TTL / 2})
 	n.cfg.Logger.Info("ha: primary", "epoch", rev, "clients", len(clients), "token_floor", floor)
 
-	// Keep the fence ahead. A failed keepalive is retried until the fence
-	// passes; the server stops serving by itself at the fence.
+	// Keep the fence ahead. A failed keepalive is retried: the server stops
+	// serving by itself at the fence, resumes if a keepalive gets through
+	// within TTL/2 after it (an etcd leader election stalls keepalives but
+	// expires no lease), and steps down after that.
 	tick := time.NewTicker(n.cfg.TTL / 4)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-sess.Done():
-			return errors.New("session ended")
 		case <-tick.C:
+			// (The session's own keepalive gives up after a TTL without
+			// answers; ours decides, on whether etcd still has the lease.)
 		}
-		if !srv.Serving() {
-			return errors.New("fence passed")
+		if srv.Epoch() != uint64(rev) {
+			return errors.New("stepped down")
 		}
 		at, err := n.keepAlive(ctx, sess.Lease())
 		if err != nil {

@@ -77,7 +77,7 @@ func (m *etcdMember) start(t *testing.T, bin, state string) {
 		"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
 		"--initial-cluster", m.cluster, "--initial-cluster-state", state,
 		"--initial-cluster-token", "dlock-test", "--logger", "zap", "--log-level", "error",
-		"--heartbeat-interval", "100", "--election-timeout", "1000")
+		"--heartbeat-interval", "50", "--election-timeout", "500")
 }
 
 func endpoints(ms []*etcdMember) string {
