@@ -87,7 +87,7 @@ type haState struct {
 	// poisoned is set when a grant was withheld while suspended: the state
 	// no longer matches what clients know, so it must never resume.
 	poisoned bool
-	ceil  atomic.Uint64 // reserved token mark
+	ceil     atomic.Uint64 // reserved token mark
 	// tokens is the current lock table's counter, readable without mu.
 	tokens atomic.Pointer[lockcore.Tokens]
 

@@ -488,8 +488,7 @@ func TestFailoverPrimaryDiesDuringReclaim(t *testing.T) {
 }
 
 // TestFailoverEtcdMemberRestart restarts etcd members, the leader among
-// them, then freezes each (SIGSTOP, 2.5 s: longer than the primary's fence
-// when it is the member the primary talks to), under a running cluster: no
+// them, then freezes each for 1.5 s (SIGSTOP), under a running cluster: no
 // dlock failover happens. While keepalives stall the primary may be
 // suspended (DLOCK_NOT_READY); it resumes with its state and epoch.
 func TestFailoverEtcdMemberRestart(t *testing.T) {
@@ -519,7 +518,7 @@ func TestFailoverEtcdMemberRestart(t *testing.T) {
 	}
 	for _, m := range etcd {
 		m.proc.signal(syscall.SIGSTOP)
-		time.Sleep(2500 * time.Millisecond)
+		time.Sleep(1500 * time.Millisecond)
 		m.proc.signal(syscall.SIGCONT)
 		lockUnlock(ctx, t, l, "after freezing "+m.name)
 	}
