@@ -7,6 +7,12 @@
 //	        [-tls-key-password-file file | -tls-key-password-env name]
 //	        [-tls-crl file] [-tls-client-auth=false] [-tls-require-aes256]
 //	        [-tls-handshake-timeout d] [-max-pending-handshakes n]]
+//	       [-etcd urls [-cluster name] [-advertise host:port] [-etcd-ttl d]
+//	        [-etcd-ca file] [-etcd-cert file -etcd-key file]]
+//
+// With -etcd, the server joins a highly available cluster: etcd elects one
+// primary, the others redirect clients to it and take over when it dies
+// (README, "Running a highly available cluster").
 //
 // With -tls-cert, every connection is TLS 1.3 with mutual authentication
 // (README, "Securing dlock"). The TLS files are checked at startup, then
