@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/dlocktest"
 )
 
 func testCtx(t *testing.T, d time.Duration) context.Context {
@@ -267,5 +268,49 @@ func TestFailoverStandbyRedirects(t *testing.T) {
 	want := fmt.Sprintf("primary  %s  epoch %d\nstandby  %s\nclients  1 registered\n", c.addrs[p], cl.Epoch(), c.addrs[sb])
 	if !strings.Contains(string(out), want) {
 		t.Fatalf("dlockctl cluster printed\n%s\nwant it to contain\n%s", out, want)
+	}
+}
+
+// TestFailoverTLS: a cluster whose members require mutual TLS; a client
+// given the standby's address is redirected to the primary over TLS, and
+// after a SIGKILL of the primary recovers on the other member, keeping its
+// lock.
+func TestFailoverTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 2*time.Minute)
+	pki := dlocktest.NewPKI(t, "")
+	srvCert, cliCert := pki.Issue("server", dlocktest.CertOptions{}), pki.Issue("client", dlocktest.CertOptions{})
+	c := newCluster(t, 2, nil)
+	for i := range c.extra {
+		c.extra[i] = []string{"-tls-ca", pki.CAFile, "-tls-cert", srvCert.CertFile, "-tls-key", srvCert.KeyFile}
+	}
+	c.start(0)
+	c.waitMembers(1)
+	c.start(1)
+	p := c.waitMembers(2)
+	reports := make(chan dlock.RecoveryReport, 4)
+	cl, err := dlock.Dial(ctx, c.addrs[1-p], &dlock.Config{TLS: pki.TLS(cliCert), AutoRecover: true, Addrs: c.addrs,
+		OnRecover: func(r dlock.RecoveryReport) { reports <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	l, err := cl.OpenLock(ctx, "x", dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l.TryLock(ctx); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	c.procs[p].kill()
+	select {
+	case r := <-reports:
+		if r.Err != nil || len(r.Kept) != 1 || !r.NewPrimary {
+			t.Fatalf("recovery over TLS: %+v", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no recovery over TLS")
 	}
 }
