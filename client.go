@@ -41,6 +41,13 @@ type Config struct {
 	// OnRecover, if set, is called after each automatic recovery (from the
 	// recovery goroutine; it must not block for long).
 	OnRecover func(RecoveryReport)
+	// SessionTimeout bounds automatic recovery: a client that has reached
+	// no serving server for that long after losing its connection reports
+	// every hold lost (OnRecover with ErrSessionExpired) and stops, since
+	// the server, or a new primary, stops waiting for it after its own
+	// session timeout. Set it to at most the servers' -session-timeout.
+	// Zero means 15 s, the servers' default; negative retries forever.
+	SessionTimeout time.Duration
 
 	// TLS, if set, makes the connection TLS 1.3 with mutual authentication
 	// (ssl_cfg); see TLSOptions. Its files are read at every dial.
@@ -138,8 +145,12 @@ type Client struct {
 	rbuf       []byte
 	idleWG     sync.WaitGroup
 
-	swapping   bool // Reinit is replacing the connection
-	newPrimary bool // the last Reinit found a new primary in recovery
+	swapping bool      // Reinit is replacing the connection
+	epoch    uint64    // highest primary epoch registered with (redirect.go)
+	reinitAt time.Time // when the last Reinit succeeded
+	// lostObjects are the objects the last Reinit to a new primary dropped.
+	lostObjects []*Atomic64
+	newPrimary  bool // the last Reinit found a new primary in recovery
 
 	recoveryRunning bool
 	ctx             context.Context // ends at Close: stops automatic recovery
@@ -163,28 +174,37 @@ func Dial(ctx context.Context, addr string, cfg *Config) (*Client, error) {
 	if len(c.cfg.Addrs) == 0 {
 		c.cfg.Addrs = []string{addr}
 	}
+	if c.cfg.SessionTimeout == 0 {
+		c.cfg.SessionTimeout = 15 * time.Second
+	}
 	if c.cfg.DialTimeout <= 0 {
 		c.cfg.DialTimeout = 10 * time.Second
 	}
 	if c.cfg.Logger == nil {
 		c.cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	nc, err := c.dial(ctx, addr)
-	if err != nil {
-		return nil, fmt.Errorf("dlock: dial %s: %w", addr, err)
+	// In a cluster, addr may be a standby (its redirect is followed) or
+	// down (the other Addrs are tried).
+	var firstErr error
+	for _, a := range c.seeds(addr) {
+		nc, _, rep, err := c.connect(ctx, a, wire.TInit, 0)
+		if err == nil {
+			c.id = rep.id
+			c.start(nc)
+			return c, nil
+		}
+		var st Status
+		if errors.As(err, &st) && st != ErrNotReady {
+			return nil, fmt.Errorf("dlock: dial %s: %w", a, err) // a refusal, not a failover
+		}
+		if firstErr == nil {
+			firstErr = fmt.Errorf("dlock: dial %s: %w", a, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
 	}
-	id, _, st, err := c.register(ctx, nc, wire.TInit, 0)
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("dlock: dial %s: %w", addr, err)
-	}
-	if st != Success {
-		nc.Close()
-		return nil, fmt.Errorf("dlock: dial %s: %w", addr, st)
-	}
-	c.id = id
-	c.start(nc)
-	return c, nil
+	return nil, firstErr
 }
 
 func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
@@ -209,8 +229,9 @@ func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
 }
 
 // register sends TInit/TReinit on a fresh connection and reads the reply
-// synchronously.
-func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int32) (int32, uint8, Status, error) {
+// synchronously. A standby's redirect comes back as statusRedirect with the
+// primary's address in rep.Redirect.
+func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int32) (regReply, Status, error) {
 	deadline := time.Now().Add(c.cfg.DialTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -219,7 +240,7 @@ func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int3
 	defer nc.SetDeadline(time.Time{})
 	m := wire.Init{MinVersion: MinProtoVersion, TPMode: c.cfg.TPMode}
 	if _, err := nc.Write(m.Append(nil, t, 1, id)); err != nil {
-		return 0, 0, 0, err
+		return regReply{}, 0, err
 	}
 	var h wire.Header
 	body, err := wire.ReadFrame(nc, &h, nil)
@@ -227,19 +248,26 @@ func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int3
 		if errors.Is(err, io.EOF) && c.cfg.TLS == nil {
 			err = fmt.Errorf("server closed the connection before answering (does it require TLS? set Config.TLS): %w", err)
 		}
-		return 0, 0, 0, err
+		return regReply{}, 0, err
 	}
 	if h.Type() != t.Reply() || h.ID() != 1 || h.Version() != wire.Version {
-		return 0, 0, ErrBadResponse, nil
+		return regReply{}, ErrBadResponse, nil
+	}
+	if h.Status() == wire.StatusRedirect {
+		var r wire.Redirect
+		if r.Decode(body) != nil {
+			return regReply{}, ErrBadResponse, nil
+		}
+		return regReply{redirect: r.Addr}, statusRedirect, nil
 	}
 	if st := Status(h.Status()); st != Success {
-		return 0, 0, passThrough(st), nil
+		return regReply{}, passThrough(st), nil
 	}
 	var rep wire.InitReply
 	if rep.Decode(body) != nil || rep.ClientID <= 0 || (id != 0 && rep.ClientID != id) {
-		return 0, 0, ErrBadResponse, nil
+		return regReply{}, ErrBadResponse, nil
 	}
-	return rep.ClientID, rep.ServerState, Success, nil
+	return regReply{id: rep.ClientID, state: rep.ServerState, epoch: rep.Epoch}, Success, nil
 }
 
 // passThrough maps a reply status the way DLock's clients do (SEMANTICS.md §7):

@@ -254,6 +254,11 @@ func (c *Client) dispatch(h *wire.Header, body []byte) (*call, error) {
 	if h.Version() != wire.Version || !h.Type().IsReply() {
 		return nil, fmt.Errorf("unexpected frame type %#x version %d", h.Type(), h.Version())
 	}
+	if h.Status() == wire.StatusRedirect {
+		// The server stopped serving (a standby now, or a primary whose
+		// lease passed): it executed nothing it answers so, and is closing.
+		return nil, errRedirected
+	}
 	c.mu.Lock()
 	cl := c.pending[h.ID()]
 	delete(c.pending, h.ID())

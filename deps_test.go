@@ -19,6 +19,7 @@ func TestImportRules(t *testing.T) {
 		"internal/umo":      {""},
 		"":                  {"internal/wire", "internal/mtls"},
 		"dlockserver":       {"", "internal/wire", "internal/mtls", "internal/lockcore", "internal/umo"},
+		"dlockserver/ha":    {"dlockserver"},
 	}
 	for pkg, ok := range allowed {
 		path := mod
@@ -45,9 +46,10 @@ func TestImportRules(t *testing.T) {
 	}
 }
 
-// TestNoThirdPartyInLibraries: the client library and the embeddable
-// server link only the standard library; the Prometheus client stays in
-// dlockserver/dlockhttp, which only the daemon imports.
+// TestNoThirdPartyInLibraries: the client library, the embeddable server
+// and dlocktest link only the standard library and the module: the
+// Prometheus client stays in dlockserver/dlockhttp and the etcd client in
+// dlockserver/ha, which only the daemon and embedders that want them import.
 func TestNoThirdPartyInLibraries(t *testing.T) {
 	const mod = "github.com/dlock-io/dlock"
 	for _, path := range []string{mod, mod + "/dlockserver", mod + "/dlocktest"} {
@@ -56,9 +58,16 @@ func TestNoThirdPartyInLibraries(t *testing.T) {
 			t.Fatalf("go list -deps %s: %v", path, err)
 		}
 		for _, dep := range strings.Fields(string(out)) {
-			if !strings.HasPrefix(dep, mod) {
+			if dep != mod && !strings.HasPrefix(dep, mod+"/") {
 				t.Errorf("%s depends on %s, outside the standard library", path, dep)
 			}
 		}
+	}
+	out, err := exec.Command("go", "list", "-deps", mod+"/dlockserver/ha").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(out), "go.etcd.io/etcd/client/v3") {
+		t.Error("dlockserver/ha no longer uses the etcd client: update this test")
 	}
 }

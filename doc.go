@@ -50,4 +50,11 @@
 // [Client.ReinitDone], then [Client.Revalidate] — or set
 // [Config.AutoRecover] and let the client do all of it. Objects are not
 // recovered.
+//
+// In a highly available cluster (dlockd -etcd, package dlockserver/ha) a
+// standby takes over by itself. List the servers in [Config.Addrs] as seeds:
+// the client follows a standby's redirect to the primary, refuses a primary
+// of an older epoch ([Client.Epoch], [ErrStaleEpoch]), and after a failover
+// recovers as above. A client that reaches no serving primary within
+// [Config.SessionTimeout] reports its holds lost ([ErrSessionExpired]).
 package dlock

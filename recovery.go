@@ -26,6 +26,10 @@ type RecoveryReport struct {
 	// merge, or the server had removed the client. Their handles are reset:
 	// the client must lock them again.
 	Lost []*Lock
+	// LostObjects are the atomic64 objects the client had open before a
+	// new primary took over: objects are not recovered (a failover in a
+	// highly available cluster included); their handles no longer work.
+	LostObjects []*Atomic64
 	// Err is set when recovery gave up: the server removed this client
 	// (ErrClientRemovedByServer). The client is unusable; dial a new one.
 	// With Retrying, Err is instead a refusal by the server that recovery
@@ -47,16 +51,8 @@ type RecoveryReport struct {
 func (c *Client) Reinit(ctx context.Context, addr string) error {
 	c.reinitMu.Lock()
 	defer c.reinitMu.Unlock()
-	nc, err := c.dial(ctx, addr)
+	nc, _, rep, err := c.connect(ctx, addr, wire.TReinit, c.id)
 	if err != nil {
-		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
-	}
-	_, state, st, err := c.register(ctx, nc, wire.TReinit, c.id)
-	if err == nil && st != Success {
-		err = st
-	}
-	if err != nil {
-		nc.Close()
 		if errors.Is(err, ErrClientRemovedByServer) {
 			c.mu.Lock()
 			if c.err != nil && !c.closing {
@@ -67,6 +63,7 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 		}
 		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
 	}
+	state := rep.state
 	c.mu.Lock()
 	c.swapping = true
 	c.mu.Unlock()
@@ -86,16 +83,19 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	c.mu.Lock()
 	c.swapping = false
 	c.newPrimary = newPrimary
+	c.reinitAt = time.Now()
 	objs := c.objects
 	if newPrimary {
 		c.objects = make(map[*Atomic64]struct{})
 	}
 	c.mu.Unlock()
 	if newPrimary {
+		c.lostObjects = c.lostObjects[:0]
 		for o := range objs {
 			o.mu.Lock()
 			o.opened = false
 			o.mu.Unlock()
+			c.lostObjects = append(c.lostObjects, o)
 		}
 	}
 	locks := c.lockList()
@@ -415,13 +415,16 @@ func (c *Client) recoverLoop() {
 		c.mu.Unlock()
 	}()
 	backoff := 50 * time.Millisecond
+	lostAt := time.Now()
 	var refused error
 	for {
+		failover := false // a standby answered: a new primary is coming
 		for _, addr := range c.cfg.Addrs {
 			rep, err := c.recoverOnce(c.ctx, addr)
 			if c.ctx.Err() != nil {
 				return
 			}
+			failover = failover || errors.Is(err, ErrNotReady)
 			if err == nil || errors.Is(err, ErrClientRemovedByServer) {
 				if err != nil {
 					rep = RecoveryReport{Addr: addr, Err: err}
@@ -455,6 +458,24 @@ func (c *Client) recoverLoop() {
 				c.cfg.Logger.Debug("dlock: recovery attempt failed", "addr", addr, "err", err)
 			}
 		}
+		c.mu.Lock()
+		if c.reinitAt.After(lostAt) {
+			// A server took this client back since (a new primary that
+			// then died in its recovery): the next one waits for the
+			// client from later than that.
+			lostAt = c.reinitAt
+		}
+		c.mu.Unlock()
+		if st := c.cfg.SessionTimeout; st > 0 && time.Since(lostAt) > st {
+			// Past the session timeout the holds may be granted to others
+			// (a new primary stops waiting for this client): report them
+			// lost rather than keep them silently. The client is done.
+			c.expire()
+			return
+		}
+		if failover {
+			backoff = 50 * time.Millisecond
+		}
 		sleep := backoff/2 + rand.N(backoff)
 		select {
 		case <-c.ctx.Done():
@@ -462,6 +483,30 @@ func (c *Client) recoverLoop() {
 		case <-time.After(sleep):
 		}
 		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// ErrSessionExpired is the RecoveryReport.Err of a client whose automatic
+// recovery reached no serving server within Config.SessionTimeout: its holds
+// are reported lost and the client is unusable (dial a new one).
+var ErrSessionExpired = errors.New("dlock: no server reached within the session timeout; holds lost")
+
+// expire ends automatic recovery after the session timeout: every hold is
+// reset and reported lost.
+func (c *Client) expire() {
+	rep := RecoveryReport{Err: ErrSessionExpired}
+	locks := c.lockList()
+	c.smu.Lock()
+	for _, l := range locks {
+		if l.e.held() {
+			l.e.reset()
+			rep.Lost = append(rep.Lost, l)
+		}
+	}
+	c.smu.Unlock()
+	c.cfg.Logger.Warn("dlock: session expired before recovery", "lost", len(rep.Lost))
+	if c.cfg.OnRecover != nil {
+		c.cfg.OnRecover(rep)
 	}
 }
 
@@ -474,6 +519,9 @@ func (c *Client) recoverOnce(ctx context.Context, addr string) (RecoveryReport, 
 	}
 	c.mu.Lock()
 	rep.NewPrimary = c.newPrimary
+	if rep.NewPrimary {
+		rep.LostObjects = append([]*Atomic64(nil), c.lostObjects...)
+	}
 	c.mu.Unlock()
 	if rep.NewPrimary {
 		for {

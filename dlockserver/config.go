@@ -93,6 +93,18 @@ type Config struct {
 	// 256. When full, the oldest pending handshake is closed to make room.
 	MaxPendingHandshakes int
 
+	// Cluster, if set, makes the server a member of a highly available
+	// cluster driven by that coordinator (package dlockserver/ha): it starts
+	// as a standby that redirects clients, serves only once promoted, and
+	// stops serving when its fence passes. RecoveryClients is then ignored.
+	Cluster Coordinator
+
+	// WallClock, if set, replaces time.Now as the wall clock the server
+	// reads at start: the anchor of its lease seconds and the start of its
+	// fencing tokens (for tests of a server whose clock is wrong). Time
+	// still advances with the monotonic clock.
+	WallClock func() time.Time
+
 	// Logger receives connection-level events. Nil means silent.
 	Logger *slog.Logger
 }
@@ -137,6 +149,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.WallClock == nil {
+		c.WallClock = time.Now
 	}
 	switch {
 	case c.MaxClients < 0 || c.MaxLocks < 0 || c.MaxObjects < 0 || c.MaxConns < 0:

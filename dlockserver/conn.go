@@ -304,6 +304,9 @@ func (c *conn) handle(h *wire.Header, body []byte) bool {
 	if t.IsReply() {
 		return c.bad(h, "reply type from a client")
 	}
+	if s.ha != nil && !c.haGate(h, body) {
+		return true
+	}
 	if h.Version() != wire.Version && !(t == wire.TInit || t == wire.TReinit) {
 		c.reply(t, h.ID(), dlock.ErrProtoNegotiationFail)
 		return false

@@ -47,11 +47,26 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		cl := &client{id: s.newClientID(), conn: c, identity: c.peerID, hasIdentity: c.hasPeer}
 		s.clients[cl.id] = cl
 		c.client = cl
+		if s.ha != nil {
+			// Recorded in the cluster before the client learns its id, so
+			// that a next primary waits for it.
+			epoch := s.ha.epoch
+			err := s.haRegister(cl.id)
+			if err != nil || s.ha.epoch != epoch || s.clients[cl.id] != cl || !s.haServing() {
+				if s.clients[cl.id] == cl {
+					delete(s.clients, cl.id)
+				}
+				c.client = nil
+				s.cfg.Logger.Warn("registration not recorded in the cluster", "client", cl.id, "err", err)
+				return fail(dlock.ErrNotReady, false)
+			}
+			s.ha.known[cl.id] = true
+		}
 		cl.addr = c.remote()
 		if s.debugOn() {
 			s.cfg.Logger.Debug("client registered", "client", cl.id, "remote", c.remote())
 		}
-		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version}
+		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version, Epoch: s.haEpoch()}
 		c.outMu.Lock()
 		c.out = rep.Append(c.out, t, h.ID(), 0)
 		c.outMu.Unlock()
@@ -85,7 +100,8 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 			old.raw.Close()
 		}
 	} else {
-		if s.state == wire.StateReady {
+		if s.state == wire.StateReady || (s.ha != nil && !s.ha.known[id]) {
+			// In a cluster, only the registered clients may come back.
 			return fail(dlock.ErrClientRemovedByServer, true)
 		}
 		if len(s.clients) >= s.cfg.MaxClients {
@@ -101,7 +117,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 	if s.debugOn() {
 		s.cfg.Logger.Debug("client re-registered", "client", id, "remote", c.remote())
 	}
-	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version}
+	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version, Epoch: s.haEpoch()}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), 0)
 	c.outMu.Unlock()
@@ -122,6 +138,7 @@ func (s *Server) evictOne() bool {
 	}
 	s.cfg.Logger.Info("evicting abnormal client to make room", "client", victim.id, "remote", victim.addr)
 	s.removeClient(victim)
+	s.haDeregister(victim.id, false)
 	return true
 }
 
@@ -150,6 +167,7 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 			return false
 		}
 		s.removeClient(cl)
+		s.haDeregister(cl.id, true)
 		if s.debugOn() {
 			s.cfg.Logger.Debug("client deregistered", "client", cl.id, "remote", c.remote())
 		}
@@ -161,7 +179,9 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 			return true
 		}
 		cl.reinit = false
-		if s.state == wire.StateWaitClientReinit && !cl.finished {
+		if s.state == wire.StateWaitClientReinit && s.ha != nil {
+			s.haReinitDone(cl.id)
+		} else if s.state == wire.StateWaitClientReinit && !cl.finished {
 			cl.finished = true
 			s.recovery--
 			if s.recovery <= 0 {

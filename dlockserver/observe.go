@@ -389,8 +389,9 @@ func (s *Server) Observe() Observation {
 	return o
 }
 
-// Serving reports whether the server has not been shut down.
-func (s *Server) Serving() bool {
+// Alive reports whether the server has not been shut down (a standby of a
+// highly available cluster is alive too).
+func (s *Server) Alive() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return !s.closed

@@ -46,6 +46,7 @@ type Server struct {
 	rng       *rand.Rand
 	tls       *tls.Config // nil without TLS
 	obs       observer    // metrics and introspection (observe.go)
+	ha        *haState    // nil outside a highly available cluster
 
 	wg sync.WaitGroup // connection goroutines
 }
@@ -91,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:       cfg,
-		clk:       systemClock(),
+		clk:       newClock(cfg.WallClock()),
 		state:     wire.StateReady,
 		locks:     lockcore.NewTable(lockcore.Limits{MaxLocks: cfg.MaxLocks}),
 		objs:      umo.NewTable(umo.Limits{MaxObjects: cfg.MaxObjects}),
@@ -107,7 +108,7 @@ func New(cfg Config) (*Server, error) {
 	// server started after another one died continues above every token the
 	// old one issued (unless it issued more than a million per second on
 	// average); recovery reports raise them further.
-	s.locks.RaiseTokens(uint64(s.clk.now().UnixMicro()))
+	s.locks.RaiseTokens(uint64(cfg.WallClock().UnixMicro()))
 	if cfg.TLS != nil {
 		if s.tls, err = serverTLS(cfg.TLS, cfg.TLSNoClientAuth, cfg.Logger); err != nil {
 			return nil, fmt.Errorf("%w: TLS: %v", ErrInvalidConfig, err)
@@ -115,7 +116,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.timer = s.clk.afterFunc(time.Hour, s.fire)
 	s.timer.Stop()
-	if cfg.RecoveryClients > 0 {
+	s.initHA()
+	if cfg.RecoveryClients > 0 && s.ha == nil {
 		s.state = wire.StateWaitClientReinit
 		s.recovery = cfg.RecoveryClients
 		if cfg.RecoveryTimeout > 0 {
@@ -210,6 +212,9 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.closed = true
+	if s.ha != nil {
+		s.ha.timer.Stop()
+	}
 	for ln := range s.listeners {
 		ln.Close()
 	}
@@ -456,6 +461,9 @@ func (s *Server) removeClient(cl *client) {
 
 // deliver sends the replies of granted waiters. Called with mu held.
 func (s *Server) deliver(wake []lockcore.Grant) {
+	if len(wake) > 0 && s.ha != nil && !s.haMayGrant() {
+		return // a fenced primary pushes nothing; its state is about to go
+	}
 	for i := range wake {
 		g := &wake[i]
 		w := s.waits[g.Tag]
@@ -544,7 +552,7 @@ func (s *Server) fire() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.timerAt = time.Time{}
-	if s.closed {
+	if s.closed || !s.haServing() {
 		return
 	}
 	t := s.clk.now()
@@ -581,6 +589,7 @@ func (s *Server) run(e event) {
 			s.withdraw(now, e.tag, w, giveUp)
 		}
 	case evRecovery:
+		s.haRecoveryDeadline()
 		s.recoveryDeadline()
 	case evSession:
 		cl := s.clients[e.client]
@@ -589,6 +598,7 @@ func (s *Server) run(e event) {
 		}
 		s.cfg.Logger.Info("client session expired", "client", cl.id, "remote", cl.addr)
 		s.removeClient(cl)
+		s.haDeregister(cl.id, false)
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 // benchConfig is what the bench flags ask for.
 type benchConfig struct {
 	addr     string // existing server; empty spawns one
+	compare  string // a second existing server measured against addr (compare.go)
 	clients  int
 	locks    int // lock groups; 0 = one per worker (distinct)
 	typ      dlock.LockType
@@ -81,6 +82,7 @@ the same frame sizes at the same concurrency and prints the ratios.
 	c := &benchConfig{}
 	var typ, mode, op, baseline string
 	fs.StringVar(&c.addr, "addr", "", "`address` of an existing server; empty spawns a server child process")
+	fs.StringVar(&c.compare, "compare", "", "`address` of a second existing server: measure -addr and it interleaved in one run and print the ratios (e.g. an HA primary against a standalone server)")
 	fs.IntVar(&c.clients, "clients", 1, "number of clients (connections)")
 	fs.IntVar(&c.locks, "locks", 0, "number of locks (groups of -batch locks); 0 = one per worker (clients×inflight, uncontended); 1 = everybody contends")
 	fs.StringVar(&typ, "type", "atomic", "lock `type`: atomic, rw or fair")
@@ -156,6 +158,8 @@ the same frame sizes at the same concurrency and prints the ratios.
 		return nil, errors.New("bench: negative -warmup or -count")
 	case c.scenario != "" && c.addr != "":
 		return nil, errors.New("bench: -scenario spawns its own servers: drop -addr")
+	case c.compare != "" && (c.addr == "" || c.echo || c.scenario != ""):
+		return nil, errors.New("bench: -compare needs -addr, without -baseline or -scenario")
 	}
 	if c.scenario != "" && c.scenario != "all" && scenarioByName(c.scenario) == nil {
 		return nil, fmt.Errorf("bench: unknown -scenario %q: want %s or all", c.scenario, strings.Join(scenarioNames(), ", "))
@@ -182,6 +186,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if cfg.scenario != "" {
 		return runScenarios(ctx, cfg, stdout, stderr)
+	}
+	if cfg.compare != "" {
+		return runCompare(ctx, cfg, stdout)
 	}
 	srv, err := benchServer(cfg, "")
 	if err != nil {

@@ -7,6 +7,7 @@
 //	dlockctl top                            most contended locks, refreshing
 //	dlockctl release -force NAME            take a lock away from its holders
 //	dlockctl -version                       version and VCS revision
+//	dlockctl cluster -etcd URLS -cluster C  show a highly available cluster: primary, epoch, standbys
 //
 // bench measures N clients × M locks (lock type and mode, uncontended or
 // contended, trylock or blocking lock, batches, pipelined requests) and
@@ -92,6 +93,7 @@ commands:
   top     a refreshing view of the most contended locks
   release force-release a lock from its holders (release -force NAME)
   version print the version and VCS revision of this binary (also -version)
+  cluster show a highly available cluster (primary, epoch, standbys) from etcd
 
 Run "dlockctl <command> -h" for a command's flags.
 `
@@ -119,6 +121,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "dlockctl", buildinfo.Read())
 		return nil
+	case "cluster":
+		return runCluster(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -8,6 +8,12 @@
 //	        [-tls-key-password-file file | -tls-key-password-env name]
 //	        [-tls-crl file] [-tls-client-auth=false] [-tls-require-aes256]
 //	        [-tls-handshake-timeout d] [-max-pending-handshakes n]]
+//	       [-etcd urls [-cluster name] [-advertise host:port] [-etcd-ttl d]
+//	        [-etcd-ca file] [-etcd-cert file -etcd-key file]]
+//
+// With -etcd, the server joins a highly available cluster: etcd elects one
+// primary, the others redirect clients to it and take over when it dies
+// (README, "Running a highly available cluster").
 //
 // With -tls-cert, every connection is TLS 1.3 with mutual authentication
 // (README, "Securing dlock"). The TLS files are checked at startup, then
@@ -82,6 +88,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxPendingHandshakes, "max-pending-handshakes", 256, "TLS handshakes in progress at most (the oldest is closed to make room)")
 	adminCN := fs.String("admin-cn", "", "with mutual TLS: comma-separated subject common `names` of the client certificates allowed to list locks and force-release them (default: nobody; without client certificates: everyone)")
 	httpAddr := fs.String("http-addr", "", "serve /healthz, /readyz, /metrics and /debug/pprof/ over HTTP on this `address` (off if empty; no authentication: bind it where only operators reach)")
+	var haf haFlags
+	haf.register(fs)
 	level := fs.String("log-level", "info", "log `level`: debug, info, warn or error")
 	format := fs.String("log-format", "text", "log `format`: text or json")
 	version := fs.Bool("version", false, "print the version and exit")
@@ -153,11 +161,25 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return errors.New("TLS flags given without -tls-cert and -tls-key")
 	}
 
-	srv, err := dlockserver.New(cfg)
+	addr, err := cfg.ListenAddr()
 	if err != nil {
 		return err
 	}
-	addr, err := cfg.ListenAddr()
+	node, err := haf.node(addr, cfg.Logger)
+	if err != nil {
+		return err
+	}
+	if node != nil {
+		if cfg.RecoveryClients > 0 || cfg.RecoveryTimeout > 0 {
+			node.Close()
+			return errors.New("-recovery-clients and -recovery-timeout do not apply with -etcd: a new primary waits for the clients registered in etcd, for at most -session-timeout")
+		}
+		cfg.Cluster = node
+	}
+	if haf.skew != 0 {
+		cfg.WallClock = haf.wallClock()
+	}
+	srv, err := dlockserver.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -197,6 +219,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hactx, hacancel := context.WithCancel(context.Background())
+	waitHA := runHA(hactx, node, srv)
+	defer waitHA()
+	defer hacancel()
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("shutting down")

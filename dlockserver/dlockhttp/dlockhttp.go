@@ -42,7 +42,7 @@ func NewHandler(srv *dlockserver.Server) http.Handler {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		if !srv.Serving() {
+		if !srv.Alive() {
 			http.Error(w, "shut down", http.StatusServiceUnavailable)
 			return
 		}
@@ -53,6 +53,8 @@ func NewHandler(srv *dlockserver.Server) http.Handler {
 		switch {
 		case !o.Serving:
 			http.Error(w, "shut down", http.StatusServiceUnavailable)
+		case !srv.Serving():
+			http.Error(w, "not the primary (a standby, or fenced from etcd)", http.StatusServiceUnavailable)
 		case !o.Ready:
 			http.Error(w, fmt.Sprintf("recovering: waiting for %d clients", o.RecoveryPending), http.StatusServiceUnavailable)
 		default:

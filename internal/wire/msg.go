@@ -32,11 +32,16 @@ func (m *Init) Decode(b []byte) error {
 	return r.done()
 }
 
-// InitReply is the body of a successful TInit/TReinit reply (8 bytes).
+// InitReply is the body of a successful TInit/TReinit reply: 8 bytes, or 16
+// when the server is the elected primary of a highly available cluster and
+// names its epoch.
 type InitReply struct {
 	ClientID    int32
 	ServerState uint8 // StateReady or StateWaitClientReinit
 	Version     uint8 // the protocol version the server speaks
+	// Epoch is the election revision of the primary that answered (HA mode),
+	// 0 from a server that is not part of a cluster. Sent only when non-zero.
+	Epoch uint64
 }
 
 // Append appends the reply frame.
@@ -45,6 +50,9 @@ func (m *InitReply) Append(dst []byte, t Type, id uint32, status int32) []byte {
 	dst = appendHeader(dst, t.Reply(), id, status)
 	dst = le.AppendUint32(dst, uint32(m.ClientID))
 	dst = append(dst, m.ServerState, m.Version, 0, 0)
+	if m.Epoch != 0 {
+		dst = le.AppendUint64(dst, m.Epoch)
+	}
 	return finish(dst, start)
 }
 
@@ -54,7 +62,51 @@ func (m *InitReply) Decode(b []byte) error {
 	m.ClientID = r.i32()
 	m.ServerState, m.Version = r.u8(), r.u8()
 	r.take(2)
+	m.Epoch = 0
+	if len(r.b) == 8 {
+		m.Epoch = r.u64()
+		if m.Epoch == 0 {
+			r.bad = true
+		}
+	}
 	return r.done()
+}
+
+// StatusRedirect is the reply status of a standby server in a highly
+// available cluster: it does not serve, and the body (a Redirect) names the
+// primary's advertised address, or is empty while no primary is known.
+const StatusRedirect int32 = 0x2010
+
+// Redirect is the body of a StatusRedirect reply: the primary's address as a
+// length-prefixed string (u16 length, 0..MaxDesc bytes), or an empty body.
+type Redirect struct {
+	Addr string
+}
+
+// Append appends a redirect reply to a request of type t.
+func (m *Redirect) Append(dst []byte, t Type, id uint32) []byte {
+	start := len(dst)
+	dst = appendHeader(dst, t.Reply(), id, StatusRedirect)
+	if m.Addr != "" {
+		dst = le.AppendUint16(dst, uint16(len(m.Addr)))
+		dst = append(dst, m.Addr...)
+	}
+	return finish(dst, start)
+}
+
+// Decode fills m from a body.
+func (m *Redirect) Decode(b []byte) error {
+	m.Addr = ""
+	if len(b) == 0 {
+		return nil
+	}
+	r := reader{b: b}
+	a := r.desc()
+	if err := r.done(); err != nil {
+		return err
+	}
+	m.Addr = string(a)
+	return nil
 }
 
 // GetLock is the body of TGetLock (12 + len(Desc) bytes), and one item of
