@@ -46,7 +46,7 @@ func TestCTLSOpenSSLKey(t *testing.T) {
 	} {
 		var found bool
 		for _, line := range strings.Split(tc.log, "\n") {
-			found = found || strings.Contains(line, "level=ERROR") && strings.Contains(line, tc.file) && strings.Contains(line, tc.reason)
+			found = found || strings.Contains(line, "level=ERR ") && strings.Contains(line, tc.file) && strings.Contains(line, tc.reason)
 		}
 		if !found {
 			t.Errorf("%s: no error-level log line naming %s and %q in:\n%s", tc.name, tc.file, tc.reason, tc.log)

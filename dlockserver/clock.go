@@ -58,3 +58,6 @@ func (c *clock) sleep(d time.Duration) { time.Sleep(d) }
 // after returns the instant d from now: the deadline of a socket operation.
 // Connections read the time for their deadlines here.
 func (c *clock) after(d time.Duration) time.Time { return c.now().Add(d) }
+
+// wallClock is the default Config.WallClock: the system's.
+func wallClock() time.Time { return time.Now() }

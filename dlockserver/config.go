@@ -151,7 +151,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.WallClock == nil {
-		c.WallClock = time.Now
+		c.WallClock = wallClock
 	}
 	switch {
 	case c.MaxClients < 0 || c.MaxLocks < 0 || c.MaxObjects < 0 || c.MaxConns < 0:

@@ -79,6 +79,7 @@ const (
 // haState is the cluster side of a Server; nil without Config.Cluster.
 type haState struct {
 	coord Coordinator
+	clk   *clock    // the server's clock
 	base  time.Time // monotonic origin of fence
 	fence atomic.Int64
 	// stepDown is fence + Promotion.Suspend (same origin); guarded by mu.
@@ -109,23 +110,23 @@ func (s *Server) initHA() {
 	if s.cfg.Cluster == nil {
 		return
 	}
-	h := &haState{coord: s.cfg.Cluster, base: time.Now()}
+	h := &haState{coord: s.cfg.Cluster, clk: &s.clk, base: s.clk.now()}
 	s.ha = h
 	h.tokens.Store(s.locks.Tokens())
-	h.timer = time.AfterFunc(time.Hour, s.fenceTimer)
+	h.timer = s.clk.afterFunc(time.Hour, s.fenceTimer)
 	h.timer.Stop()
 }
 
 // fenced reports whether the primary's fence has passed (or the server is
 // not the primary). Safe without mu.
 func (h *haState) fenced() bool {
-	return int64(time.Since(h.base)) >= h.fence.Load()
+	return int64(h.clk.now().Sub(h.base)) >= h.fence.Load()
 }
 
 // pastStepDown reports whether a suspended primary must step down. Called
 // with mu held.
 func (h *haState) pastStepDown() bool {
-	return h.poisoned || int64(time.Since(h.base)) >= h.stepDown
+	return h.poisoned || int64(h.clk.now().Sub(h.base)) >= h.stepDown
 }
 
 // Standby makes the server a standby that redirects every client to
@@ -180,7 +181,7 @@ func (s *Server) Promote(p Promotion) {
 		s.state = wire.StateWaitClientReinit
 		s.recovery = len(h.pending)
 		if grace > 0 && s.cfg.SessionTimeout > 0 {
-			s.push(event{at: time.Now().Add(grace), kind: evRecovery})
+			s.push(event{at: s.clk.now().Add(grace), kind: evRecovery})
 		}
 	}
 	s.cfg.Logger.Info("primary: serving", "epoch", p.Epoch, "expected_clients", len(h.pending),
@@ -215,7 +216,7 @@ func (s *Server) setFence(at time.Time) {
 	h := s.ha
 	h.fence.Store(int64(at.Sub(h.base)))
 	h.stepDown = int64(at.Add(h.suspend).Sub(h.base))
-	h.timer.Reset(time.Until(at.Add(h.suspend)))
+	h.timer.Reset(s.clk.until(at.Add(h.suspend)))
 }
 
 // Epoch returns the epoch of the server as primary (serving, or suspended
@@ -411,7 +412,7 @@ func (s *Server) reserve(epoch, need uint64) {
 		}
 		s.mu.Unlock()
 		s.cfg.Logger.Warn("token reservation failed", "err", err)
-		time.Sleep(100 * time.Millisecond)
+		s.clk.sleep(100 * time.Millisecond)
 	}
 	s.mu.Lock()
 	s.ha.reserving = false
