@@ -352,6 +352,16 @@ func (l *Lock) wrapName(op string, err error) error {
 // round trip. flags and wait apply to a blocking lock request.
 func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, error) {
 	st, _, _, err := l.exec(ctx, op, expire, flags, wait)
+	if st == ErrLockNotGet {
+		l.c.smu.Lock()
+		pending := l.pending
+		l.c.smu.Unlock()
+		if pending {
+			// Parked while recovery uploads it (the C API's LOCK_NOT_GET):
+			// the hold is not gone, the server is not ready yet.
+			st = ErrNotReady
+		}
+	}
 	return st, err
 }
 
@@ -386,6 +396,25 @@ func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait
 	c.smu.Lock()
 	s := l.beginOp(op, expire, callSync)
 	c.smu.Unlock()
+	if s.local && s.status == ErrAlreadyLocked && isLockOp(op) && l.e.typ == RW {
+		// RW locks re-enter in the cache, but the hold may be gone (the
+		// server removed the client while it was cut off, or an operator
+		// force-released it): confirm it before counting another hold.
+		st, err := c.queryHold(ctx, l.e.id)
+		if err != nil || st != Success {
+			c.smu.Lock()
+			l.e.restore(&s)
+			if err == nil && (st == ErrFail || st == ErrLockNotGet) {
+				l.e.reset()
+				st = ErrFail
+			}
+			c.smu.Unlock()
+			if err != nil {
+				return 0, LockState{}, false, err
+			}
+			return st, LockState{}, false, nil
+		}
+	}
 	if s.local {
 		return s.status, s.result, s.fill, nil
 	}
@@ -443,6 +472,19 @@ func (l *Lock) undoGrant(ctx context.Context, s *step, st Status) (Status, error
 		l.e.finish(&u, status, res.State, res.Token, &c.stats)
 	}
 	return 0, ctx.Err()
+}
+
+// queryHold asks the server whether the client holds lock id now
+// (TLockQuery): Success, ErrFail or ErrLockNotGet.
+func (c *Client) queryHold(ctx context.Context, id int32) (Status, error) {
+	m := wire.ID{ID: id}
+	cl, err := c.roundTrip(ctx, func(dst []byte, rid uint32) []byte { return m.Append(dst, wire.TLockQuery, rid, c.id) })
+	if err != nil {
+		return 0, err
+	}
+	st := passThrough(cl.status)
+	c.putCall(cl)
+	return st, nil
 }
 
 // lockRoundTrip sends one lock command and waits for its reply.

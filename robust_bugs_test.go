@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -23,14 +22,9 @@ import (
 // return nil: it does not hold the lock any more (found by
 // TestRobustnessRecoveryBlip, where a reentrant RLock answered from the
 // cache succeeded while another client held the lock exclusively).
-//
-// It fails on the current client (the cache answers a reentrant hold
-// without asking the server whether the hold survived); until that is
-// fixed it runs only with DLOCK_KNOWN_BUGS=1.
+// An RW reentry, answered by the cache, now first confirms the hold with the
+// server.
 func TestRobustnessReentrantAfterSessionLoss(t *testing.T) {
-	if os.Getenv("DLOCK_KNOWN_BUGS") == "" {
-		t.Skip("known safety bug (a reentrant Lock answered from the cache after the server removed the client); run with DLOCK_KNOWN_BUGS=1")
-	}
 	for _, typ := range []dlock.LockType{dlock.RW, dlock.Atomic} {
 		t.Run(typ.String(), func(t *testing.T) {
 			ctx := testCtx(t)
@@ -134,9 +128,6 @@ func (c *holdUpload) Write(p []byte) (int, error) {
 // DLOCK_LOCK_NOT_GET for a parked lock; the Go API should say what
 // happened: not ready, try again.
 func TestRobustnessUnlockWhileUploading(t *testing.T) {
-	if os.Getenv("DLOCK_KNOWN_BUGS") == "" {
-		t.Skip("known bug (Unlock while recovery uploads answers ErrLockNotGet, yet the hold is restored); run with DLOCK_KNOWN_BUGS=1")
-	}
 	synctest.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		var sw pipeSwitch
