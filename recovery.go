@@ -362,13 +362,10 @@ func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error)
 		if !held {
 			continue
 		}
-		m := wire.ID{ID: id}
-		cl, err := c.roundTrip(ctx, func(dst []byte, rid uint32) []byte { return m.Append(dst, wire.TLockQuery, rid, c.id) })
+		st, err := c.queryHold(ctx, id)
 		if err != nil {
 			return kept, lost, fmt.Errorf("dlock: revalidate %s: %w", quote(l.name), err)
 		}
-		st := passThrough(cl.status)
-		c.putCall(cl)
 		switch st {
 		case Success:
 			kept = append(kept, l)
