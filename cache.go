@@ -86,6 +86,10 @@ type step struct {
 	cmd       Cmd       // command to send when !local
 	arg       LockState // its payload
 	reentrant bool      // an extend implementing a reentrant lock
+	// retiresTicket marks a blocking FAIR request sent without
+	// FlagKeepTicket: when it times out (or is withdrawn) the server retires
+	// its ticket, so the entry must forget it. The caller sets it after begin.
+	retiresTicket bool
 
 	// The entry as it was before begin changed it, for finish and abort to
 	// restore.
@@ -343,6 +347,12 @@ func (e *lockEntry) finish(s *step, ret Status, val LockState, token uint64, st 
 		switch {
 		case ret == ErrAgain && e.typ == Fair:
 			return e.queued(s, val)
+		case ret == ErrTimeout && e.typ == Fair && s.retiresTicket:
+			e.reset() // a later trylock must not present the retired ticket
+			if !async {
+				st.Inc(StatEInvalLockRet)
+			}
+			return ret
 		case ret == ErrFail && (async || e.typ == Fair):
 			e.reset()
 			return ret

@@ -786,3 +786,29 @@ func TestCacheAllocs(t *testing.T) {
 		t.Errorf("state = %v, want unlocked", e.state)
 	}
 }
+
+// TestCacheRetiredTicket: a blocking FAIR request sent without keeping its
+// ticket that times out leaves no ticket in the entry (the server retired
+// it); with the ticket kept (the C lock()), the entry keeps it.
+func TestCacheRetiredTicket(t *testing.T) {
+	for _, retires := range []bool{true, false} {
+		t.Run(fmt.Sprint("retires=", retires), func(t *testing.T) {
+			e := &lockEntry{typ: Fair, state: stateExclusiveTicketed, value: cachedFair}
+			var st Stats
+			s := e.begin(OpLockExclusive, testExpire, testSelf, callSync, &st)
+			if s.local || s.cmd != CmdExclusiveTicketTrylock {
+				t.Fatalf("begin = %+v, want a ticket trylock", s)
+			}
+			s.retiresTicket = retires
+			if got := e.finish(&s, ErrTimeout, LockState{}, 0, &st); got != ErrTimeout {
+				t.Fatalf("finish = %v, want ErrTimeout", got)
+			}
+			want := stateExclusiveTicketed
+			if retires {
+				want = stateInitialized
+			}
+			checkEntry(t, e, want, 0, cachedFair, 0)
+			checkStats(t, &st, StatEInvalLockRet)
+		})
+	}
+}

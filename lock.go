@@ -422,6 +422,7 @@ func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait
 	if s.cmd == CmdExclusiveTrylock || s.cmd == CmdSharedTrylock ||
 		s.cmd == CmdExclusiveTicketTrylock || s.cmd == CmdSharedTicketTrylock {
 		m.Flags, m.WaitMillis = flags, wait
+		s.retiresTicket = flags&wire.FlagBlock != 0 && flags&wire.FlagKeepTicket == 0
 	}
 	status, res, err := c.lockRoundTrip(ctx, &m)
 	c.smu.Lock()
@@ -434,12 +435,6 @@ func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait
 	st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
 	if s.fill {
 		l.last = s.result
-	}
-	if st == ErrTimeout && l.e.typ == Fair && flags&wire.FlagBlock != 0 && flags&wire.FlagKeepTicket == 0 &&
-		(l.e.state == stateExclusiveTicketed || l.e.state == stateSharedTicketed) {
-		// The server retired the ticket with the withdrawn request: a
-		// later trylock must not present it.
-		l.e.reset()
 	}
 	if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) && isLockOp(op) {
 		// The grant raced the caller's give-up: hand it back.
