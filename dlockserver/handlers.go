@@ -1,7 +1,6 @@
 package dlockserver
 
 import (
-	"slices"
 	"time"
 
 	"github.com/dlock-io/dlock"
@@ -626,17 +625,7 @@ func (s *Server) holds(client, id int32) dlock.Status {
 	if l == nil {
 		return st
 	}
-	now := s.now()
-	var buf [dlock.MaxFairShared]int32
-	ex, shared := l.Holders(buf[:0])
-	held := ex == client || slices.Contains(shared, client)
-	switch l.Type() {
-	case dlock.Atomic:
-		held = held && now <= l.State().Atomic().Timeout
-	case dlock.Fair:
-		held = held && now <= l.State().Fair().Timeout
-	}
-	if held {
+	if holding(l, client, s.now()) {
 		return dlock.Success
 	}
 	return dlock.ErrFail
@@ -694,9 +683,7 @@ func (c *conn) resolve(h *wire.Header, body []byte) bool {
 		return true
 	}
 	now := s.now()
-	var buf [dlock.MaxFairShared]int32
-	ex, shared := l.Holders(buf[:0])
-	held := ex == client || slices.Contains(shared, client)
+	held := l.HeldBy(client)
 	wake := l.Drop(now, client, s.wake[:0])
 	if l.Type() == dlock.Fair && m.Arg != ([16]byte{}) {
 		wake = l.Abandon(now, dlock.LockState(m.Arg).Fair(), dlock.Cmd(m.Cmd).Shared(), wake)

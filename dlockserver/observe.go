@@ -1,7 +1,6 @@
 package dlockserver
 
 import (
-	"slices"
 	"time"
 
 	"github.com/dlock-io/dlock"
@@ -160,19 +159,16 @@ func (c *clock) wall(ns int64) time.Time { return c.start.Add(time.Duration(ns))
 // holding reports whether client holds l at second now (a lease that ran
 // out does not count). Called with mu held.
 func holding(l *lockcore.Lock, client int32, now uint32) bool {
-	var buf [dlock.MaxFairShared]int32
-	ex, shared := l.Holders(buf[:0])
-	held := ex == client || slices.Contains(shared, client)
-	if !held {
+	if !l.HeldBy(client) {
 		return false
 	}
 	switch l.Type() {
 	case dlock.Atomic:
-		held = held && now <= l.State().Atomic().Timeout
+		return now <= l.State().Atomic().Timeout
 	case dlock.Fair:
-		held = held && now <= l.State().Fair().Timeout
+		return now <= l.State().Fair().Timeout
 	}
-	return held
+	return true
 }
 
 // acquiring reports whether cmd takes a hold when it succeeds.

@@ -85,6 +85,12 @@ func (l *Lock) Holders(dst []int32) (exclusive int32, shared []int32) {
 	return l.owner, append(dst, l.shared...)
 }
 
+// HeldBy reports whether client holds the lock, exclusively or shared (for
+// ATOMIC and FAIR whether or not its lease ran out).
+func (l *Lock) HeldBy(client int32) bool {
+	return l.owner == client || slices.Contains(l.shared, client)
+}
+
 // Exec executes one non-blocking command from client (the authenticated id of
 // the channel it arrived on) with the payload arg the client sent, exactly as
 // SEMANTICS.md §5 specifies per lock type. Expiry

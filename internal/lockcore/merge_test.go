@@ -195,3 +195,21 @@ func TestMergeTwiceIsIdempotent(t *testing.T) {
 		})
 	}
 }
+
+// TestHeldBy: the exclusive owner and every shared holder hold the lock,
+// nobody else does.
+func TestHeldBy(t *testing.T) {
+	tb := NewTable(Limits{})
+	ex := tb.Lock(tb.Merge(7, []byte("ex"), dlock.RW, 1, 0, dlock.RWState{Owner: 7, Timeout: 100}.State(), HoldExclusive, 0))
+	sh := tb.Lock(tb.Merge(8, []byte("sh"), dlock.RW, 2, 0, dlock.RWState{Timeout: 100, RCount: 1}.State(), HoldShared, 0))
+	tb.Merge(9, []byte("sh"), dlock.RW, 2, 0, dlock.RWState{Timeout: 100, RCount: 1}.State(), HoldShared, 0)
+	for _, tc := range []struct {
+		l      *Lock
+		client int32
+		want   bool
+	}{{ex, 7, true}, {ex, 8, false}, {sh, 8, true}, {sh, 9, true}, {sh, 7, false}} {
+		if got := tc.l.HeldBy(tc.client); got != tc.want {
+			t.Errorf("%s.HeldBy(%d) = %v, want %v", tc.l.Descriptor(), tc.client, got, tc.want)
+		}
+	}
+}
