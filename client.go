@@ -228,22 +228,31 @@ func (c *Client) dial(ctx context.Context, addr string) (net.Conn, error) {
 	return handshakeTLS(ctx, nc, address, c.cfg.TLS)
 }
 
-// register sends TInit/TReinit on a fresh connection and reads the reply
-// synchronously. A standby's redirect comes back as statusRedirect with the
-// primary's address in rep.Redirect.
-func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int32) (regReply, Status, error) {
+// rawExchange sends one request frame on nc, which no other goroutine
+// uses yet, and reads the next frame, bounded by DialTimeout and ctx.
+func (c *Client) rawExchange(ctx context.Context, nc net.Conn, frame []byte) (wire.Header, []byte, error) {
+	var h wire.Header
 	deadline := time.Now().Add(c.cfg.DialTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
 	nc.SetDeadline(deadline)
 	defer nc.SetDeadline(time.Time{})
-	m := wire.Init{MinVersion: MinProtoVersion, TPMode: c.cfg.TPMode}
-	if _, err := nc.Write(m.Append(nil, t, 1, id)); err != nil {
-		return regReply{}, 0, err
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(pastDeadline) })
+	defer stop()
+	if _, err := nc.Write(frame); err != nil {
+		return h, nil, err
 	}
-	var h wire.Header
 	body, err := wire.ReadFrame(nc, &h, nil)
+	return h, body, err
+}
+
+// register sends TInit/TReinit on a fresh connection and reads the reply
+// synchronously. A standby's redirect comes back as statusRedirect with the
+// primary's address in rep.Redirect.
+func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int32) (regReply, Status, error) {
+	m := wire.Init{MinVersion: MinProtoVersion, TPMode: c.cfg.TPMode}
+	h, body, err := c.rawExchange(ctx, nc, m.Append(nil, t, 1, id))
 	if err != nil {
 		if errors.Is(err, io.EOF) && c.cfg.TLS == nil {
 			err = fmt.Errorf("server closed the connection before answering (does it require TLS? set Config.TLS): %w", err)

@@ -202,22 +202,12 @@ func (c *Client) resolveLock(ctx context.Context, nc net.Conn, l *Lock) (release
 // exchange sends one request frame on nc, which nobody else uses yet, and
 // returns the status of its header-only reply.
 func (c *Client) exchange(ctx context.Context, nc net.Conn, frame []byte) (Status, error) {
-	deadline := time.Now().Add(c.cfg.DialTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
-	nc.SetDeadline(deadline)
-	defer nc.SetDeadline(time.Time{})
-	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(pastDeadline) })
-	defer stop()
-	if _, err := nc.Write(frame); err != nil {
+	h, _, err := c.rawExchange(ctx, nc, frame)
+	if err != nil {
 		return 0, err
 	}
-	var req, h wire.Header
+	var req wire.Header
 	copy(req[:], frame)
-	if _, err := wire.ReadFrame(nc, &h, nil); err != nil {
-		return 0, err
-	}
 	if h.Type() != req.Type().Reply() || h.ID() != req.ID() {
 		return 0, fmt.Errorf("unexpected reply type %#x id %d: %w", h.Type(), h.ID(), ErrBadResponse)
 	}
