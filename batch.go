@@ -105,6 +105,7 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		locks [MaxBatch]*Lock
 		steps [MaxBatch]step
 		sent  [MaxBatch]int // index into the frame, -1 for local entries
+		drops [MaxBatch]ticketDrop
 		m     wire.BatchLockOp
 	)
 	var ops [MaxBatch]Op
@@ -123,18 +124,21 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	held.lock(locks[:n])
 	defer held.unlock()
 
-	c.smu.Lock()
+	c.mu.Lock()
 	for i := 0; i < n; i++ {
 		l := locks[i]
 		sent[i] = -1
-		if steps[i] = l.beginOp(ops[i], ttls[i], callBatch); steps[i].local {
+		if steps[i], drops[i] = l.beginOp(ops[i], ttls[i], callBatch); steps[i].local {
 			continue
 		}
 		sent[i] = m.N
 		m.Items[m.N] = wire.LockOp{LockID: l.e.id, Cmd: uint8(steps[i].cmd), Arg: steps[i].arg}
 		m.N++
 	}
-	c.smu.Unlock()
+	c.mu.Unlock()
+	for _, d := range drops[:n] {
+		c.dropTicket(d)
+	}
 
 	var rep wire.BatchLockResult
 	var err error
@@ -142,8 +146,8 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		err = c.batchRoundTrip(ctx, &m, &rep)
 	}
 
-	c.smu.Lock()
-	defer c.smu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for i := 0; i < n; i++ {
 		l, s := locks[i], &steps[i]
 		res := &results[i]
@@ -175,7 +179,7 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 // batchRoundTrip sends a batch of lock commands and waits for the reply
 // (see settle: an unknown outcome is resolved on reconnection).
 func (c *Client) batchRoundTrip(ctx context.Context, m *wire.BatchLockOp, rep *wire.BatchLockResult) error {
-	cl, err := c.newCall()
+	cl, err := c.m.newCall()
 	if err != nil {
 		return err
 	}
@@ -183,19 +187,19 @@ func (c *Client) batchRoundTrip(ctx context.Context, m *wire.BatchLockOp, rep *w
 		cl.locks[i] = m.Items[i].LockID
 	}
 	cl.nlocks = m.N
-	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
+	c.m.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	c.settle(ctx, cl)
 	if cl.err != nil {
 		return cl.err
 	}
 	if st := passThrough(cl.status); st != Success {
-		c.putCall(cl)
+		c.m.putCall(cl)
 		return st.Err()
 	}
 	if cl.typ != wire.TBatchLockOp.Reply() || rep.Decode(cl.body) != nil || rep.N != m.N {
 		return c.brokenReply(cl, "malformed batch reply")
 	}
-	c.putCall(cl)
+	c.m.putCall(cl)
 	return nil
 }
 

@@ -99,11 +99,11 @@ func (c *Client) objectCall(ctx context.Context, t wire.Type, name string, initi
 
 // objRoundTrip runs one object request and decodes its reply.
 func (c *Client) objRoundTrip(ctx context.Context, encode func([]byte, uint32) []byte, rep *wire.ObjReply) (Status, error) {
-	cl, err := c.roundTrip(ctx, encode)
+	cl, err := c.m.roundTrip(ctx, encode)
 	if err != nil {
 		return 0, err
 	}
-	defer c.putCall(cl)
+	defer c.m.putCall(cl)
 	st := Status(cl.status)
 	if st == ErrObjectCASFailed {
 		return st, nil // a valid outcome of CAS, not a pass-through error
@@ -134,9 +134,9 @@ func (o *Atomic64) op(ctx context.Context, t wire.Type, a, b uint64) (uint64, St
 	o.mu.Unlock()
 	c := o.c
 	if !opened {
-		c.smu.Lock()
+		c.mu.Lock()
 		c.stats.Inc(StatObjectNotGet)
-		c.smu.Unlock()
+		c.mu.Unlock()
 		return 0, ErrObjectNotGet, nil
 	}
 	var rep wire.ObjReply
@@ -150,9 +150,9 @@ func (o *Atomic64) op(ctx context.Context, t wire.Type, a, b uint64) (uint64, St
 		st, err = c.objRoundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, t, id, c.id) }, &rep)
 	}
 	if err != nil {
-		c.smu.Lock()
+		c.mu.Lock()
 		c.stats.Inc(StatNetworkFail)
-		c.smu.Unlock()
+		c.mu.Unlock()
 	}
 	return rep.Value, st, err
 }
@@ -178,9 +178,9 @@ func (o *Atomic64) CompareAndSwap(ctx context.Context, old, new uint64) (bool, e
 		return false, o.wrap("compare-and-swap", err)
 	}
 	if st == ErrObjectCASFailed {
-		o.c.smu.Lock()
+		o.c.mu.Lock()
 		o.c.stats.Inc(StatObjectCASFailed)
-		o.c.smu.Unlock()
+		o.c.mu.Unlock()
 		return false, nil
 	}
 	if st != Success {
