@@ -105,7 +105,6 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		locks [MaxBatch]*Lock
 		steps [MaxBatch]step
 		sent  [MaxBatch]int // index into the frame, -1 for local entries
-		drops [MaxBatch]ticketDrop
 		m     wire.BatchLockOp
 	)
 	var ops [MaxBatch]Op
@@ -124,20 +123,15 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	held.lock(locks[:n])
 	defer held.unlock()
 
-	c.mu.Lock()
 	for i := 0; i < n; i++ {
 		l := locks[i]
 		sent[i] = -1
-		if steps[i], drops[i] = l.beginOp(ops[i], ttls[i], callBatch); steps[i].local {
-			continue
+		if steps[i], _ = l.begin(ctx, ops[i], ttls[i], callBatch); steps[i].local {
+			continue // no error without a round trip
 		}
 		sent[i] = m.N
 		m.Items[m.N] = wire.LockOp{LockID: l.e.id, Cmd: uint8(steps[i].cmd), Arg: steps[i].arg}
 		m.N++
-	}
-	c.mu.Unlock()
-	for _, d := range drops[:n] {
-		c.dropTicket(d)
 	}
 
 	var rep wire.BatchLockResult
@@ -146,8 +140,6 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		err = c.batchRoundTrip(ctx, &m, &rep)
 	}
 
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	for i := 0; i < n; i++ {
 		l, s := locks[i], &steps[i]
 		res := &results[i]
@@ -156,21 +148,25 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		case s.local:
 			res.Status = s.status
 		case err != nil:
-			l.e.abort(s)
+			l.end(s, 0, LockState{}, 0, err)
 			res.Status = ErrBadResponse
 			continue
 		default:
 			it := &rep.Items[sent[i]]
-			res.Status = l.e.finish(s, Status(it.Status), it.State, it.Token, &c.stats)
+			res.Status = l.end(s, Status(it.Status), it.State, it.Token, nil)
 			res.Token = it.Token
 		}
 		if s.fill {
 			res.State, res.Filled = s.result, true
-			l.last = s.result
+			if s.local {
+				l.last = s.result // in entry order, as a remote entry's end
+			}
 		}
 	}
 	if err != nil {
+		c.mu.Lock()
 		c.stats.Inc(StatNetworkFail)
+		c.mu.Unlock()
 		return fmt.Errorf("dlock: batch: %w", err)
 	}
 	return nil

@@ -527,45 +527,22 @@ func (l *Lock) Start(op Op, expire uint32) (st Status, result LockState, filled 
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c := l.c
-	c.mu.Lock()
-	s, drop := l.beginOp(op, expire, callAsync)
-	c.mu.Unlock()
-	c.dropTicket(drop)
+	s, _ := l.begin(context.Background(), op, expire, callAsync) // no error without a round trip
 	if s.local {
 		return s.status, s.result, s.fill, nil
 	}
-	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
-	cl, err := c.m.newCall()
+	cl, err := l.post(&s, 0, 0)
 	if err != nil {
-		c.mu.Lock()
-		l.e.abort(&s)
-		c.stats.Inc(StatBadResponse)
-		c.mu.Unlock()
+		l.end(&s, 0, LockState{}, 0, err)
+		l.c.mu.Lock()
+		l.c.stats.Inc(StatBadResponse)
+		l.c.mu.Unlock()
 		return ErrBadResponse, LockState{}, false, nil
 	}
-	cl.setLocks(m.LockID)
-	c.m.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	return Success, LockState{}, false, func(ctx context.Context) (Status, LockState, bool, error) {
-		status, res, err := c.awaitLock(ctx, cl)
+		status, res, err := l.c.awaitLock(ctx, cl)
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if err != nil {
-			l.e.abort(&s)
-			c.stats.Inc(StatNetworkFail)
-			return 0, LockState{}, false, err
-		}
-		st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
-		if s.fill {
-			l.last = s.result
-		}
-		if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) && isLockOp(op) {
-			// The caller gave up before the grant came: hand it back.
-			_, err := l.undoGrant(ctx, &s, st)
-			return 0, LockState{}, false, err
-		}
-		return st, s.result, s.fill, nil
+		return l.complete(ctx, &s, status, res, err)
 	}
 }

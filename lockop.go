@@ -13,6 +13,18 @@ import (
 // reconnection, see Reinit), and how a call that gave up settles its
 // request (cancelGrace).
 
+// One lock operation runs in the same steps whichever API it came through
+// (a method of Lock, Do, Start, an entry of a batch), with l.mu held
+// throughout:
+//
+//	s, err := l.begin(ctx, op, expire, via) // the cache decides: s.local, or a command
+//	cl, err := l.post(&s, flags, wait)      // the command goes out (not for batches)
+//	st, err := l.end(&s, reply, err)        // finish with the reply, or abort
+//
+// collect (or, for an asynchronous call, awaitLock and then complete) waits
+// for a posted step and ends it; exec is the whole sequence of a
+// synchronous call.
+
 // do runs one operation through the cache model: a local answer, or one
 // round trip. flags and wait apply to a blocking lock request.
 func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, error) {
@@ -30,87 +42,156 @@ func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait u
 	return st, err
 }
 
-// exec runs one operation through the cache model and reports the result
-// buffer as the C API fills it.
+// exec runs one synchronous operation and reports the result buffer as the
+// C API fills it.
 func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, LockState, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	c := l.c
-	c.mu.Lock()
-	s, drop := l.beginOp(op, expire, callSync)
-	c.mu.Unlock()
-	c.dropTicket(drop)
-	if s.local && s.status == ErrAlreadyLocked && isLockOp(op) && l.e.typ == RW {
-		// RW locks re-enter in the cache, but the hold may be gone (the
-		// server removed the client while it was cut off, or an operator
-		// force-released it): confirm it before counting another hold.
-		st, err := c.queryHold(ctx, l.e.id)
-		if err != nil || st != Success {
-			c.mu.Lock()
-			l.e.restore(&s)
-			if err == nil && (st == ErrFail || st == ErrLockNotGet) {
-				l.e.reset()
-				st = ErrFail
-			}
-			c.mu.Unlock()
-			if err != nil {
-				return 0, LockState{}, false, err
-			}
-			return st, LockState{}, false, nil
-		}
+	s, err := l.begin(ctx, op, expire, callSync)
+	if err != nil {
+		return 0, LockState{}, false, err
 	}
 	if s.local {
 		return s.status, s.result, s.fill, nil
 	}
+	cl, err := l.post(&s, flags, wait)
+	return l.collect(ctx, &s, cl, err)
+}
+
+// begin maps op through the lock's cache entry (see beginOp); a fair
+// ticket the cache gave up is reported to the server. A synchronous lock
+// of an RW lock that the cache would re-enter is confirmed with the server
+// first: the hold may be gone (the server removed the client while it was
+// cut off, or an operator force-released it). An error is the transport's:
+// the entry is as before.
+func (l *Lock) begin(ctx context.Context, op Op, expire uint32, via callKind) (step, error) {
+	c := l.c
+	c.mu.Lock()
+	s, drop := l.beginOp(op, expire, via)
+	c.mu.Unlock()
+	c.dropTicket(drop)
+	if via != callSync || !s.local || s.status != ErrAlreadyLocked || !isLockOp(op) || l.e.typ != RW {
+		return s, nil
+	}
+	st, err := c.queryHold(ctx, l.e.id)
+	if err == nil && st == Success {
+		return s, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l.e.restore(&s)
+	if err != nil {
+		return s, err
+	}
+	if st == ErrFail || st == ErrLockNotGet {
+		l.e.reset()
+		st = ErrFail
+	}
+	s.status, s.result, s.fill = st, LockState{}, false
+	return s, nil
+}
+
+// post sends the command of step s. flags and wait apply to a lock request
+// (a blocking one is FlagBlock). If the request cannot be made, the error
+// says why and nothing was sent.
+func (l *Lock) post(s *step, flags uint8, wait uint32) (*call, error) {
+	c := l.c
 	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
 	if s.cmd == CmdExclusiveTrylock || s.cmd == CmdSharedTrylock ||
 		s.cmd == CmdExclusiveTicketTrylock || s.cmd == CmdSharedTicketTrylock {
 		m.Flags, m.WaitMillis = flags, wait
 		s.retiresTicket = flags&wire.FlagBlock != 0 && flags&wire.FlagKeepTicket == 0
 	}
-	status, res, err := c.lockRoundTrip(ctx, &m)
+	cl, err := c.m.newCall()
+	if err != nil {
+		return nil, err
+	}
+	cl.long = m.Flags&wire.FlagBlock != 0
+	cl.setLocks(m.LockID)
+	c.m.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
+	return cl, nil
+}
+
+// end settles step s with its exchange's outcome: finish with the reply
+// (status, the lock value val and the grant's token), or abort if err says
+// the outcome is unknown (see awaitLock). It records the result for State.
+func (l *Lock) end(s *step, status Status, val LockState, token uint64, err error) Status {
+	c := l.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
-		l.e.abort(&s)
-		c.stats.Inc(StatNetworkFail)
-		return 0, LockState{}, false, err
+		l.e.abort(s)
+		return 0
 	}
-	st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
+	st := l.e.finish(s, status, val, token, &c.stats)
 	if s.fill {
 		l.last = s.result
 	}
-	if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) && isLockOp(op) {
-		// The grant raced the caller's give-up: hand it back.
-		_, err := l.undoGrant(ctx, &s, st)
+	return st
+}
+
+// collect waits for the reply to the posted step s (or takes post's error)
+// and completes it.
+func (l *Lock) collect(ctx context.Context, s *step, cl *call, err error) (Status, LockState, bool, error) {
+	var res wire.LockResult
+	var status Status
+	if err == nil {
+		status, res, err = l.c.awaitLock(ctx, cl)
+	}
+	return l.complete(ctx, s, status, res, err)
+}
+
+// complete ends step s with the outcome of its exchange. A grant that came
+// after ctx ended is handed back, and ctx's error returned. Called with l.mu
+// held.
+func (l *Lock) complete(ctx context.Context, s *step, status Status, res wire.LockResult, err error) (Status, LockState, bool, error) {
+	c := l.c
+	st := l.end(s, status, res.State, res.Token, err)
+	if err != nil {
+		c.mu.Lock()
+		c.stats.Inc(StatNetworkFail)
+		c.mu.Unlock()
 		return 0, LockState{}, false, err
+	}
+	if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) && isLockOp(s.op) {
+		// The grant raced the caller's give-up: hand it back.
+		return 0, LockState{}, false, l.undoGrant(ctx)
 	}
 	return st, s.result, s.fill, nil
 }
 
-// undoGrant releases a hold that was granted after the caller's ctx ended.
-// Called with l.mu and c.smu held.
-func (l *Lock) undoGrant(ctx context.Context, s *step, st Status) (Status, error) {
+// undoGrant releases a hold that was granted after the caller's ctx ended,
+// waiting at most cancelGrace, and returns ctx's error. Called with l.mu
+// held.
+func (l *Lock) undoGrant(ctx context.Context) error {
 	c := l.c
-	u := l.e.begin(OpUnlock, 0, c.id, callSync, &c.stats)
-	if u.local {
-		return 0, ctx.Err()
-	}
-	c.mu.Unlock()
-	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(u.cmd), Arg: u.arg}
-	uctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
-	status, res, err := c.lockRoundTrip(uctx, &m)
-	cancel()
 	c.mu.Lock()
+	u := l.e.begin(OpUnlock, 0, c.id, callSync, &c.stats)
+	c.mu.Unlock()
+	if u.local {
+		return ctx.Err()
+	}
+	uctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
+	defer cancel()
+	var res wire.LockResult
+	var status Status
+	cl, err := l.post(&u, 0, 0)
+	if err == nil {
+		status, res, err = c.awaitLock(uctx, cl)
+	}
 	if err != nil {
 		// The unlock's outcome is unknown too. Forget the hold: resolving
 		// the lock on reconnection then drops it on the server if it is
 		// still there, as the caller was told it does not hold the lock.
+		c.mu.Lock()
 		l.e.reset()
-	} else {
-		l.e.finish(&u, status, res.State, res.Token, &c.stats)
+		c.mu.Unlock()
+		return ctx.Err()
 	}
-	return 0, ctx.Err()
+	c.mu.Lock()
+	l.e.finish(&u, status, res.State, res.Token, &c.stats)
+	c.mu.Unlock()
+	return ctx.Err()
 }
 
 // queryHold asks the server whether the client holds lock id now
@@ -124,18 +205,6 @@ func (c *Client) queryHold(ctx context.Context, id int32) (Status, error) {
 	st := passThrough(cl.status)
 	c.m.putCall(cl)
 	return st, nil
-}
-
-// lockRoundTrip sends one lock command and waits for its reply.
-func (c *Client) lockRoundTrip(ctx context.Context, m *wire.LockOp) (Status, wire.LockResult, error) {
-	cl, err := c.m.newCall()
-	if err != nil {
-		return 0, wire.LockResult{}, err
-	}
-	cl.long = m.Flags&wire.FlagBlock != 0
-	cl.setLocks(m.LockID)
-	c.m.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
-	return c.awaitLock(ctx, cl)
 }
 
 // errNoReply fails a connection on which the server left a request
