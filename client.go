@@ -19,10 +19,6 @@ type Config struct {
 	// DialTimeout bounds connecting and registering when the ctx given to
 	// Dial has no earlier deadline. Default 10 s.
 	DialTimeout time.Duration
-	// TPMode is the transport mode announced to the server (C ABI
-	// compatibility: SEPERATE_CONN 0, UNI_CONN 1); it must equal the
-	// server's.
-	TPMode uint8
 	// Logger receives connection-level events. Nil means silent.
 	Logger *slog.Logger
 
@@ -61,6 +57,12 @@ type Config struct {
 	// in-memory server (dlocktest.NewPipeServer). With TLS set, the
 	// handshake runs over the connection it returns.
 	DialContext func(ctx context.Context, network, address string) (net.Conn, error)
+
+	// tpMode is the transport mode announced to the server (C ABI
+	// compatibility: SEPERATE_CONN 0, UNI_CONN 1); it must equal the
+	// server's. Over TCP it is only compared: the C layer sets it
+	// (cabi.go), Go users have no use for it.
+	tpMode uint8
 }
 
 // cancelGrace bounds how long a call whose ctx ended waits for the server to
@@ -225,7 +227,7 @@ func (c *Client) rawExchange(ctx context.Context, nc net.Conn, frame []byte) (wi
 // synchronously. A standby's redirect comes back as statusRedirect with the
 // primary's address in rep.Redirect.
 func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int32) (regReply, Status, error) {
-	m := wire.Init{MinVersion: MinProtoVersion, TPMode: c.cfg.TPMode}
+	m := wire.Init{MinVersion: MinProtoVersion, TPMode: c.cfg.tpMode}
 	h, body, err := c.rawExchange(ctx, nc, m.Append(nil, t, 1, id))
 	if err != nil {
 		if errors.Is(err, io.EOF) && c.cfg.TLS == nil {

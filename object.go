@@ -115,13 +115,6 @@ func (c *Client) objRoundTrip(ctx context.Context, encode func([]byte, uint32) [
 	return st, nil
 }
 
-// Atomic64ByID returns a handle for object id that this client has not
-// opened, for Destroy and Release by id (the C API's calls take ids). Its
-// value operations answer ErrObjectNotGet.
-func (c *Client) Atomic64ByID(id int32) *Atomic64 {
-	return &Atomic64{c: c, id: id}
-}
-
 // ID returns the object id.
 func (o *Atomic64) ID() int32 { return o.id }
 
