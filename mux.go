@@ -105,6 +105,12 @@ type muxHooks struct {
 // connection to watch.
 const idleCheck = 100 * time.Millisecond
 
+// quickWait is how long a caller reads for its reply before it registers
+// for the end of its ctx: most replies come within it, and only a call that
+// has to wait longer pays for the registration. A cancel during the first
+// quickWait is noticed when it has passed.
+const quickWait = 2 * time.Millisecond
+
 // Who reads the connection (mux.reader).
 const (
 	readerNone = iota
@@ -401,18 +407,24 @@ func (m *mux) await(ctx context.Context, cl *call) error {
 // connection fails, then gives the read role up. It returns ctx's error if
 // ctx ended.
 func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader) error {
-	// A blocking request may wait long: any end of ctx must stop the read.
-	// A short one needs only ctx's deadline (a bare cancel is then noticed
-	// within a round trip), which keeps it free of allocations.
+	// Any end of ctx must stop the read. A blocking request may wait long,
+	// and a ctx without a deadline gives the read no bound: their ctx is
+	// watched by an AfterFunc (which costs allocations and a lock of ctx),
+	// registered only once the reply has not come within quickWait. A
+	// short request with a deadline needs only that deadline (a bare
+	// cancel is then noticed within a round trip).
+	d, hasDeadline := ctx.Deadline()
+	watch := ctx.Done() != nil && (cl.long || !hasDeadline)
 	var stop func() bool
 	var kicked chan struct{}
-	d, hasDeadline := ctx.Deadline()
-	if ctx.Done() != nil && (cl.long || !hasDeadline) {
-		kicked = make(chan struct{})
-		stop = context.AfterFunc(ctx, func() {
-			nc.SetReadDeadline(pastDeadline)
-			close(kicked)
-		})
+	if watch {
+		quick := time.Now().Add(quickWait)
+		if hasDeadline && d.Before(quick) {
+			nc.SetReadDeadline(d) // the deadline comes first anyway
+			watch = false
+		} else {
+			nc.SetReadDeadline(quick)
+		}
 	} else if hasDeadline {
 		nc.SetReadDeadline(d)
 	}
@@ -427,10 +439,24 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader)
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				// Our own deadline: ctx's. Its timer may trail the socket's
-				// by a hair; wait for it rather than call the link broken.
+				// Our own deadline: ctx's, or a quick wait's. ctx's timer
+				// may trail the socket's by a hair; wait for it rather
+				// than call the link broken.
 				if ctxErr = ctx.Err(); ctxErr != nil {
 					break
+				}
+				if watch && stop == nil {
+					// The call has to wait: watch ctx from now on. The
+					// deadline first: a cancel that comes meanwhile runs
+					// the AfterFunc at once, and its past deadline must
+					// not be overwritten.
+					if hasDeadline {
+						nc.SetReadDeadline(d)
+					} else {
+						nc.SetReadDeadline(time.Time{})
+					}
+					stop, kicked = kickOnDone(ctx, nc)
+					continue
 				}
 				runtime.Gosched()
 				continue
@@ -445,11 +471,24 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader)
 		// read (which would then spin until its own ctx ends).
 		<-kicked
 	}
-	if hasDeadline || stop != nil {
+	if hasDeadline || watch {
 		nc.SetReadDeadline(time.Time{})
 	}
 	m.release()
 	return ctxErr
+}
+
+// kickOnDone makes a read on nc return when ctx ends. stop unregisters;
+// if it reports false, the kick ran or is running, and kicked is closed
+// once it is done. (A function of its own, so that a lead that does not
+// need it allocates nothing.)
+func kickOnDone(ctx context.Context, nc net.Conn) (stop func() bool, kicked chan struct{}) {
+	kicked = make(chan struct{})
+	stop = context.AfterFunc(ctx, func() {
+		nc.SetReadDeadline(pastDeadline)
+		close(kicked)
+	})
+	return stop, kicked
 }
 
 // readOne reads one frame and hands it to its call, which it returns (nil

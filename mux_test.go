@@ -282,3 +282,41 @@ func TestMuxIdleWatch(t *testing.T) {
 		return len(ev.failed) > 0
 	})
 }
+
+// TestMuxCancelSilentPeer: a call whose ctx has no deadline returns when
+// ctx is cancelled although the peer never answers — whether the cancel
+// comes before the call has waited quickWait (and has registered for ctx's
+// end) or after.
+func TestMuxCancelSilentPeer(t *testing.T) {
+	for _, after := range []time.Duration{0, quickWait / 2, 50 * time.Millisecond} {
+		for _, long := range []bool{false, true} {
+			t.Run(fmt.Sprint(after, long), func(t *testing.T) {
+				m, p, _ := newPipeMux(t)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				done := make(chan error, 1)
+				go func() {
+					cl, err := m.newCall()
+					if err != nil {
+						done <- err
+						return
+					}
+					cl.long = long
+					m.send(func(dst []byte) []byte { return heartbeat(dst, cl.id) })
+					done <- m.wait(ctx, cl)
+				}()
+				p.read() // and never answer
+				time.Sleep(after)
+				cancel()
+				select {
+				case err := <-done:
+					if !errors.Is(err, context.Canceled) {
+						t.Fatalf("got %v, want context.Canceled", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("the call did not return after its ctx was cancelled")
+				}
+			})
+		}
+	}
+}
