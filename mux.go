@@ -79,8 +79,12 @@ type mux struct {
 	followers []*call
 	// readerGone is signalled (on mu) when the read role is given up.
 	readerGone sync.Cond
-	// rh belongs to whoever holds the read role.
-	rh wire.Header
+	// rh, big and bigLen belong to whoever holds the read role: the header
+	// being read and, for a frame larger than the reader's buffer, its
+	// body so far (bigLen > 0 while one is being read).
+	rh     wire.Header
+	big    []byte
+	bigLen int
 
 	quit   chan struct{} // closed by stop: ends the idle watch
 	idleWG sync.WaitGroup
@@ -173,9 +177,10 @@ func newMux(nc net.Conn, hooks muxHooks) *mux {
 	return m
 }
 
-// frameBufSize holds the largest frame, so that a frame can be read whole
-// before it is consumed.
-const frameBufSize = wire.HeaderLen + wire.MaxBody
+// readBufSize is the size of the connection's read buffer. A frame that
+// fits is read whole before it is consumed; a larger one (rare: only
+// administrative replies get that big) is read into mux.big.
+const readBufSize = 16 << 10
 
 // attach makes nc the connection and clears the failure.
 func (m *mux) attach(nc net.Conn) {
@@ -184,7 +189,8 @@ func (m *mux) attach(nc net.Conn) {
 	m.wmu.Unlock()
 	m.mu.Lock()
 	m.conn = nc
-	m.br = bufio.NewReaderSize(nc, frameBufSize)
+	m.br = bufio.NewReaderSize(nc, readBufSize)
+	m.bigLen = 0
 	m.err = nil
 	m.mu.Unlock()
 }
@@ -492,25 +498,45 @@ func kickOnDone(ctx context.Context, nc net.Conn) (stop func() bool, kicked chan
 }
 
 // readOne reads one frame and hands it to its call, which it returns (nil
-// for a reply nobody waits for). The frame is consumed only once it is in
-// whole: after an error nothing of a partly read frame is lost.
+// for a reply nobody waits for). A read that fails (a deadline passed) can
+// be resumed by the next call: a frame that fits in the buffer is consumed
+// only once it is in whole, and a larger one keeps its progress in m.big.
 func (m *mux) readOne(br *bufio.Reader) (*call, error) {
-	p, err := br.Peek(wire.HeaderLen)
-	if err != nil {
-		return nil, err
+	if m.bigLen == 0 {
+		p, err := br.Peek(wire.HeaderLen)
+		if err != nil {
+			return nil, err
+		}
+		copy(m.rh[:], p)
+		if err := m.rh.Check(); err != nil {
+			return nil, err
+		}
+		n := wire.HeaderLen + int(m.rh.Len())
+		if n <= br.Size() {
+			p, err = br.Peek(n)
+			if err != nil {
+				return nil, err
+			}
+			cl, err := m.dispatch(&m.rh, p[wire.HeaderLen:])
+			br.Discard(n)
+			return cl, err
+		}
+		br.Discard(wire.HeaderLen)
+		m.bigLen = n - wire.HeaderLen
+		if cap(m.big) < m.bigLen {
+			m.big = make([]byte, 0, m.bigLen)
+		}
+		m.big = m.big[:0]
 	}
-	copy(m.rh[:], p)
-	if err := m.rh.Check(); err != nil {
-		return nil, err
+	for len(m.big) < m.bigLen {
+		k, err := br.Read(m.big[len(m.big):m.bigLen])
+		m.big = m.big[:len(m.big)+k]
+		if err != nil {
+			return nil, err
+		}
 	}
-	n := wire.HeaderLen + int(m.rh.Len())
-	p, err = br.Peek(n)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := m.dispatch(&m.rh, p[wire.HeaderLen:])
-	br.Discard(n)
-	return cl, err
+	m.bigLen = 0
+	return m.dispatch(&m.rh, m.big)
 }
 
 // release gives the read role up and offers it to a follower.

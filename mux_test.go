@@ -157,7 +157,20 @@ func TestMuxLateReply(t *testing.T) {
 
 // TestMuxSplitFrameAcrossDeadline: a reader whose deadline passes in the
 // middle of a frame loses none of it; the next reader reads the frame whole.
+// Frames that fit the read buffer and larger ones are resumed alike.
 func TestMuxSplitFrameAcrossDeadline(t *testing.T) {
+	small := []byte("whole body")
+	large := make([]byte, readBufSize+4000)
+	for i := range large {
+		large[i] = byte(i * 7)
+	}
+	t.Run("small", func(t *testing.T) { testSplitFrame(t, small, 3) })
+	t.Run("large", func(t *testing.T) { testSplitFrame(t, large, readBufSize+100) })
+}
+
+// testSplitFrame sends the reply body in two writes, the first cut bytes of
+// the body before a leader's deadline and the rest after.
+func testSplitFrame(t *testing.T, body []byte, cut int) {
 	m, p, _ := newPipeMux(t)
 	// A leads with a short deadline; B follows. B's reply arrives in two
 	// parts around A's deadline, so A reads the first part and gives up.
@@ -190,20 +203,20 @@ func TestMuxSplitFrameAcrossDeadline(t *testing.T) {
 		got <- cl
 	}()
 	hB, _ := p.read()
-	frame := wire.AppendFrame(nil, hB.Type().Reply(), hB.ID(), 0, []byte("whole body"))
-	if _, err := p.nc.Write(frame[:wire.HeaderLen+3]); err != nil {
+	frame := wire.AppendFrame(nil, hB.Type().Reply(), hB.ID(), 0, body)
+	if _, err := p.nc.Write(frame[:wire.HeaderLen+cut]); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-aDone; !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("A: %v, want the deadline", err)
 	}
-	if _, err := p.nc.Write(frame[wire.HeaderLen+3:]); err != nil {
+	if _, err := p.nc.Write(frame[wire.HeaderLen+cut:]); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case cl := <-got:
-		if cl == nil || string(cl.body) != "whole body" {
-			t.Fatalf("B got %+v", cl)
+		if cl == nil || string(cl.body) != string(body) {
+			t.Fatalf("B's reply is not the body sent (%d bytes)", len(body))
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("B's reply never delivered")
