@@ -14,16 +14,16 @@ import (
 // request (cancelGrace).
 
 // One lock operation runs in the same steps whichever API it came through
-// (a method of Lock, Do, Start, an entry of a batch), with l.mu held
-// throughout:
+// (a method of Lock, the C layer's cDo or cStart, an entry of a batch),
+// with l.mu held (an asynchronous call releases it while it waits):
 //
-//	s, err := l.begin(ctx, op, expire, via) // the cache decides: s.local, or a command
-//	cl, err := l.post(&s, flags, wait)      // the command goes out (not for batches)
-//	st, err := l.end(&s, reply, err)        // finish with the reply, or abort
+//	s, err := l.begin(ctx, op, expire, via)   // the cache decides: s.local, or a command
+//	cl, err := l.post(&s, flags, wait)        // the command goes out (a batch sends one frame)
+//	st := l.end(&s, status, val, token, err)  // finish with the reply, or abort
 //
 // collect (or, for an asynchronous call, awaitLock and then complete) waits
-// for a posted step and ends it; exec is the whole sequence of a
-// synchronous call.
+// for a posted step and ends it, and hands back a grant that came after
+// the caller gave up; exec is the whole sequence of a synchronous call.
 
 // do runs one operation through the cache model: a local answer, or one
 // round trip. flags and wait apply to a blocking lock request.
