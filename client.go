@@ -330,17 +330,6 @@ func (c *Client) start(nc net.Conn) {
 // ID returns the client id the server assigned.
 func (c *Client) ID() int32 { return c.id }
 
-// connFailed starts automatic recovery, if configured, once the
-// connection has failed.
-func (c *Client) connFailed(error) {
-	c.mu.Lock()
-	recover := !c.closing && !c.swapping && c.cfg.AutoRecover
-	c.mu.Unlock()
-	if recover {
-		c.startRecovery()
-	}
-}
-
 // lateReply notes a reply that came after its caller gave up.
 func (c *Client) lateReply(h *wire.Header, _ []byte) {
 	c.cfg.Logger.Debug("dlock: reply to an abandoned request dropped", "type", h.Type(), "id", h.ID(), "status", h.Status())

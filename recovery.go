@@ -561,3 +561,14 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// connFailed starts automatic recovery, if configured, once the
+// connection has failed.
+func (c *Client) connFailed(error) {
+	c.mu.Lock()
+	recover := !c.closing && !c.swapping && c.cfg.AutoRecover
+	c.mu.Unlock()
+	if recover {
+		c.startRecovery()
+	}
+}
