@@ -47,6 +47,7 @@ type Server struct {
 	tls       *tls.Config // nil without TLS
 	obs       observer    // metrics and introspection (observe.go)
 	ha        *haState    // nil outside a highly available cluster
+	shard     shardRef    // slot map of a sharded cluster (shard.go)
 
 	wg sync.WaitGroup // connection goroutines
 }
