@@ -1,0 +1,355 @@
+package ha_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/dlockserver/ha"
+)
+
+// shardCluster is etcd plus one dlockd per shard (and optional standbys).
+type shardCluster struct {
+	t      *testing.T
+	eps    string
+	name   string
+	shards []string
+	addrs  map[string][]string // shard → member addresses
+	procs  map[string][]*proc
+}
+
+// newShardCluster starts etcd and, for every shard, members dlockd
+// processes, and waits until each shard has a primary.
+func newShardCluster(t *testing.T, nshards, members int) *shardCluster {
+	t.Helper()
+	etcd := startEtcd(t, 1)
+	c := &shardCluster{t: t, eps: endpoints(etcd), name: strings.ReplaceAll(t.Name(), "/", "_"),
+		addrs: map[string][]string{}, procs: map[string][]*proc{}}
+	for i := 0; i < nshards; i++ {
+		c.shards = append(c.shards, fmt.Sprintf("s%d", i))
+	}
+	for m := 0; m < members; m++ {
+		for _, s := range c.shards {
+			addr := freeAddr(t)
+			c.addrs[s] = append(c.addrs[s], addr)
+			c.procs[s] = append(c.procs[s], c.start(s, addr))
+		}
+	}
+	c.waitPrimaries(members)
+	return c
+}
+
+func (c *shardCluster) start(shard, addr string) *proc {
+	return startProc(c.t, "listening", buildDlockd(c.t), "-addr", addr, "-log-level", "info",
+		"-etcd", c.eps, "-cluster", c.name, "-etcd-ttl", ttl.String(), "-session-timeout", "5s",
+		"-shard", shard, "-shards", strings.Join(c.shards, ","))
+}
+
+func (c *shardCluster) read() ha.ShardsStatus {
+	c.t.Helper()
+	cli, err := ha.Dial(strings.Split(c.eps, ","), nil, 5*time.Second)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := ha.ReadShards(ctx, cli, c.name)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return st
+}
+
+// waitPrimaries waits until every shard has a primary and members-1
+// standbys.
+func (c *shardCluster) waitPrimaries(members int) ha.ShardsStatus {
+	c.t.Helper()
+	var st ha.ShardsStatus
+	for i := 0; i < 300; i++ {
+		st = c.read()
+		ok := len(st.Shards) == len(c.shards)
+		for _, s := range st.Shards {
+			ok = ok && s.Primary != nil && 1+len(s.Standbys) >= members
+		}
+		if ok {
+			return st
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("shards did not elect primaries: %+v", st)
+	return st
+}
+
+// allAddrs lists every member.
+func (c *shardCluster) allAddrs() []string {
+	var out []string
+	for _, s := range c.shards {
+		out = append(out, c.addrs[s]...)
+	}
+	return out
+}
+
+// router dials the cluster knowing only seeds.
+func (c *shardCluster) router(ctx context.Context, seeds ...string) *dlock.Router {
+	c.t.Helper()
+	r, err := dlock.DialRouter(ctx, &dlock.Config{Addrs: seeds, DialTimeout: 2 * time.Second})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// openAll opens names through r in batches of up to 31 entries spanning
+// shards, checking that every entry is answered in the caller's order.
+func openAll(ctx context.Context, t *testing.T, r *dlock.Router, names []string) []*dlock.Lock {
+	t.Helper()
+	out := make([]*dlock.Lock, 0, len(names))
+	for i := 0; i < len(names); i += dlock.MaxBatch {
+		part := names[i:min(i+dlock.MaxBatch, len(names))]
+		reqs := make([]dlock.OpenRequest, len(part))
+		for j, n := range part {
+			reqs[j] = dlock.OpenRequest{Name: n, Options: dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute}}
+		}
+		locks := make([]*dlock.Lock, len(part))
+		ids := make([]int32, len(part))
+		if err := r.BatchOpenLocks(ctx, reqs, locks, ids); err != nil {
+			t.Fatalf("batch open at %d: %v", i, err)
+		}
+		for j, l := range locks {
+			if l == nil || l.Name() != part[j] || ids[j] != l.ID() {
+				t.Fatalf("batch open entry %d: %v id %d for %s", j, l, ids[j], part[j])
+			}
+		}
+		out = append(out, locks...)
+	}
+	return out
+}
+
+// TestShardsSpreadExclusiveBatches: three shards, one dlockd each. A client
+// that knows one address opens 3 000 locks in batches of 31 spanning the
+// shards; each shard's server accepts exactly the names of its slots, and
+// each shard gets its third within ±20%. Holds are exclusive across
+// clients; a batch of 31 trylocks spanning the shards, where another client
+// holds every other lock, is answered entry by entry in the caller's order;
+// atomic64 objects are routed by name.
+func TestShardsSpreadExclusiveBatches(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 5*time.Minute)
+	c := newShardCluster(t, 3, 1)
+	a := c.router(ctx, c.addrs["s0"][0])
+	b := c.router(ctx, c.addrs["s2"][0])
+	m := a.Map()
+	if m == nil || len(m.Shards) != 3 {
+		t.Fatalf("map: %+v", m)
+	}
+
+	const n = 3000
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("orders/%d", i)
+	}
+	locksA := openAll(ctx, t, a, names)
+	per := map[string]int{}
+	for _, nm := range names {
+		per[a.ShardOf(nm)]++
+	}
+	for _, s := range c.shards {
+		if k := per[s]; k < n/3*8/10 || k > n/3*12/10 {
+			t.Errorf("shard %s has %d of %d locks: not within ±20%% of even", s, k, n)
+		}
+	}
+	t.Logf("locks per shard: %v", per)
+
+	// Each server refuses names of other shards' slots: a plain Client
+	// gets ErrMoved.
+	for _, s := range c.shards {
+		cl, err := dlock.Dial(ctx, c.addrs[s][0], &dlock.Config{DialTimeout: 2 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, nm := range names[:60] {
+			_, err := cl.OpenLock(ctx, nm, dlock.LockOptions{Type: dlock.Atomic})
+			if own := a.ShardOf(nm) == s; own != (err == nil) || !own && !errors.Is(err, dlock.ErrMoved) {
+				t.Fatalf("shard %s, %s (owner %s): %v", s, nm, a.ShardOf(nm), err)
+			}
+		}
+		cl.Close()
+	}
+
+	// Exclusive across clients; b holds every other lock of the first 31.
+	locksB := openAll(ctx, t, b, names[:dlock.MaxBatch])
+	var reqs []dlock.LockRequest
+	for i, l := range locksB {
+		if i%2 == 0 {
+			reqs = append(reqs, dlock.LockRequest{Lock: l})
+		}
+	}
+	res := make([]dlock.Result, dlock.MaxBatch)
+	if err := b.BatchTryLock(ctx, reqs, res); err != nil {
+		t.Fatal(err)
+	}
+	for i := range reqs {
+		if res[i].Status != dlock.Success || res[i].Token == 0 {
+			t.Fatalf("b entry %d: %v", i, res[i].Status)
+		}
+	}
+	reqs = reqs[:0]
+	spanned := map[string]bool{}
+	for _, l := range locksA[:dlock.MaxBatch] {
+		reqs = append(reqs, dlock.LockRequest{Lock: l})
+		spanned[a.ShardOf(l.Name())] = true
+	}
+	if len(spanned) != 3 {
+		t.Fatalf("the batch spans %d shards", len(spanned))
+	}
+	if err := a.BatchTryLock(ctx, reqs, res); err != nil {
+		t.Fatal(err)
+	}
+	for i := range reqs {
+		want := dlock.Success
+		if i%2 == 0 {
+			want = dlock.ErrFail // held by b
+		}
+		if res[i].Status != want || (want == dlock.Success) != (res[i].Token != 0) {
+			t.Fatalf("a entry %d (%s on %s): %v token %d, want %v", i, names[i], a.ShardOf(names[i]), res[i].Status, res[i].Token, want)
+		}
+	}
+	// b cannot take a's locks; after a's batch unlock it can.
+	for i := 1; i < dlock.MaxBatch; i += 2 {
+		if ok, err := locksB[i].TryLock(ctx); ok || err != nil {
+			t.Fatalf("b took %s while a holds it: %v %v", names[i], ok, err)
+		}
+	}
+	unl := make([]*dlock.Lock, 0, dlock.MaxBatch)
+	for i := 1; i < dlock.MaxBatch; i += 2 {
+		unl = append(unl, locksA[i])
+	}
+	if err := a.BatchUnlock(ctx, unl, res); err != nil {
+		t.Fatal(err)
+	}
+	for i := range unl {
+		if res[i].Status != dlock.Success {
+			t.Fatalf("unlock entry %d: %v", i, res[i].Status)
+		}
+	}
+	for i := 1; i < dlock.MaxBatch; i += 2 {
+		if ok, err := locksB[i].TryLock(ctx); !ok || err != nil {
+			t.Fatalf("b could not take %s after a's unlock: %v %v", names[i], ok, err)
+		}
+	}
+
+	// Objects by name: a creates, b adds, a reads.
+	for i := 0; i < 30; i++ {
+		nm := fmt.Sprintf("{counter}%d/%d", i%3, i)
+		oa, err := a.CreateAtomic64(ctx, nm, 100, dlock.Atomic64Options{})
+		if err != nil {
+			t.Fatalf("create %s: %v", nm, err)
+		}
+		ob, err := b.OpenAtomic64(ctx, nm, dlock.Atomic64Options{})
+		if err != nil {
+			t.Fatalf("open %s: %v", nm, err)
+		}
+		if _, err := ob.FetchAndAdd(ctx, 5); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := oa.Load(ctx); err != nil || v != 105 {
+			t.Fatalf("%s: %d %v", nm, v, err)
+		}
+	}
+	// A hash tag keeps names together.
+	if a.ShardOf("{x}/1") != a.ShardOf("{x}/2") || a.ShardOf("{x}/1") != a.ShardOf("x") {
+		t.Error("hash-tagged names on different shards")
+	}
+}
+
+// TestShardKilled: SIGKILL of one shard's only process. The other shards
+// keep serving; the dead shard's locks and names fail at once with a clear
+// error (ErrConnLost for held handles, ErrShardUnavailable for new names),
+// and a batch spanning the shards answers the live shards' entries.
+func TestShardKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	c := newShardCluster(t, 3, 1)
+	r := c.router(ctx, c.allAddrs()...)
+	names := make([]string, 93)
+	for i := range names {
+		names[i] = fmt.Sprintf("k/%d", i)
+	}
+	locks := openAll(ctx, t, r, names)
+	for _, l := range locks {
+		if ok, err := l.TryLock(ctx); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	c.procs["s1"][0].kill()
+
+	var dead, live []*dlock.Lock
+	for _, l := range locks {
+		if r.ShardOf(l.Name()) == "s1" {
+			dead = append(dead, l)
+		} else {
+			live = append(live, l)
+		}
+	}
+	if len(dead) == 0 || len(live) == 0 {
+		t.Fatal("no lock on s1 or none elsewhere")
+	}
+	for _, l := range live {
+		if err := l.Unlock(ctx); err != nil {
+			t.Fatalf("%s on %s: %v", l.Name(), r.ShardOf(l.Name()), err)
+		}
+		if ok, err := l.TryLock(ctx); !ok || err != nil {
+			t.Fatalf("%s: %v %v", l.Name(), ok, err)
+		}
+	}
+	start := time.Now()
+	for _, l := range dead {
+		_, err := l.TryLock(ctx)
+		if !errors.Is(err, dlock.ErrConnLost) {
+			t.Fatalf("%s on the dead shard: %v", l.Name(), err)
+		}
+	}
+	for i := 0; i < 200; i++ {
+		nm := fmt.Sprintf("new/%d", i)
+		if r.ShardOf(nm) != "s1" {
+			continue
+		}
+		_, err := r.OpenLock(ctx, nm, dlock.LockOptions{Type: dlock.Atomic})
+		if !errors.Is(err, dlock.ErrShardUnavailable) {
+			t.Fatalf("open %s on the dead shard: %v", nm, err)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("the dead shard's calls took %v", d)
+	}
+	t.Logf("%d calls on the dead shard failed in %v", len(dead), time.Since(start))
+	// A batch spanning all three shards: the live entries are answered.
+	reqs := make([]dlock.LockRequest, 0, dlock.MaxBatch)
+	for _, l := range locks[:dlock.MaxBatch] {
+		reqs = append(reqs, dlock.LockRequest{Lock: l})
+	}
+	res := make([]dlock.Result, dlock.MaxBatch)
+	err := r.BatchTryLock(ctx, reqs, res)
+	if !errors.Is(err, dlock.ErrConnLost) {
+		t.Fatalf("batch across a dead shard: %v", err)
+	}
+	for i, q := range reqs {
+		want := dlock.ErrAlreadyLocked // reentrant: held since the loop above
+		if r.ShardOf(q.Lock.Name()) == "s1" {
+			want = dlock.ErrBadResponse
+		}
+		if res[i].Status != want {
+			t.Errorf("entry %d (%s): %v, want %v", i, r.ShardOf(q.Lock.Name()), res[i].Status, want)
+		}
+	}
+}

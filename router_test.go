@@ -1,0 +1,168 @@
+package dlock_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/dlockserver"
+	"github.com/dlock-io/dlock/dlocktest"
+)
+
+// shardPair is two real servers on loopback, shards "a" and "b" of one
+// map given to them directly (in a cluster the coordinator in
+// dlockserver/ha does it from etcd).
+type shardPair struct {
+	a, b *dlocktest.Server
+}
+
+func newShardPair(t *testing.T) *shardPair {
+	p := &shardPair{a: dlocktest.NewServer(t, nil), b: dlocktest.NewServer(t, nil)}
+	p.set(t, 1, dlockserver.NumSlots) // every slot on a
+	return p
+}
+
+// set gives slots [0, split) to a and the rest to b, at version v.
+func (p *shardPair) set(t *testing.T, v uint64, split int) {
+	t.Helper()
+	m := dlockserver.ShardMap{Version: v, Shards: []dlockserver.Shard{{Name: "a", Addrs: []string{p.a.Addr}},
+		{Name: "b", Addrs: []string{p.b.Addr}}}, Slots: make([]int, dlockserver.NumSlots)}
+	for i := range m.Slots {
+		if i >= split {
+			m.Slots[i] = 1
+		}
+	}
+	for _, s := range []struct {
+		srv  *dlocktest.Server
+		name string
+	}{{p.a, "a"}, {p.b, "b"}} {
+		if err := s.srv.SetShardMap(s.name, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// nameInSlots returns a name whose slot is in [lo, hi).
+func nameInSlots(t *testing.T, prefix string, lo, hi int) string {
+	for i := 0; i < 100000; i++ {
+		n := fmt.Sprintf("%s%d", prefix, i)
+		if s := dlock.SlotOf(n); s >= lo && s < hi {
+			return n
+		}
+	}
+	t.Fatal("no name found")
+	return ""
+}
+
+// TestRouterFollowsMoved: a router whose map is older than the servers'
+// is answered "moved", fetches the map again and opens the lock on the
+// owning shard; a plain Client gets ErrMoved.
+func TestRouterFollowsMoved(t *testing.T) {
+	ctx := testCtx(t)
+	p := newShardPair(t)
+	r, err := dlock.DialRouter(ctx, &dlock.Config{Addrs: []string{p.a.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if m := r.Map(); m == nil || m.Version != 1 || len(m.Shards) != 2 {
+		t.Fatalf("map %+v", m)
+	}
+	hi := nameInSlots(t, "hi/", dlock.NumSlots/2, dlock.NumSlots)
+	lo := nameInSlots(t, "lo/", 0, dlock.NumSlots/2)
+	if r.ShardOf(hi) != "a" {
+		t.Fatalf("%s on %q with every slot on a", hi, r.ShardOf(hi))
+	}
+	p.set(t, 2, dlock.NumSlots/2) // the upper half now belongs to b
+
+	plain := p.a.Dial(t)
+	if _, err := plain.OpenLock(ctx, hi, dlock.LockOptions{}); !errors.Is(err, dlock.ErrMoved) {
+		t.Fatalf("a plain client opening a moved name: %v", err)
+	}
+	if _, err := plain.CreateAtomic64(ctx, hi, 1, dlock.Atomic64Options{}); !errors.Is(err, dlock.ErrMoved) {
+		t.Fatalf("a plain client creating a moved object: %v", err)
+	}
+
+	l, err := r.OpenLock(ctx, hi, dlock.LockOptions{TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Map().Version != 2 || r.ShardOf(hi) != "b" || r.ShardOf(lo) != "a" {
+		t.Fatalf("after the move: version %d, %s on %q", r.Map().Version, hi, r.ShardOf(hi))
+	}
+	if ok, err := l.TryLock(ctx); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	// The hold is on b: a client of b cannot take it, one of a cannot
+	// even open it.
+	other := p.b.Dial(t)
+	ol, err := other.OpenLock(ctx, hi, dlock.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := ol.TryLock(ctx); ok || err != nil {
+		t.Fatalf("b granted %s twice: %v %v", hi, ok, err)
+	}
+	o, err := r.CreateAtomic64(ctx, hi+"/obj", 7, dlock.Atomic64Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := o.FetchAndAdd(ctx, 1); err != nil || v != 7 {
+		t.Fatal(v, err)
+	}
+
+	// A batch across both shards, with a stale part: every entry answered
+	// in order.
+	p.set(t, 3, dlock.NumSlots/4)
+	var reqs []dlock.OpenRequest
+	for i := 0; i < dlock.MaxBatch; i++ {
+		reqs = append(reqs, dlock.OpenRequest{Name: fmt.Sprintf("batch/%d", i)})
+	}
+	locks := make([]*dlock.Lock, len(reqs))
+	ids := make([]int32, len(reqs))
+	if err := r.BatchOpenLocks(ctx, reqs, locks, ids); err != nil {
+		t.Fatal(err)
+	}
+	shards := map[string]int{}
+	for i, l := range locks {
+		if l == nil || l.Name() != reqs[i].Name || ids[i] != l.ID() {
+			t.Fatalf("entry %d: %v %d", i, l, ids[i])
+		}
+		shards[r.ShardOf(l.Name())]++
+	}
+	if r.Map().Version != 3 || len(shards) != 2 {
+		t.Fatalf("version %d, shards %v", r.Map().Version, shards)
+	}
+}
+
+// TestRouterUnsharded: against a server outside a sharded cluster a
+// Router is one Client.
+func TestRouterUnsharded(t *testing.T) {
+	ctx := testCtx(t)
+	srv := dlocktest.NewServer(t, nil)
+	if _, err := dlock.FetchShardMap(ctx, srv.Addr, nil); !errors.Is(err, dlock.ErrNotSharded) {
+		t.Fatalf("FetchShardMap: %v", err)
+	}
+	r, err := dlock.DialRouter(ctx, &dlock.Config{Addrs: []string{srv.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if r.Map() != nil || r.ShardOf("x") != "" {
+		t.Fatal("a map from an unsharded server")
+	}
+	l, err := r.OpenLock(ctx, "x", dlock.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := make([]dlock.Result, 1)
+	if err := r.BatchTryLock(ctx, []dlock.LockRequest{{Lock: l}}, res); err != nil || res[0].Status != dlock.Success {
+		t.Fatal(err, res[0].Status)
+	}
+	c, err := r.Client(ctx, "anything")
+	if err != nil || c.ID() <= 0 {
+		t.Fatalf("Client: %v", err)
+	}
+}
