@@ -353,3 +353,107 @@ func TestShardKilled(t *testing.T) {
 		}
 	}
 }
+
+// TestShardFailover: three shards of two dlockd each. SIGKILL of one
+// shard's primary: its standby takes over and the router's Client of that
+// shard recovers every hold (kept by the holder, refused to another
+// client), while the other shards serve throughout.
+func TestShardFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	c := newShardCluster(t, 3, 2)
+	reports := make(chan dlock.RecoveryReport, 16)
+	r, err := dlock.DialRouter(ctx, &dlock.Config{Addrs: []string{c.addrs["s0"][1]}, AutoRecover: true,
+		SessionTimeout: 5 * time.Second, DialTimeout: 2 * time.Second,
+		OnRecover: func(rep dlock.RecoveryReport) { reports <- rep }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	names := make([]string, 93)
+	for i := range names {
+		names[i] = fmt.Sprintf("f/%d", i)
+	}
+	locks := openAll(ctx, t, r, names)
+	for _, l := range locks {
+		if ok, err := l.TryLock(ctx); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	st := c.read()
+	var victim string
+	for _, s := range st.Shards {
+		if s.Name == "s1" {
+			victim = s.Primary.Addr
+		}
+	}
+	for i, a := range c.addrs["s1"] {
+		if a == victim {
+			c.procs["s1"][i].kill()
+		}
+	}
+	killed := time.Now()
+	// The other shards serve throughout s1's failover.
+	stop := make(chan struct{})
+	served := make(chan error, 1)
+	calls := 0
+	go func() {
+		for {
+			for _, l := range locks {
+				select {
+				case <-stop:
+					served <- nil
+					return
+				default:
+				}
+				if r.ShardOf(l.Name()) == "s1" {
+					continue
+				}
+				if err := l.Unlock(ctx); err != nil {
+					served <- fmt.Errorf("%s during s1's failover: %v", l.Name(), err)
+					return
+				}
+				if ok, err := l.TryLock(ctx); !ok || err != nil {
+					served <- fmt.Errorf("%s during s1's failover: %v %v", l.Name(), ok, err)
+					return
+				}
+				calls += 2
+			}
+		}
+	}()
+	for done := false; !done; {
+		select {
+		case rep := <-reports:
+			if rep.Retrying {
+				continue
+			}
+			if len(rep.Lost) != 0 || rep.Err != nil || !rep.NewPrimary {
+				t.Fatalf("recovery of s1: lost %d, err %v, new primary %v", len(rep.Lost), rep.Err, rep.NewPrimary)
+			}
+			done = true
+		case <-time.After(30 * time.Second):
+			t.Fatal("s1's client did not recover within 30 s")
+		}
+	}
+	recovered := time.Since(killed)
+	close(stop)
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if calls == 0 {
+		t.Fatal("no call on the other shards during the failover")
+	}
+	t.Logf("other shards served %d calls during s1's failover; s1 recovered %v after the kill", calls, recovered)
+	other := c.router(ctx, c.allAddrs()...)
+	others := openAll(ctx, t, other, names)
+	for i, l := range locks {
+		if !l.Held() {
+			t.Fatalf("%s lost", l.Name())
+		}
+		if ok, err := others[i].TryLock(ctx); ok || err != nil {
+			t.Fatalf("%s on %s after the failover: granted to another client %v, %v", l.Name(), r.ShardOf(l.Name()), ok, err)
+		}
+	}
+}
