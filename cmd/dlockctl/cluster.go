@@ -30,6 +30,9 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if sharded, err := printShards(ctx, cli, *name, stdout); sharded || err != nil {
+		return err
+	}
 	st, err := ha.ReadStatus(ctx, cli, *name)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -152,6 +153,10 @@ type ShardStatus struct {
 	Primary  *Member
 	Standbys []Member
 	Slots    Ranges
+	// Clients counts the shard's registered clients; TokenMark is its
+	// saved fencing-token mark.
+	Clients   int
+	TokenMark uint64
 }
 
 // ShardsStatus is a sharded cluster as etcd knows it.
@@ -187,9 +192,12 @@ func ReadShards(ctx context.Context, cli *clientv3.Client, cluster string) (Shar
 			st.Unassigned++
 		}
 	}
-	ops := make([]clientv3.Op, len(names))
-	for i, s := range names {
-		ops[i] = clientv3.OpGet(ShardKeys(cluster, s)+"election", clientv3.WithPrefix())
+	var ops []clientv3.Op
+	for _, s := range names {
+		pfx := ShardKeys(cluster, s)
+		ops = append(ops, clientv3.OpGet(pfx+"election", clientv3.WithPrefix()),
+			clientv3.OpGet(pfx+"clients/", clientv3.WithPrefix(), clientv3.WithCountOnly()),
+			clientv3.OpGet(pfx+"tokens"))
 	}
 	var tr *clientv3.TxnResponse
 	if len(ops) > 0 {
@@ -200,7 +208,11 @@ func ReadShards(ctx context.Context, cli *clientv3.Client, cluster string) (Shar
 	for i, s := range names {
 		ss := ShardStatus{Name: s, Slots: a[s]}
 		var ms []Member
-		for _, kv := range tr.Responses[i].GetResponseRange().Kvs {
+		ss.Clients = int(tr.Responses[3*i+1].GetResponseRange().Count)
+		if kvs := tr.Responses[3*i+2].GetResponseRange().Kvs; len(kvs) > 0 {
+			ss.TokenMark, _ = strconv.ParseUint(string(kvs[0].Value), 10, 64)
+		}
+		for _, kv := range tr.Responses[3*i].GetResponseRange().Kvs {
 			ms = append(ms, Member{Addr: string(kv.Value), Epoch: kv.CreateRevision})
 		}
 		sort.Slice(ms, func(i, j int) bool { return ms[i].Epoch < ms[j].Epoch })

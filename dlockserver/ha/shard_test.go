@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -267,6 +271,67 @@ func TestShardsSpreadExclusiveBatches(t *testing.T) {
 	// A hash tag keeps names together.
 	if a.ShardOf("{x}/1") != a.ShardOf("{x}/2") || a.ShardOf("{x}/1") != a.ShardOf("x") {
 		t.Error("hash-tagged names on different shards")
+	}
+}
+
+var (
+	dlockctlOnce sync.Once
+	dlockctlBin  string
+	dlockctlErr  error
+)
+
+// buildDlockctl compiles cmd/dlockctl once per test binary.
+func buildDlockctl(t *testing.T) string {
+	t.Helper()
+	dlockctlOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dlockctl-ha-")
+		if err != nil {
+			dlockctlErr = err
+			return
+		}
+		dlockctlBin = filepath.Join(dir, "dlockctl")
+		out, err := exec.Command("go", "build", "-o", dlockctlBin, "github.com/dlock-io/dlock/cmd/dlockctl").CombinedOutput()
+		if err != nil {
+			dlockctlErr = fmt.Errorf("go build ./cmd/dlockctl: %v\n%s", err, out)
+		}
+	})
+	if dlockctlErr != nil {
+		t.Fatal(dlockctlErr)
+	}
+	return dlockctlBin
+}
+
+// TestShardsClusterCommand: dlockctl cluster shows every shard with its
+// slot ranges, primary and standby.
+func TestShardsClusterCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	c := newShardCluster(t, 3, 2)
+	out, err := exec.Command(buildDlockctl(t), "cluster", "-etcd", c.eps, "-cluster", c.name).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dlockctl cluster: %v\n%s", err, out)
+	}
+	text := string(out)
+	t.Logf("dlockctl cluster:\n%s", text)
+	for _, want := range []string{"3 shards", "shard s0  slots 0-340 (341)", "shard s1  slots 341-681 (341)",
+		"shard s2  slots 682-1023 (342)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in the output", want)
+		}
+	}
+	for _, s := range c.shards {
+		for _, a := range c.addrs[s] {
+			if !strings.Contains(text, a) {
+				t.Errorf("member %s of %s not shown", a, s)
+			}
+		}
+	}
+	if n := strings.Count(text, "  primary  "); n != 3 {
+		t.Errorf("%d primaries shown", n)
+	}
+	if n := strings.Count(text, "  standby  "); n != 3 {
+		t.Errorf("%d standbys shown", n)
 	}
 }
 
