@@ -44,7 +44,40 @@ func newShardCluster(t *testing.T, nshards, members int) *shardCluster {
 		}
 	}
 	c.waitPrimaries(members)
+	c.waitMaps(members)
 	return c
+}
+
+// waitMaps waits until every member serves a map in which every shard has
+// its members (the servers learn them from etcd asynchronously).
+func (c *shardCluster) waitMaps(members int) {
+	c.t.Helper()
+	var last error
+	for i := 0; i < 300; i++ {
+		last = nil
+		for _, a := range c.allAddrs() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			m, err := dlock.FetchShardMap(ctx, a, nil)
+			cancel()
+			if err == nil && len(m.Shards) != len(c.shards) {
+				err = fmt.Errorf("%d shards", len(m.Shards))
+			}
+			for j := 0; err == nil && j < len(m.Shards); j++ {
+				if len(m.Shards[j].Addrs) < members {
+					err = fmt.Errorf("shard %s has %d members", m.Shards[j].Name, len(m.Shards[j].Addrs))
+				}
+			}
+			if err != nil {
+				last = fmt.Errorf("%s: %v", a, err)
+				break
+			}
+		}
+		if last == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.t.Fatalf("the members' maps did not show every shard: %v", last)
 }
 
 func (c *shardCluster) start(shard, addr string) *proc {
