@@ -1,6 +1,7 @@
 package dlock_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -164,5 +165,50 @@ func TestRouterUnsharded(t *testing.T) {
 	c, err := r.Client(ctx, "anything")
 	if err != nil || c.ID() <= 0 {
 		t.Fatalf("Client: %v", err)
+	}
+}
+
+// TestDisownedSlotGrantsNothing: when a new map takes a slot away from a
+// server, that server refuses every lock command on the slot's locks — the
+// holder's unlock and a new trylock — and a blocking request queued before
+// the change, which the holder's lease expiry would have granted, is
+// answered moved instead of granted. Other slots' locks keep working.
+func TestDisownedSlotGrantsNothing(t *testing.T) {
+	ctx := testCtx(t)
+	p := newShardPair(t)
+	hi := nameInSlots(t, "hi/", dlock.NumSlots/2, dlock.NumSlots)
+	lo := nameInSlots(t, "lo/", 0, dlock.NumSlots/2)
+	c1, c2 := p.a.Dial(t), p.a.Dial(t)
+	h1 := open(t, c1, hi, dlock.LockOptions{TTL: time.Second})
+	h2 := open(t, c2, hi, dlock.LockOptions{TTL: time.Second})
+	l1 := open(t, c1, lo, dlock.LockOptions{TTL: time.Minute})
+	if ok, err := h1.TryLock(ctx); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	waited := make(chan error, 1)
+	go func() {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		waited <- h2.Lock(wctx)
+	}()
+	time.Sleep(200 * time.Millisecond) // c2 is queued
+	p.set(t, 2, dlock.NumSlots/2)      // hi's slot now belongs to b
+
+	if err := <-waited; !errors.Is(err, dlock.ErrMoved) {
+		t.Fatalf("the queued request after the lease ran out: %v (want moved, never a grant)", err)
+	}
+	if ok, err := h2.TryLock(ctx); ok || !errors.Is(err, dlock.ErrMoved) {
+		t.Fatalf("trylock of a disowned lock: %v %v", ok, err)
+	}
+	if ok, err := l1.TryLock(ctx); !ok || err != nil {
+		t.Fatalf("a lock of a kept slot: %v %v", ok, err)
+	}
+	// Giving the slot back does not revive it on a: it was taken away.
+	p.set(t, 3, dlock.NumSlots)
+	if _, err := c1.OpenLock(ctx, "{"+hi+"}/x", dlock.LockOptions{}); !errors.Is(err, dlock.ErrMoved) {
+		t.Fatalf("open on a slot taken away and given back: %v", err)
+	}
+	if ok, err := h2.TryLock(ctx); ok || !errors.Is(err, dlock.ErrMoved) {
+		t.Fatalf("trylock after the slot came back: %v %v", ok, err)
 	}
 }

@@ -472,6 +472,7 @@ func (s *Server) deliver(wake []lockcore.Grant) {
 			continue
 		}
 		delete(s.waits, g.Tag)
+		s.shardWithhold(w.lockID, &g.Reply) // sharded: a slot taken away grants nothing
 		s.observeGrant(w, &g.Reply, s.obs.ns)
 		w.c.sendLock(w.reqID, &g.Reply)
 	}

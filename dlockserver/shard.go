@@ -3,8 +3,11 @@ package dlockserver
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
+	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/internal/lockcore"
 	"github.com/dlock-io/dlock/internal/wire"
 )
 
@@ -22,10 +25,14 @@ import (
 //     creating or opening an atomic64 object) for a slot its shard does not
 //     own with StatusMoved and the map's version, without executing it.
 //
-// Requests that name a lock or an object by id need no check: an id is
-// only known to a client through this shard, and a slot changes shard only
-// through a move (not implemented yet), which is when ids will be checked
-// too. Without SetShardMap the server behaves as an unsharded one.
+// A slot that a new map takes away from the server's shard is disowned for
+// the rest of the server's life: besides by-name requests, lock commands
+// (single, batched, blocking) and hold queries on the locks of that slot are
+// answered StatusMoved, so that the server never grants a lock another shard
+// may now grant. (Releases and give-ups still run: they only let go.) Until
+// then, requests by id need no check: an id is only known to a client
+// through this shard. Without SetShardMap the server behaves as an
+// unsharded one.
 
 // NumSlots is the number of slots of a sharded cluster.
 const NumSlots = wire.NumSlots
@@ -55,13 +62,21 @@ type ShardMap struct {
 }
 
 // shardRef holds a server's shard state (nil outside a sharded cluster).
-type shardRef struct{ atomic.Pointer[shardState] }
+type shardRef struct {
+	atomic.Pointer[shardState]
+	shardMu sync.Mutex // serialises SetShardMap
+}
 
 // shardState is a server's view of the map (immutable once stored).
 type shardState struct {
 	self  string
-	owned [NumSlots]bool
-	wire  wire.ShardMap
+	owned [NumSlots]bool // owned and never disowned
+	// disowned marks slots an earlier map gave this shard and a later one
+	// took away; anyDisowned says whether there is one (requests by id are
+	// checked only then).
+	disowned    [NumSlots]bool
+	anyDisowned bool
+	wire        wire.ShardMap
 }
 
 // SetShardMap makes the server a member of shard self of a sharded
@@ -106,6 +121,24 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 			st.owned[i] = m.Shards[o].Name == self
 		default:
 			return fmt.Errorf("%w: slot %d names shard %d of %d", ErrInvalidConfig, i, o, len(m.Shards))
+		}
+	}
+	s.shard.shardMu.Lock()
+	defer s.shard.shardMu.Unlock()
+	if prev := s.shard.Load(); prev != nil {
+		if prev.self != self {
+			return fmt.Errorf("%w: shard %q, was %q", ErrInvalidConfig, self, prev.self)
+		}
+		for i := range st.disowned {
+			st.disowned[i] = prev.disowned[i] || prev.owned[i] && !st.owned[i]
+			if st.disowned[i] {
+				st.owned[i] = false
+				st.anyDisowned = true
+			}
+		}
+		if st.anyDisowned && !prev.anyDisowned {
+			s.cfg.Logger.Warn("shard: slots taken away from this shard; their locks are refused from now on",
+				"shard", self, "map_version", m.Version)
 		}
 	}
 	s.shard.Store(st)
@@ -156,6 +189,9 @@ func (c *conn) shardGate(h *wire.Header, body []byte) bool {
 			err = st.check(m.Desc)
 		}
 	}
+	if st.anyDisowned && err == nil {
+		return c.disownedGate(st, h, body)
+	}
 	if err == nil {
 		return true // (a malformed body is answered by its handler)
 	}
@@ -171,4 +207,89 @@ func (st *shardState) check(name []byte) error {
 		return errNotOwned
 	}
 	return nil
+}
+
+// disownedGate refuses lock commands and hold queries on locks of slots
+// taken away from this shard: their locks must not be granted here again.
+// It answers in the shape the request type expects, with status moved.
+// Called without mu.
+func (c *conn) disownedGate(st *shardState, h *wire.Header, body []byte) bool {
+	s := c.s
+	moved := func(id int32) bool {
+		l := s.locks.Lock(id)
+		return l != nil && st.disowned[wire.Slot([]byte(l.Descriptor()))]
+	}
+	switch h.Type() {
+	case wire.TLockOp:
+		var m wire.LockOp
+		if m.Decode(body) != nil {
+			return true
+		}
+		s.mu.Lock()
+		refuse := moved(m.LockID)
+		s.mu.Unlock()
+		if !refuse {
+			return true
+		}
+		var r wire.LockResult
+		c.outMu.Lock()
+		c.out = r.Append(c.out, h.ID(), wire.StatusMoved)
+		c.outMu.Unlock()
+		return false
+	case wire.TBatchLockOp:
+		var m wire.BatchLockOp
+		if m.Decode(body) != nil {
+			return true
+		}
+		refuse := false
+		s.mu.Lock()
+		for i := 0; i < m.N && !refuse; i++ {
+			refuse = moved(m.Items[i].LockID)
+		}
+		s.mu.Unlock()
+		if !refuse {
+			return true
+		}
+		// The whole batch: a client splits batches by the current map, so
+		// only a client with an old map sends such a batch.
+		var r wire.BatchLockResult
+		r.N = m.N
+		for i := 0; i < m.N; i++ {
+			r.Items[i] = wire.LockResult{Status: wire.StatusMoved}
+		}
+		c.outMu.Lock()
+		c.out = r.Append(c.out, h.ID(), 0)
+		c.outMu.Unlock()
+		return false
+	case wire.TLockQuery:
+		var m wire.ID
+		if m.Decode(body) != nil {
+			return true
+		}
+		s.mu.Lock()
+		refuse := moved(m.ID)
+		s.mu.Unlock()
+		if !refuse {
+			return true
+		}
+		c.outMu.Lock()
+		c.out = wire.AppendFrame(c.out, h.Type().Reply(), h.ID(), wire.StatusMoved, nil)
+		c.outMu.Unlock()
+		return false
+	}
+	return true
+}
+
+// shardWithhold turns a pushed grant of a lock in a disowned slot into a
+// moved answer: such a lock is never granted here again, also not to a
+// request that was queued before (the lock table keeps the grant, but no
+// request on that lock is executed any more). Called with mu held.
+func (s *Server) shardWithhold(id int32, r *lockcore.Reply) {
+	st := s.shard.Load()
+	if st == nil || !st.anyDisowned {
+		return
+	}
+	if l := s.locks.Lock(id); l != nil && st.disowned[wire.Slot([]byte(l.Descriptor()))] {
+		*r = lockcore.Reply{Status: dlock.Status(wire.StatusMoved)}
+	}
 }
