@@ -555,3 +555,72 @@ func TestShardFailover(t *testing.T) {
 		}
 	}
 }
+
+// TestShardRestart: a shard's only process is killed and started again.
+// The router's Client of that shard (AutoRecover) re-registers with it and
+// re-uploads its holds, which are kept; the shard serves new names again.
+func TestShardRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	c := newShardCluster(t, 3, 1)
+	reports := make(chan dlock.RecoveryReport, 16)
+	r, err := dlock.DialRouter(ctx, &dlock.Config{Addrs: c.allAddrs(), AutoRecover: true,
+		SessionTimeout: 5 * time.Second, DialTimeout: 2 * time.Second,
+		OnRecover: func(rep dlock.RecoveryReport) { reports <- rep }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	names := make([]string, 62)
+	for i := range names {
+		names[i] = fmt.Sprintf("r/%d", i)
+	}
+	locks := openAll(ctx, t, r, names)
+	held := 0
+	for _, l := range locks {
+		if ok, err := l.TryLock(ctx); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+		if r.ShardOf(l.Name()) == "s1" {
+			held++
+		}
+	}
+	c.procs["s1"][0].kill()
+	c.procs["s1"][0] = c.start("s1", c.addrs["s1"][0])
+	for done := false; !done; {
+		select {
+		case rep := <-reports:
+			if rep.Retrying {
+				continue
+			}
+			if len(rep.Lost) != 0 || rep.Err != nil || len(rep.Kept) != held {
+				t.Fatalf("recovery of s1: kept %d of %d, lost %d, err %v", len(rep.Kept), held, len(rep.Lost), rep.Err)
+			}
+			done = true
+		case <-time.After(30 * time.Second):
+			t.Fatal("s1's client did not recover within 30 s")
+		}
+	}
+	other := c.router(ctx, c.allAddrs()...)
+	others := openAll(ctx, t, other, names)
+	for i, l := range locks {
+		if ok, err := others[i].TryLock(ctx); ok || err != nil || !l.Held() {
+			t.Fatalf("%s on %s after the restart: held %v, other got %v %v", l.Name(), r.ShardOf(l.Name()), l.Held(), ok, err)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		nm := fmt.Sprintf("after/%d", i)
+		if r.ShardOf(nm) != "s1" {
+			continue
+		}
+		l, err := r.OpenLock(ctx, nm, dlock.LockOptions{})
+		if err != nil {
+			t.Fatalf("open %s on the restarted shard: %v", nm, err)
+		}
+		if ok, err := l.TryLock(ctx); !ok || err != nil {
+			t.Fatalf("%s: %v %v", nm, ok, err)
+		}
+	}
+}
