@@ -285,6 +285,7 @@ func (n *Node) startShards(ctx context.Context, srv *dlockserver.Server) (func()
 		return nil, ctx.Err()
 	}
 	if err := n.applyMap(srv, st); err != nil {
+		n.cfg.Logger.Error("ha: unusable slot map; not campaigning", "err", err)
 		return nil, err
 	}
 	done := make(chan struct{})
