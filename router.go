@@ -76,6 +76,7 @@ type Router struct {
 	m       *ShardMap // nil: not a sharded cluster
 	single  *Client   // the one Client when not sharded
 	shards  map[string]*shardClient
+	retired []*Client // broken Clients replaced by new ones
 	closed  bool
 	fetchMu sync.Mutex // one map fetch at a time
 }
@@ -323,6 +324,27 @@ func (r *Router) client(ctx context.Context, name string) (*Client, error) {
 	return c, nil
 }
 
+// forget drops c as its shard's Client; it is closed with the Router (until
+// then its handles report the lost connection).
+func (r *Router) forget(c *Client) {
+	r.mu.Lock()
+	scs := make([]*shardClient, 0, len(r.shards))
+	for _, sc := range r.shards {
+		scs = append(scs, sc)
+	}
+	r.mu.Unlock()
+	for _, sc := range scs {
+		sc.mu.Lock()
+		if sc.c == c {
+			sc.c = nil
+			r.mu.Lock()
+			r.retired = append(r.retired, c)
+			r.mu.Unlock()
+		}
+		sc.mu.Unlock()
+	}
+}
+
 // byName runs call on the Client of name's shard, fetching the map again
 // and retrying when the server answers that the name moved.
 func byName[T any](ctx context.Context, r *Router, name string, call func(*Client) (T, error)) (T, error) {
@@ -334,6 +356,13 @@ func byName[T any](ctx context.Context, r *Router, name string, call func(*Clien
 		}
 		v, err := call(c)
 		if errors.Is(err, ErrConnLost) {
+			// Without automatic recovery a Client whose connection broke
+			// stays broken: forget it, so that a later call dials the
+			// shard again (its handles keep failing: their holds are
+			// unknown).
+			if !r.cfg.AutoRecover {
+				r.forget(c)
+			}
 			// Say which shard: the others keep serving.
 			return v, fmt.Errorf("dlock: shard %s: %w: %w", r.ShardOf(name), ErrShardUnavailable, err)
 		}
@@ -382,7 +411,9 @@ func (r *Router) Shutdown(ctx context.Context) error {
 func (r *Router) each(f func(*Client) error) error {
 	r.mu.Lock()
 	r.closed = true
-	cs := []*Client{}
+	retired := r.retired
+	r.retired = nil
+	var cs []*Client
 	if r.single != nil {
 		cs = append(cs, r.single)
 	}
@@ -397,6 +428,9 @@ func (r *Router) each(f func(*Client) error) error {
 			cs = append(cs, sc.c)
 		}
 		sc.mu.Unlock()
+	}
+	for _, c := range retired {
+		c.Close() // broken already: nothing to deregister
 	}
 	var first error
 	for _, c := range cs {

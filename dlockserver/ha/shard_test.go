@@ -432,6 +432,27 @@ func TestShardKilled(t *testing.T) {
 	}
 	t.Logf("%d calls on the dead shard failed in %v", len(dead), time.Since(start))
 	// A batch spanning all three shards: the live entries are answered.
+	defer func() {
+		// Restarted, the shard serves new names to the same router (which
+		// dials it again: it has no automatic recovery).
+		c.procs["s1"][0] = c.start("s1", c.addrs["s1"][0])
+		var l *dlock.Lock
+		name := ""
+		for i := 0; r.ShardOf(name) != "s1"; i++ {
+			name = fmt.Sprintf("again/%d", i)
+		}
+		err := retry(ctx, 20*time.Second, func(ctx context.Context) error {
+			var err error
+			l, err = r.OpenLock(ctx, name, dlock.LockOptions{})
+			return err
+		})
+		if err != nil {
+			t.Fatalf("open %s on the restarted shard: %v", name, err)
+		}
+		if ok, err := l.TryLock(ctx); !ok || err != nil {
+			t.Fatalf("%s on the restarted shard: %v %v", name, ok, err)
+		}
+	}()
 	reqs := make([]dlock.LockRequest, 0, dlock.MaxBatch)
 	for _, l := range locks[:dlock.MaxBatch] {
 		reqs = append(reqs, dlock.LockRequest{Lock: l})
