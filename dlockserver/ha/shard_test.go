@@ -2,6 +2,7 @@ package ha_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -365,6 +366,35 @@ func TestShardsClusterCommand(t *testing.T) {
 	}
 	if n := strings.Count(text, "  standby  "); n != 3 {
 		t.Errorf("%d standbys shown", n)
+	}
+
+	// dlockctl locks on a shard's primary lists that shard's locks.
+	ctx := testCtx(t, time.Minute)
+	r := c.router(ctx, c.addrs["s0"][0])
+	names := make([]string, 30)
+	for i := range names {
+		names[i] = fmt.Sprintf("ls/%d", i)
+	}
+	openAll(ctx, t, r, names)
+	st := c.read()
+	for _, sh := range st.Shards {
+		out, err := exec.Command(buildDlockctl(t), "locks", "-addr", sh.Primary.Addr, "-prefix", "ls/", "-json").CombinedOutput()
+		if err != nil {
+			t.Fatalf("dlockctl locks: %v\n%s", err, out)
+		}
+		var listed []struct{ Name string }
+		if err := json.Unmarshal(out, &listed); err != nil {
+			t.Fatalf("dlockctl locks -json: %v\n%s", err, out)
+		}
+		got := map[string]bool{}
+		for _, l := range listed {
+			got[l.Name] = true
+		}
+		for _, n := range names {
+			if got[n] != (r.ShardOf(n) == sh.Name) {
+				t.Errorf("dlockctl locks on %s (shard %s): %s listed %v, owner %s", sh.Primary.Addr, sh.Name, n, got[n], r.ShardOf(n))
+			}
+		}
 	}
 }
 
