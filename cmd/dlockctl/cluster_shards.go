@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -48,4 +50,37 @@ func printShards(ctx context.Context, cli *clientv3.Client, name string, w io.Wr
 		fmt.Fprintf(w, "  tokens   saved mark %d\n", s.TokenMark)
 	}
 	return true, nil
+}
+
+// runClusterInit is "dlockctl cluster init": write a sharded cluster's
+// slot map, the slots split evenly between -shards, unless it has one.
+func runClusterInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cluster init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")
+	name := fs.String("cluster", "dlock", "cluster `name` (dlockd -cluster)")
+	shards := fs.String("shards", "", "comma-separated shard `names` (dlockd -shard): the slots are split evenly between them, in this order")
+	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *shards == "" {
+		return usageError("cluster init needs -shards")
+	}
+	cli, err := ha.Dial(strings.Split(*etcd, ","), nil, *timeout)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	wrote, err := ha.InitSlots(ctx, cli, *name, strings.Split(*shards, ","))
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	if !wrote {
+		return fmt.Errorf("cluster %s has a slot map already (dlockctl cluster shows it)", *name)
+	}
+	fmt.Fprintf(stdout, "cluster %s: slots split between %s\n", *name, *shards)
+	return nil
 }

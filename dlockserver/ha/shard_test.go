@@ -675,3 +675,52 @@ func TestShardRestart(t *testing.T) {
 		}
 	}
 }
+
+// TestShardsInitCommand: dlockctl cluster init writes the slot map before
+// any server runs (a second init is refused), and dlockd -shard without
+// -shards serves its part of it.
+func TestShardsInitCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 2*time.Minute)
+	etcd := startEtcd(t, 1)
+	c := &shardCluster{t: t, eps: endpoints(etcd), name: t.Name(), shards: []string{"x", "y"},
+		addrs: map[string][]string{}, procs: map[string][]*proc{}}
+	ctl := func(args ...string) (string, error) {
+		out, err := exec.Command(buildDlockctl(t), append([]string{"cluster"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := ctl("init", "-etcd", c.eps, "-cluster", c.name, "-shards", "x,y"); err != nil {
+		t.Fatalf("cluster init: %v\n%s", err, out)
+	}
+	if out, err := ctl("init", "-etcd", c.eps, "-cluster", c.name, "-shards", "x,y,z"); err == nil || !strings.Contains(out, "already") {
+		t.Fatalf("a second cluster init: %v\n%s", err, out)
+	}
+	for _, s := range c.shards {
+		addr := freeAddr(t)
+		c.addrs[s] = []string{addr}
+		c.procs[s] = []*proc{startProc(t, "listening", buildDlockd(t), "-addr", addr, "-etcd", c.eps,
+			"-cluster", c.name, "-etcd-ttl", ttl.String(), "-shard", s)}
+	}
+	st := c.waitPrimaries(1)
+	if len(st.Shards) != 2 || st.Shards[0].Slots[0] != [2]int{0, 511} || st.Shards[1].Slots[0] != [2]int{512, 1023} {
+		t.Fatalf("map: %+v", st)
+	}
+	c.waitMaps(1)
+	r := c.router(ctx, c.addrs["y"][0])
+	names := make([]string, 62)
+	per := map[string]int{}
+	for i := range names {
+		names[i] = fmt.Sprintf("i/%d", i)
+		per[r.ShardOf(names[i])]++
+	}
+	for _, l := range openAll(ctx, t, r, names) {
+		if ok, err := l.TryLock(ctx); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	if per["x"] == 0 || per["y"] == 0 {
+		t.Fatalf("names per shard: %v", per)
+	}
+}
