@@ -212,3 +212,36 @@ func TestDisownedSlotGrantsNothing(t *testing.T) {
 		t.Fatalf("trylock after the slot came back: %v %v", ok, err)
 	}
 }
+
+// TestRouterTLS: the map request and the shards' sessions run over mutual
+// TLS like every other connection.
+func TestRouterTLS(t *testing.T) {
+	ctx := testCtx(t)
+	srv := dlocktest.NewTLSServer(t, nil)
+	m := dlockserver.ShardMap{Version: 4, Shards: []dlockserver.Shard{{Name: "only", Addrs: []string{srv.Addr}}},
+		Slots: make([]int, dlockserver.NumSlots)}
+	if err := srv.SetShardMap("only", m); err != nil {
+		t.Fatal(err)
+	}
+	cfg := *srv.ClientConfig()
+	cfg.Addrs = []string{srv.Addr}
+	r, err := dlock.DialRouter(ctx, &cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if mm := r.Map(); mm == nil || mm.Version != 4 || r.ShardOf("x") != "only" {
+		t.Fatalf("map over TLS: %+v", mm)
+	}
+	l, err := r.OpenLock(ctx, "x", dlock.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l.TryLock(ctx); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	// Without a client certificate the map is not served.
+	if _, err := dlock.FetchShardMap(ctx, srv.Addr, nil); err == nil {
+		t.Fatal("a map over plaintext from a TLS server")
+	}
+}
