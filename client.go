@@ -259,7 +259,7 @@ func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int3
 // known codes pass, anything else is a bad response.
 func passThrough(st Status) Status {
 	switch {
-	case st == Success || st == ErrGeneric:
+	case st == Success || st == ErrGeneric || st == ErrMoved:
 		return st
 	case st >= ErrAgain && st <= ErrAsync,
 		st >= ErrClientNotInit && st <= ErrServerNoResource,

@@ -57,6 +57,14 @@
 // recovers as above. A client that reaches no serving primary within
 // [Config.SessionTimeout] reports its holds lost ([ErrSessionExpired]).
 //
+// # Shards
+//
+// A sharded cluster (dlockd -shard) splits the names between several
+// primaries by slot ([SlotOf]; "{tag}" hash tags keep related names
+// together). Dial it with [DialRouter], which learns the slot map from any
+// member, keeps one [Client] per shard and routes each lock, atomic64 object
+// and batch entry by name; see [Router].
+//
 // # The C API's vocabulary
 //
 // dlock is also the engine of a drop-in C library for DLock's users

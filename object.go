@@ -109,6 +109,9 @@ func (c *Client) objRoundTrip(ctx context.Context, encode func([]byte, uint32) [
 		return st, nil // a valid outcome of CAS, not a pass-through error
 	}
 	st = passThrough(st)
+	if st == ErrMoved {
+		return st, nil // its body is the shard map's version
+	}
 	if len(cl.body) > 0 && rep.Decode(cl.body) != nil {
 		return 0, fmt.Errorf("malformed reply: %w", ErrBadResponse)
 	}
