@@ -127,13 +127,13 @@ func (s *Server) initHA() {
 // fenced reports whether the primary's fence has passed (or the server is
 // not the primary). Safe without mu.
 func (h *haState) fenced() bool {
-	return int64(h.clk.now().Sub(h.base)) >= h.fence.Load()
+	return int64(h.clk.since(h.base)) >= h.fence.Load()
 }
 
 // pastStepDown reports whether a suspended primary must step down. Called
 // with mu held.
 func (h *haState) pastStepDown() bool {
-	return h.poisoned || int64(h.clk.now().Sub(h.base)) >= h.stepDown
+	return h.poisoned || int64(h.clk.since(h.base)) >= h.stepDown
 }
 
 // Standby makes the server a standby that redirects every client to
