@@ -267,13 +267,15 @@ func (n *Node) term(ctx context.Context, srv *dlockserver.Server) error {
 		return fmt.Errorf("reserve tokens: %w", err)
 	}
 	var objs []dlockserver.ObjectRecord
+	lctx, lcancel := context.WithTimeout(ctx, n.cfg.TTL)
 	if n.cfg.DurableObjects {
-		octx, cancel := context.WithTimeout(ctx, n.cfg.TTL)
-		objs, err = n.loadObjects(octx, guard)
-		cancel()
-		if err != nil {
-			return err
-		}
+		objs, err = n.loadObjects(lctx, guard)
+	} else {
+		err = n.dropObjects(lctx, guard)
+	}
+	lcancel()
+	if err != nil {
+		return err
 	}
 	if time.Now().After(fence) {
 		return errors.New("fence passed before serving")

@@ -94,3 +94,17 @@ func (n *Node) loadObjects(ctx context.Context, guard clientv3.Cmp) ([]dlockserv
 	}
 	return recs, nil
 }
+
+// dropObjects deletes the object records a durable member left, when this
+// member is not durable: its clients are told the objects were lost, so a
+// later durable primary must not bring them back.
+func (n *Node) dropObjects(ctx context.Context, guard clientv3.Cmp) error {
+	resp, err := n.cli.Txn(ctx).If(guard).Then(clientv3.OpDelete(n.objectsKey(), clientv3.WithPrefix())).Commit()
+	if err != nil {
+		return fmt.Errorf("drop objects: %w", err)
+	}
+	if !resp.Succeeded {
+		return errors.New("lost the leader key before serving")
+	}
+	return nil
+}

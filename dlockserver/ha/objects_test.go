@@ -230,3 +230,39 @@ func faaThroughFailover(t *testing.T, c *cluster, fail func()) {
 			v, acked, unknown)
 	}
 }
+
+// TestDurableObjectsDroppedByPlainMember: when a member without
+// -durable-objects takes over, the objects are lost (and reported so), and
+// a durable member elected after it does not bring back their old values.
+func TestDurableObjectsDroppedByPlainMember(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	c := newCluster(t, 2, nil)
+	c.extra[0] = []string{"-durable-objects"}
+	c.start(0)
+	if c.waitMembers(1) != 0 {
+		t.Fatal("member 0 is not the primary")
+	}
+	c.start(1)
+	c.waitMembers(2)
+	cl := c.dial(ctx, 0)
+	o, err := cl.CreateAtomic64(ctx, "old", 5, dlock.Atomic64Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.procs[0].kill() // member 1, not durable, takes over
+	if r := awaitReport(t, cl); len(r.LostObjects) != 1 || r.LostObjects[0] != o {
+		t.Fatalf("objects not reported lost by the plain member: %+v", r)
+	}
+	c.start(0)
+	c.waitMembers(2)
+	c.procs[1].kill() // member 0, durable, takes over again
+	if r := awaitReport(t, cl); len(r.LostObjects) != 0 || r.Err != nil {
+		t.Fatalf("recovery: %+v", r)
+	}
+	if _, err := cl.OpenAtomic64(ctx, "old", dlock.Atomic64Options{}); !errors.Is(err, dlock.ErrObjectNotCreate) {
+		t.Fatalf("an object lost on the plain member came back: %v", err)
+	}
+}
