@@ -304,6 +304,7 @@ func (c *conn) handle(h *wire.Header, body []byte) bool {
 	if t.IsReply() {
 		return c.bad(h, "reply type from a client")
 	}
+	defer s.shard.enter()() // (shard_move.go)
 	if !c.shardGate(h, body) {
 		return true
 	}

@@ -59,12 +59,21 @@ type ShardMap struct {
 	// Slots[i] is the index in Shards of slot i's owner, -1 for none. It
 	// has NumSlots entries.
 	Slots []int
+	// Incoming lists slots moving to this server's shard that it must not
+	// serve yet (see shard_move.go): by-name requests for them are
+	// answered DLOCK_NOT_READY.
+	Incoming []int
 }
 
 // shardRef holds a server's shard state (nil outside a sharded cluster).
 type shardRef struct {
 	atomic.Pointer[shardState]
 	shardMu sync.Mutex // serialises SetShardMap
+	// gateMu is held shared by every request from its shard check to the
+	// end of its handler, and exclusively by SetShardMap while it stores a
+	// map: once SetShardMap returns, no request checked against the old
+	// map is still executing.
+	gateMu sync.RWMutex
 }
 
 // shardState is a server's view of the map (immutable once stored).
@@ -76,7 +85,9 @@ type shardState struct {
 	// checked only then).
 	disowned    [NumSlots]bool
 	anyDisowned bool
-	wire        wire.ShardMap
+	// frozen marks owned slots still moving in: not served yet.
+	frozen [NumSlots]bool
+	wire   wire.ShardMap
 }
 
 // SetShardMap makes the server a member of shard self of a sharded
@@ -123,6 +134,12 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 			return fmt.Errorf("%w: slot %d names shard %d of %d", ErrInvalidConfig, i, o, len(m.Shards))
 		}
 	}
+	for _, k := range m.Incoming {
+		if k < 0 || k >= NumSlots {
+			return fmt.Errorf("%w: incoming slot %d", ErrInvalidConfig, k)
+		}
+		st.frozen[k] = true
+	}
 	s.shard.shardMu.Lock()
 	defer s.shard.shardMu.Unlock()
 	if prev := s.shard.Load(); prev != nil {
@@ -141,7 +158,9 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 				"shard", self, "map_version", m.Version)
 		}
 	}
+	s.shard.gateMu.Lock()
 	s.shard.Store(st)
+	s.shard.gateMu.Unlock()
 	return nil
 }
 
@@ -154,7 +173,10 @@ func (s *Server) ShardMapVersion() uint64 {
 	return 0
 }
 
-var errNotOwned = errors.New("slot not owned")
+var (
+	errNotOwned = errors.New("slot not owned")
+	errFrozen   = errors.New("slot moving in")
+)
 
 // shardGate answers TShardMap and refuses by-name requests for slots the
 // server's shard does not own. It reports whether the request may proceed.
@@ -195,6 +217,10 @@ func (c *conn) shardGate(h *wire.Header, body []byte) bool {
 	if err == nil {
 		return true // (a malformed body is answered by its handler)
 	}
+	if err == errFrozen {
+		c.notReady(h, body)
+		return false
+	}
 	mv := wire.Moved{Version: st.wire.Version}
 	c.outMu.Lock()
 	c.out = mv.Append(c.out, h.Type(), h.ID())
@@ -203,8 +229,12 @@ func (c *conn) shardGate(h *wire.Header, body []byte) bool {
 }
 
 func (st *shardState) check(name []byte) error {
-	if !st.owned[wire.Slot(name)] {
+	k := wire.Slot(name)
+	if !st.owned[k] {
 		return errNotOwned
+	}
+	if st.frozen[k] {
+		return errFrozen
 	}
 	return nil
 }

@@ -104,6 +104,8 @@ type Node struct {
 	mu  sync.Mutex
 	key string // our leader key while primary
 	rev int64  // its create revision: the epoch
+
+	moves moveState // slot moves received (shard_move.go)
 }
 
 // Keys returns the prefix of cluster's keys.
@@ -302,10 +304,19 @@ func (n *Node) term(ctx context.Context, srv *dlockserver.Server) error {
 	if time.Now().After(fence) {
 		return errors.New("fence passed before serving")
 	}
+	// A shard's primary serves with the newest map: a move may have taken
+	// slots away while this member was campaigning.
+	var shards ShardsStatus
+	if n.cfg.Shard != "" {
+		if shards, err = n.applyLatest(ctx, srv); err != nil {
+			return fmt.Errorf("read the slot map before serving: %w", err)
+		}
+	}
 	srv.Promote(dlockserver.Promotion{Epoch: uint64(rev), Fence: fence, Clients: clients,
 		TokenFloor: floor, TokenCeiling: ceil, Suspend: n.cfg.TTL / 2,
 		DurableObjects: n.cfg.DurableObjects, Objects: objs})
 	n.cfg.Logger.Info("ha: primary", "epoch", rev, "clients", len(clients), "token_floor", floor)
+	n.afterMap(ctx, srv, shards)
 
 	// Keep the fence ahead. A failed keepalive is retried: the server stops
 	// serving by itself at the fence, resumes if a keepalive gets through

@@ -166,17 +166,28 @@ type ShardsStatus struct {
 	Shards  []ShardStatus // in name order
 	// Unassigned counts slots no shard owns.
 	Unassigned int
+	// Moves are the slot moves in progress.
+	Moves []Move
 }
 
 // ReadShards reads a sharded cluster's map and its shards' members.
 func ReadShards(ctx context.Context, cli *clientv3.Client, cluster string) (ShardsStatus, error) {
 	var st ShardsStatus
-	resp, err := cli.Get(ctx, SlotsKey(cluster))
+	mresp, err := cli.Txn(ctx).Then(clientv3.OpGet(SlotsKey(cluster)),
+		clientv3.OpGet(MovesKey(cluster), clientv3.WithPrefix())).Commit()
 	if err != nil {
 		return st, err
 	}
+	resp := mresp.Responses[0].GetResponseRange()
 	if len(resp.Kvs) == 0 {
 		return st, nil
+	}
+	var mkvs []*moveKV
+	for _, kv := range mresp.Responses[1].GetResponseRange().Kvs {
+		mkvs = append(mkvs, &moveKV{key: string(kv.Key), value: kv.Value, rev: kv.ModRevision})
+	}
+	if st.Moves, err = readMoves(cluster, mkvs); err != nil {
+		return st, err
 	}
 	var a Assignment
 	if err := json.Unmarshal(resp.Kvs[0].Value, &a); err != nil {
@@ -225,8 +236,8 @@ func ReadShards(ctx context.Context, cli *clientv3.Client, cluster string) (Shar
 	return st, nil
 }
 
-// serverMap converts st into the server's map.
-func (st ShardsStatus) serverMap() dlockserver.ShardMap {
+// serverMap converts st into the server's map for a member of shard self.
+func (st ShardsStatus) serverMap(self string) dlockserver.ShardMap {
 	m := dlockserver.ShardMap{Version: st.Version, Slots: make([]int, dlockserver.NumSlots)}
 	for i := range m.Slots {
 		m.Slots[i] = -1
@@ -243,6 +254,15 @@ func (st ShardsStatus) serverMap() dlockserver.ShardMap {
 		for _, r := range s.Slots {
 			for k := r[0]; k <= r[1]; k++ {
 				m.Slots[k] = i
+			}
+		}
+	}
+	for _, mv := range st.Moves {
+		if mv.To == self {
+			for _, r := range mv.Slots {
+				for k := r[0]; k <= r[1]; k++ {
+					m.Incoming = append(m.Incoming, k)
+				}
 			}
 		}
 	}
@@ -293,7 +313,7 @@ func (n *Node) startShards(ctx context.Context, srv *dlockserver.Server) (func()
 		defer close(done)
 		n.watchShards(ctx, srv)
 	}()
-	return func() { <-done }, nil
+	return func() { <-done; n.moves.wg.Wait() }, nil
 }
 
 // applyMap gives srv the map in st.
@@ -301,7 +321,7 @@ func (n *Node) applyMap(srv *dlockserver.Server, st ShardsStatus) error {
 	if st.Version < srv.ShardMapVersion() {
 		return nil // an older read than the one applied
 	}
-	if err := srv.SetShardMap(n.cfg.Shard, st.serverMap()); err != nil {
+	if err := srv.SetShardMap(n.cfg.Shard, st.serverMap(n.cfg.Shard)); err != nil {
 		return err
 	}
 	owned := 0
@@ -323,6 +343,7 @@ func (n *Node) applyMap(srv *dlockserver.Server, st ShardsStatus) error {
 func (n *Node) watchShards(ctx context.Context, srv *dlockserver.Server) {
 	pfx := Keys(n.cfg.Cluster)
 	slots := SlotsKey(n.cfg.Cluster)
+	moves := MovesKey(n.cfg.Cluster)
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		wch := n.cli.Watch(wctx, pfx, clientv3.WithPrefix())
@@ -332,7 +353,7 @@ func (n *Node) watchShards(ctx context.Context, srv *dlockserver.Server) {
 			relevant := resp.Err() != nil
 			for _, ev := range resp.Events {
 				k := string(ev.Kv.Key)
-				relevant = relevant || k == slots || strings.Contains(k, "/election/")
+				relevant = relevant || k == slots || strings.Contains(k, "/election/") || strings.HasPrefix(k, moves)
 			}
 			if relevant {
 				n.refreshMap(ctx, srv)
@@ -349,8 +370,16 @@ func (n *Node) watchShards(ctx context.Context, srv *dlockserver.Server) {
 	}
 }
 
-// refreshMap reads the map and gives it to srv when it could be read.
+// refreshMap reads the map and gives it to srv when it could be read, then
+// acknowledges it and receives moves as the shard's primary.
 func (n *Node) refreshMap(ctx context.Context, srv *dlockserver.Server) {
+	if st, err := n.applyLatest(ctx, srv); err == nil {
+		n.afterMap(ctx, srv, st)
+	}
+}
+
+// applyLatest reads the map and gives it to srv.
+func (n *Node) applyLatest(ctx context.Context, srv *dlockserver.Server) (ShardsStatus, error) {
 	rctx, cancel := context.WithTimeout(ctx, n.cfg.TTL)
 	st, err := ReadShards(rctx, n.cli, n.cfg.Cluster)
 	cancel()
@@ -363,4 +392,5 @@ func (n *Node) refreshMap(ctx context.Context, srv *dlockserver.Server) {
 	if err != nil && ctx.Err() == nil {
 		n.cfg.Logger.Warn("ha: could not refresh the slot map", "err", err)
 	}
+	return st, err
 }

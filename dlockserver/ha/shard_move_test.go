@@ -1,0 +1,197 @@
+package ha_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/dlockserver/ha"
+)
+
+// TestSlotMoveUnderLoad: two shards, one dlockd each. Four clients contend
+// for locks of one slot of shard s0 and write to a fenced store while the
+// slot moves to s1. The store sees no two holders and no stale token; while
+// the move waits its grace, s1 answers "not ready" for the slot; afterwards
+// the locks are granted by s1 only, with tokens above s0's saved mark.
+func TestSlotMoveUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	c := newShardCluster(t, 2, 1)
+
+	// Locks of one slot that s0 owns.
+	var names []string
+	var slot int
+	r0 := c.router(ctx, c.addrs["s0"][0])
+	for i := 0; names == nil && i < 1000; i++ {
+		tag := fmt.Sprintf("{hot%d}", i)
+		slot = dlock.SlotOf(tag)
+		if r0.ShardOf(tag) == "s0" {
+			for k := 0; k < 3; k++ {
+				names = append(names, fmt.Sprintf("%s/%d", tag, k))
+			}
+		}
+	}
+
+	var store [3]fencedStore
+	var grants, revoked, notReady atomic.Int64
+	var grantsBefore, highAfter, lowAfter atomic.Int64
+	var moved atomic.Bool
+	var s0Mark atomic.Uint64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		r := c.router(ctx, c.addrs["s1"][0])
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ls [3]*dlock.Lock
+			for n := 0; n < 1000000; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := n % 3
+				cctx, cancel := context.WithTimeout(ctx, time.Second)
+				var err error
+				if ls[k] == nil {
+					ls[k], err = r.OpenLock(cctx, names[k], dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+				}
+				ok := false
+				if err == nil {
+					ok, err = ls[k].TryLock(cctx)
+				}
+				cancel()
+				if errors.Is(err, dlock.ErrNotReady) {
+					notReady.Add(1)
+				}
+				if err != nil {
+					ls[k] = nil // moved (or frozen): open it again through the router
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				if !ok {
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				grants.Add(1)
+				tok := ls[k].Token()
+				switch {
+				case !moved.Load():
+					grantsBefore.Add(1)
+				case tok > s0Mark.Load():
+					highAfter.Add(1)
+				default:
+					lowAfter.Add(1)
+				}
+				store[k].enter(tok)
+				time.Sleep(time.Millisecond)
+				store[k].exit()
+				uctx, cancel := context.WithTimeout(ctx, time.Second)
+				err = ls[k].Unlock(uctx)
+				cancel()
+				if errors.Is(err, dlock.ErrMoved) {
+					revoked.Add(1) // the hold ended with the move
+					ls[k] = nil
+				}
+			}
+		}()
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+
+	time.Sleep(time.Second)
+	cli, err := ha.Dial(strings.Split(c.eps, ","), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	mv, err := ha.MoveSlots(mctx, cli, c.name, ha.Ranges{{slot, slot}}, "s1")
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(mv.From) != 1 || mv.From[0] != "s0" || len(mv.Slots) != 1 {
+		t.Fatalf("move: %+v", mv)
+	}
+	// A second move is refused while this one runs.
+	mctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+	if _, err := ha.MoveSlots(mctx, cli, c.name, ha.Ranges{{slot, slot}}, "s0"); err == nil {
+		t.Fatal("a second move started while the first was in progress")
+	}
+	cancel()
+	// Wait for the move to finish (the grace is the 5 s session timeout).
+	var st ha.ShardsStatus
+	for i := 0; i < 300; i++ {
+		st = c.read()
+		if len(st.Moves) == 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(st.Moves) != 0 {
+		t.Fatalf("the move did not finish: %+v", st.Moves)
+	}
+	for _, s := range st.Shards {
+		if s.Name == "s0" {
+			s0Mark.Store(s.TokenMark)
+		}
+		if s.Name == "s1" && !contains(s.Slots, slot) {
+			t.Fatalf("s1's slots %v lack %d", s.Slots, slot)
+		}
+	}
+	moved.Store(true)
+	time.Sleep(2 * time.Second)
+	close(stop)
+	wg.Wait()
+
+	t.Logf("grants %d (before the move finished %d, after it %d above s0's mark %d and %d not), holds revoked by the move %d, not-ready answers %d",
+		grants.Load(), grantsBefore.Load(), highAfter.Load(), s0Mark.Load(), lowAfter.Load(), revoked.Load(), notReady.Load())
+	for k := range store {
+		s := &store[k]
+		if s.overlaps != 0 || s.stale != 0 {
+			t.Fatalf("lock %s: %d overlaps, %d stale tokens in %d writes", names[k], s.overlaps, s.stale, s.writes)
+		}
+	}
+	if grantsBefore.Load() == 0 || highAfter.Load() == 0 {
+		t.Fatalf("no grants on one side of the move: before %d, after %d", grantsBefore.Load(), highAfter.Load())
+	}
+	if lowAfter.Load() != 0 {
+		t.Fatalf("%d grants after the move with a token at or below s0's mark %d", lowAfter.Load(), s0Mark.Load())
+	}
+	if notReady.Load() == 0 {
+		t.Fatal("the target never answered not ready while waiting its grace")
+	}
+	// The source answers moved for the slot's names; the target serves it.
+	m, err := dlock.FetchShardMap(ctx, c.addrs["s0"][0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Shards[m.Slots[slot]].Name; got != "s1" {
+		t.Fatalf("s0's map gives slot %d to %s", slot, got)
+	}
+}
+
+func contains(rs ha.Ranges, k int) bool {
+	for _, r := range rs {
+		if r[0] <= k && k <= r[1] {
+			return true
+		}
+	}
+	return false
+}
