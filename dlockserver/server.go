@@ -611,9 +611,9 @@ type LockInfo struct {
 	Waiters int // queued blocking requests
 }
 
-// Lock returns what the server knows of lock id, and false if there is no
-// such lock.
-func (s *Server) Lock(id int32) (LockInfo, bool) {
+// LockInfo returns what the server knows of lock id, and false if there is
+// no such lock. It is a query: it takes nothing.
+func (s *Server) LockInfo(id int32) (LockInfo, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.locks.Lock(id)
