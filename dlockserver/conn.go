@@ -50,6 +50,11 @@ type conn struct {
 	client  *client
 	evicted bool
 
+	// waiting indexes the connection's queued blocking requests by tag.
+	// Guarded by wmu (see the lock order in state.go).
+	wmu     sync.Mutex
+	waiting map[uint64]*waiter
+
 	// Read deadlines, owned by the reader goroutine: registerBy is when
 	// the connection must have registered (zero once it has, or with no
 	// RegisterTimeout); readDeadline is the deadline set on the socket;
@@ -98,6 +103,14 @@ func newConn(s *Server, nc net.Conn, seq uint64) *conn {
 
 // tag identifies a request of this connection among all waiters.
 func (c *conn) tag(reqID uint32) uint64 { return c.seq<<32 | uint64(reqID) }
+
+// waiter returns the queued request with tag, or nil.
+func (c *conn) waiter(tag uint64) *waiter {
+	c.wmu.Lock()
+	w := c.waiting[tag]
+	c.wmu.Unlock()
+	return w
+}
 
 func (c *conn) serve() {
 	defer c.s.wg.Done()
@@ -326,21 +339,25 @@ func (c *conn) handle(h *wire.Header, body []byte) bool {
 	if t == wire.TInit || t == wire.TReinit {
 		return c.register(h, body)
 	}
-	s.mu.Lock()
+	s.opLock()
 	cl := c.client
+	var id int32
+	if cl != nil {
+		id = cl.id
+	}
+	s.opUnlock()
 	if cl == nil {
-		s.mu.Unlock()
 		c.reply(t, h.ID(), dlock.ErrGeneric) // not registered
 		return true
 	}
-	if h.Client() != cl.id {
+	if h.Client() != id {
 		// A frame naming another client: spoofing. Drop the connection.
+		s.mu.Lock()
 		s.stats.Inc(dlock.StatClientIDVerifyFail)
 		s.mu.Unlock()
-		s.cfg.Logger.Warn("closing connection: frame names another client", "client", cl.id, "claimed", h.Client())
+		s.cfg.Logger.Warn("closing connection: frame names another client", "client", id, "claimed", h.Client())
 		return false
 	}
-	s.mu.Unlock()
 
 	switch t {
 	case wire.TLockOp:
