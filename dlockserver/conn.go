@@ -2,6 +2,7 @@ package dlockserver
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -72,30 +73,57 @@ type conn struct {
 	quit       chan struct{}
 
 	// Reused message structs, owned by the reader goroutine.
-	op    wire.LockOp
-	res   wire.LockResult
-	bop   wire.BatchLockOp
-	bres  wire.BatchLockResult
-	obj   wire.Object
-	oop   wire.ObjOp
-	orep  wire.ObjReply
-	id    wire.ID
-	ids   wire.IDs
-	get   wire.GetLock
+	op   wire.LockOp
+	res  wire.LockResult
+	bop  wire.BatchLockOp
+	bres wire.BatchLockResult
+	obj  wire.Object
+	oop  wire.ObjOp
+	orep wire.ObjReply
+	id   wire.ID
+	ids  wire.IDs
+	get  wire.GetLock
+	init wire.Init
+	// rare holds the large message structs of requests a client sends
+	// seldom, made on first use: 1 000 idle connections do not carry them.
+	rare *rareMsgs
+}
+
+// rareMsgs are reused message structs of seldom requests.
+type rareMsgs struct {
 	bget  wire.BatchGetLock
 	upd   wire.UpdateLocks
-	init  wire.Init
 	stats wire.StatsReply
 }
 
+// rareMsg returns the connection's rare message structs. Called by the
+// reader goroutine.
+func (c *conn) rareMsg() *rareMsgs {
+	if c.rare == nil {
+		c.rare = new(rareMsgs)
+	}
+	return c.rare
+}
+
+// A connection's read buffer starts at readBufSize, which holds 93 lock
+// requests of 44 bytes, and grows to pipelineBufSize once the connection
+// has filled half of it: a client that pipelines gets fewer reads, a
+// thousand mostly idle connections do not hold 16 KB each.
+const (
+	readBufSize     = 4 << 10
+	pipelineBufSize = 16 << 10
+)
+
 func newConn(s *Server, nc net.Conn, seq uint64) *conn {
 	return &conn{
-		s:     s,
-		nc:    nc,
-		raw:   nc,
-		seq:   seq,
-		out:   make([]byte, 0, 4096),
-		spare: make([]byte, 0, 4096),
+		s:   s,
+		nc:  nc,
+		raw: nc,
+		seq: seq,
+		// The output buffers grow to what the connection needs (a 40-byte
+		// reply each, more when pipelined) and are then reused.
+		out:   make([]byte, 0, 256),
+		spare: make([]byte, 0, 256),
 		kick:  make(chan struct{}, 1),
 		quit:  make(chan struct{}),
 	}
@@ -123,13 +151,16 @@ func (c *conn) serve() {
 	if !c.handshake() {
 		return
 	}
-	c.br = bufio.NewReaderSize(c.nc, 16<<10)
+	c.br = bufio.NewReaderSize(c.nc, readBufSize)
 	if d := c.s.cfg.RegisterTimeout; d > 0 {
 		c.registerBy = c.s.clk.after(d)
 	}
 	var h wire.Header
 	buf := make([]byte, 0, 1024)
 	for first := true; ; first = false {
+		if c.br.Size() < pipelineBufSize && c.br.Buffered() > readBufSize/2 {
+			c.growReader()
+		}
 		var body []byte
 		err := c.awaitFrame()
 		if err == nil {
@@ -168,6 +199,13 @@ func (c *conn) serve() {
 			c.flush()
 		}
 	}
+}
+
+// growReader replaces the read buffer by a pipelineBufSize one, carrying
+// the bytes buffered so far over.
+func (c *conn) growReader() {
+	rest, _ := c.br.Peek(c.br.Buffered())
+	c.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(rest)), c.nc), pipelineBufSize)
 }
 
 // awaitFrame waits until the next frame has started, within the

@@ -201,9 +201,10 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 			c.reply(t, h.ID(), dlock.ErrNotReady)
 			return true
 		}
-		c.stats.Counters = s.statsLocked()
+		stats := &c.rareMsg().stats
+		stats.Counters = s.statsLocked()
 		c.outMu.Lock()
-		c.out = c.stats.Append(c.out, h.ID(), 0)
+		c.out = stats.Append(c.out, h.ID(), 0)
 		c.outMu.Unlock()
 	case wire.TResetStats:
 		if !ready {
@@ -217,7 +218,7 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 			c.reply(t, h.ID(), dlock.ErrGeneric)
 			return true
 		}
-		if c.upd.Decode(body) != nil {
+		if c.rareMsg().upd.Decode(body) != nil {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
 		}
@@ -254,7 +255,7 @@ func (s *Server) recoveryDeadline() {
 
 // updateLocks merges a recovery upload (SEMANTICS.md §9). Called with mu held.
 func (s *Server) updateLocks(cl *client, reqID uint32, c *conn) {
-	m := &c.upd
+	m := &c.rareMsg().upd
 	c.ids.N = m.N
 	for i := 0; i < m.N; i++ {
 		it := &m.Items[i]
@@ -306,7 +307,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 		}
 		c.reply(t, h.ID(), s.releaseLock(s.instant(), id, m.ID))
 	case wire.TBatchGetLock:
-		m := &c.bget
+		m := &c.rareMsg().bget
 		if m.Decode(body) != nil {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
