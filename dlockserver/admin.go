@@ -265,7 +265,7 @@ func (s *Server) topLocks(n int) (any, dlock.Status) {
 }
 
 // top appends the contended locks of the stripe to dst and forgets those
-// that are gone or quiet. Called with mu held exclusively.
+// that are gone or quiet. Called with mu held.
 func (st *stripe) top(epoch int64, span float64, dst *[]dlock.LockContention) {
 	for id, c := range st.obs.contended {
 		l := st.s.locks.Lock(id)

@@ -377,13 +377,14 @@ func (c *conn) handle(h *wire.Header, body []byte) bool {
 	if t == wire.TInit || t == wire.TReinit {
 		return c.register(h, body)
 	}
-	s.opLock()
+	home := s.stripeOf(int32(c.seq)) // any stripe will do: mu holds them all
+	s.opLock(home)
 	cl := c.client
 	var id int32
 	if cl != nil {
 		id = cl.id
 	}
-	s.opUnlock()
+	s.opUnlock(home)
 	if cl == nil {
 		c.reply(t, h.ID(), dlock.ErrGeneric) // not registered
 		return true

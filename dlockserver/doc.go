@@ -13,11 +13,11 @@
 // Each connection has a reader goroutine, which decodes a request, calls
 // the state and queues the reply, and a writer goroutine for replies pushed
 // by other connections (conn.go). The state (state.go) is split into
-// stripes by lock and object id: requests on existing locks and objects
-// hold the server's RWMutex shared and their stripe's mutex, so unrelated
-// locks do not serialise; transitions (registering, opening and releasing,
-// recovery, admin requests, timer events, disconnects) hold it
-// exclusively. The lock order is written at the top of state.go.
+// stripes by lock and object id: a request on an existing lock or object
+// holds only its stripe's mutex, so unrelated locks do not serialise;
+// transitions (registering, opening and releasing, recovery, admin
+// requests, timer events, disconnects) take the server's mutex, which
+// holds every stripe. The lock order is written at the top of state.go.
 //
 // # Files
 //

@@ -347,8 +347,8 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 	return true
 }
 
-// lockOp executes one lock command: the hot path. It holds mu shared and
-// the stripe of the lock.
+// lockOp executes one lock command: the hot path. It holds the stripe of
+// the lock (opLock).
 func (c *conn) lockOp(h *wire.Header, body []byte) bool {
 	m := &c.op
 	if m.Decode(body) != nil {
@@ -357,23 +357,19 @@ func (c *conn) lockOp(h *wire.Header, body []byte) bool {
 	s := c.s
 	r := lockcore.Reply{}
 	queued := false
-	s.opLock()
+	st := s.stripeOf(m.LockID)
+	s.opLock(st)
 	switch {
 	case c.client == nil:
 		r.Status = dlock.ErrGeneric
 	case s.state != wire.StateReady:
 		r.Status = dlock.ErrNotReady
+	case m.Flags&wire.FlagBlock != 0:
+		r, queued = st.acquire(s.instant(), c, c.client.id, h.ID(), m)
 	default:
-		st := s.stripeOf(m.LockID)
-		st.mu.Lock()
-		if m.Flags&wire.FlagBlock != 0 {
-			r, queued = st.acquire(s.instant(), c, c.client.id, h.ID(), m)
-		} else {
-			r = st.exec(s.instant(), c.client.id, m.LockID, dlock.Cmd(m.Cmd), dlock.LockState(m.Arg))
-		}
-		st.mu.Unlock()
+		r = st.exec(s.instant(), c.client.id, m.LockID, dlock.Cmd(m.Cmd), dlock.LockState(m.Arg))
 	}
-	s.opUnlock()
+	s.opUnlock(st)
 	if !queued {
 		c.res.State, c.res.Token = r.State, r.Token
 		c.outMu.Lock()
@@ -390,9 +386,7 @@ func (c *conn) cancel(h *wire.Header, body []byte) bool {
 		return c.malformed(h)
 	}
 	s := c.s
-	s.opLock()
 	s.cancel(c, uint32(m.ID))
-	s.opUnlock()
 	return true
 }
 
@@ -405,24 +399,22 @@ func (c *conn) batchLockOp(h *wire.Header, body []byte) bool {
 	s := c.s
 	res := &c.bres
 	res.N = m.N
-	s.opLock()
 	at := s.instant() // one clock reading for the whole batch
 	for i := 0; i < m.N; i++ {
 		it := &m.Items[i]
 		var r lockcore.Reply
+		st := s.stripeOf(it.LockID)
+		s.opLock(st)
 		if c.client == nil {
 			r.Status = dlock.ErrGeneric
 		} else if s.state != wire.StateReady {
 			r.Status = dlock.ErrNotReady
 		} else {
-			st := s.stripeOf(it.LockID)
-			st.mu.Lock()
 			r = st.exec(at, c.client.id, it.LockID, dlock.Cmd(it.Cmd), dlock.LockState(it.Arg))
-			st.mu.Unlock()
 		}
+		s.opUnlock(st)
 		res.Items[i] = wire.LockResult{Status: int32(r.Status), State: r.State, Token: r.Token}
 	}
-	s.opUnlock()
 	c.outMu.Lock()
 	c.out = res.Append(c.out, h.ID(), 0)
 	c.outMu.Unlock()
@@ -442,22 +434,19 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 			return c.malformed(h)
 		}
 		rep.ID = c.id.ID
-		s.opLock()
 		sp := s.stripeOf(c.id.ID)
-		sp.mu.Lock()
+		s.opLock(sp)
 		rep.Value, st = s.objs.Load(c.id.ID)
 		sp.obs.ops[OpLoad][statusSlot(st)]++
-		sp.mu.Unlock()
-		s.opUnlock()
+		s.opUnlock(sp)
 	} else {
 		m := &c.oop
 		if m.Decode(body) != nil {
 			return c.malformed(h)
 		}
 		rep.ID = m.ID
-		s.opLock()
 		sp := s.stripeOf(m.ID)
-		sp.mu.Lock()
+		s.opLock(sp)
 		if t == wire.TObjFAA {
 			rep.Value, st = s.objs.FetchAndAdd(m.ID, m.A)
 			sp.obs.ops[OpFetchAndAdd][statusSlot(st)]++
@@ -465,8 +454,7 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 			st = s.objs.CompareAndSwap(m.ID, m.A, m.B)
 			sp.obs.ops[OpCompareAndSwap][statusSlot(st)]++
 		}
-		sp.mu.Unlock()
-		s.opUnlock()
+		s.opUnlock(sp)
 	}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), int32(st))

@@ -333,8 +333,8 @@ type Observation struct {
 }
 
 // Observe returns a snapshot of the server for metrics. It walks every lock
-// holding the server's mutex exclusively, so requests wait while it runs: in proportion to
-// the number of locks, 5 to 8 ms at the limit of 51 200 on the 2-core
+// holding the server's mutex, so requests wait while it runs: in proportion
+// to the number of locks, 5 to 8 ms at the limit of 51 200 on the 2-core
 // development VM (BenchmarkObserveFull).
 func (s *Server) Observe() Observation {
 	s.mu.Lock()

@@ -25,9 +25,9 @@ type Server struct {
 	cfg Config
 	clk clock
 
-	// mu guards the server-wide state; requests on existing locks take it
-	// shared and then their stripe's mutex (the lock order is in state.go).
-	mu       sync.RWMutex
+	// mu guards the server-wide state; requests on existing locks take
+	// only their stripe's mutex (the lock order is in state.go).
+	mu       modeMutex
 	state    uint8 // wire.StateReady or wire.StateWaitClientReinit
 	recovery int   // clients still to finish recovery
 	locks    *lockcore.Table
@@ -104,6 +104,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("%w: TLS: %v", ErrInvalidConfig, err)
 		}
 	}
+	s.mu.stripes = &s.stripes
 	s.initStripes()
 	s.timer = s.clk.afterFunc(time.Hour, s.fire)
 	s.timer.Stop()
@@ -242,7 +243,7 @@ func (s *Server) Stats() dlock.Stats {
 }
 
 // statsLocked adds up the counters of the server and of its stripes.
-// Called with mu held exclusively.
+// Called with mu held.
 func (s *Server) statsLocked() dlock.Stats {
 	sum := s.stats
 	for i := range s.stripes {
@@ -260,7 +261,7 @@ func (s *Server) ResetStats() {
 	s.mu.Unlock()
 }
 
-// resetStatsLocked zeroes the counters. Called with mu held exclusively.
+// resetStatsLocked zeroes the counters. Called with mu held.
 func (s *Server) resetStatsLocked() {
 	s.stats = dlock.Stats{}
 	for i := range s.stripes {
@@ -271,22 +272,22 @@ func (s *Server) resetStatsLocked() {
 // Ready reports whether the server serves requests (it is not waiting for
 // clients to recover).
 func (s *Server) Ready() bool {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.state == wire.StateReady
 }
 
 // Clients returns the number of registered clients (including abnormal ones).
 func (s *Server) Clients() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return len(s.clients)
 }
 
 // Locks returns the number of lock objects.
 func (s *Server) Locks() int {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return s.locks.Len()
 }
 
@@ -429,7 +430,7 @@ func (h *eventHeap) Pop() any {
 }
 
 // push adds an event and re-arms the timer if it is the earliest. Called
-// with mu held (shared or exclusively).
+// with mu held or a stripe (opLock).
 func (s *Server) push(e event) {
 	s.evMu.Lock()
 	heap.Push(&s.events, e)
@@ -474,7 +475,7 @@ func (s *Server) fire() {
 	}
 }
 
-// run executes one due event. Called with mu held exclusively.
+// run executes one due event. Called with mu held.
 func (s *Server) run(e event) {
 	at := s.instant()
 	switch e.kind {
@@ -529,7 +530,7 @@ type LockInfo struct {
 // LockInfo returns what the server knows of lock id, and false if there is
 // no such lock. It is a query: it takes nothing.
 func (s *Server) LockInfo(id int32) (LockInfo, bool) {
-	s.mu.Lock() // exclusively: the lock's state belongs to its stripe
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.locks.Lock(id)
 	if l == nil {

@@ -16,28 +16,29 @@ import (
 //
 // # Lock order
 //
-// A goroutine takes these mutexes in this order, never the reverse, and at
-// most one stripe at a time:
+// A goroutine takes these mutexes in this order, never the reverse:
 //
-//	Server.mu (shared or exclusive) → stripe.mu → conn.wmu → Server.evMu → conn.outMu
+//	Server.mu.g → stripe.mu (in index order) → conn.wmu → Server.evMu → conn.outMu
 //
-// Server.mu guards the server-wide state: the mode (ready or recovering,
-// the HA role and fence), the client registry, the connections, the shape
-// of the lock and object tables (which locks and objects exist and who has
-// them open), and the counters kept outside the stripes.
-//
-// Requests on locks and objects that exist — lock commands, batches,
-// blocking requests and their withdrawal, atomic64 operations — take
-// Server.mu shared and then the mutex of the stripe that owns the lock's (or
-// object's) id: requests on locks of different stripes run in parallel. A
-// batch takes the stripes of its items one after the other.
-//
-// Everything else — registering, opening and releasing locks, recovery,
+// Server.mu is the server-wide lock. Locking it (Server.mu.Lock) takes its
+// own mutex g and then the mutex of every stripe, in index order: a
+// transition — registering, opening and releasing locks, recovery,
 // heartbeats, statistics, admin requests, timer events, a connection that
-// closes — takes Server.mu exclusively. That excludes every stripe user, so
-// such a transition may read and change any stripe without its mutex. In a
-// highly available cluster every request takes Server.mu exclusively: the
-// fence and token checks then see the whole state still.
+// closes — runs with the whole state still and may read and change any
+// stripe. It guards the mode (ready or recovering, the HA role and fence),
+// the client registry, the connections, the shape of the lock and object
+// tables (which locks and objects exist and who has them open), and the
+// counters kept outside the stripes.
+//
+// A request on a lock or object that exists — a lock command, a blocking
+// request or its withdrawal, an atomic64 operation — takes only the mutex
+// of the stripe that owns the id (opLock): since every transition holds
+// that mutex too, the request sees the server-wide state stable, and
+// requests on locks of different stripes share no mutex and no written
+// cache line except the fencing-token counter. A batch takes the stripes
+// of its items one after the other. In a highly available cluster a
+// request takes g before its stripe, so that the fence and token checks
+// run one request at a time, as they did when one mutex guarded all.
 //
 // conn.wmu guards a connection's index of its queued requests, which grants
 // in any stripe update. Server.evMu guards the deadline heap and its timer.
@@ -45,13 +46,15 @@ import (
 //
 // # More cores
 //
-// Unrelated locks meet only in Server.mu's reader count (one atomic add per
-// request), the fencing-token counter (one atomic add per grant) and, when
-// a lock has queued waiters, the deadline heap. With 2 cores that is enough
-// (BenchmarkStateParallel); beyond a few more, the reader count becomes the
-// shared cache line to remove next: a reader count per stripe group (a
-// sharded RWMutex), with transitions taking every group. numStripes already
-// exceeds the core counts this server targets.
+// The design is a reader-writer lock sharded by stripe: the requests of
+// unrelated locks scale with cores up to the number of stripes, as long as
+// their ids spread over the stripes (ids are allocated sequentially or from
+// a hash of the name). Transitions pay for it: they take numStripes
+// mutexes (about a microsecond), which is fine for operations that are
+// rare next to lock commands. Beyond that, what unrelated requests still
+// share is the fencing-token counter (one atomic add per grant) and, for
+// locks with queued waiters, the deadline heap (which could be split per
+// stripe the same way). BenchmarkStateParallel measures the speed-up.
 
 // numStripes is the number of stripes of the lock and object ids.
 const numStripes = 64
@@ -110,7 +113,7 @@ func (s *Server) stripeOf(id int32) *stripe {
 }
 
 // initStripes empties every stripe (New, and an HA reset of the state).
-// Called with mu held exclusively.
+// Called with mu held.
 func (s *Server) initStripes() {
 	for i := range s.stripes {
 		st := &s.stripes[i]
@@ -123,7 +126,7 @@ func (s *Server) initStripes() {
 
 // forgetWaiters drops every queued request and pending event without an
 // answer (an HA primary that stops serving forgets its state and closes
-// every connection). Called with mu held exclusively.
+// every connection). Called with mu held.
 func (s *Server) forgetWaiters() {
 	for c := range s.conns {
 		c.waiting = nil
@@ -139,27 +142,47 @@ func (s *Server) forgetWaiters() {
 	s.evMu.Unlock()
 }
 
-// opLock takes mu for a request on existing locks or objects: shared, or
-// exclusively in a highly available cluster (see the lock order).
-func (s *Server) opLock() {
-	if s.ha != nil {
-		s.mu.Lock()
-	} else {
-		s.mu.RLock()
+// modeMutex is Server.mu: see the lock order above.
+type modeMutex struct {
+	g       sync.Mutex
+	stripes *[numStripes]stripe
+}
+
+// Lock takes the whole server: g, then every stripe in index order.
+func (m *modeMutex) Lock() {
+	m.g.Lock()
+	for i := range m.stripes {
+		m.stripes[i].mu.Lock()
 	}
 }
 
-// opUnlock releases what opLock took.
-func (s *Server) opUnlock() {
+// Unlock releases what Lock took.
+func (m *modeMutex) Unlock() {
+	for i := len(m.stripes) - 1; i >= 0; i-- {
+		m.stripes[i].mu.Unlock()
+	}
+	m.g.Unlock()
+}
+
+// opLock takes what a request on a lock or object of stripe st needs: the
+// stripe's mutex, after g in a highly available cluster.
+func (s *Server) opLock(st *stripe) {
 	if s.ha != nil {
-		s.mu.Unlock()
-	} else {
-		s.mu.RUnlock()
+		s.mu.g.Lock()
+	}
+	st.mu.Lock()
+}
+
+// opUnlock releases what opLock took.
+func (s *Server) opUnlock(st *stripe) {
+	st.mu.Unlock()
+	if s.ha != nil {
+		s.mu.g.Unlock()
 	}
 }
 
 // queued returns the number of queued blocking requests. Called with mu
-// held exclusively.
+// held.
 func (s *Server) queued() int {
 	n := 0
 	for i := range s.stripes {
@@ -350,8 +373,7 @@ func (st *stripe) schedule(id int32, l *lockcore.Lock) {
 }
 
 // cancel withdraws the queued request reqID of connection c (TCancel); a
-// request already answered is left alone. Called with mu held shared or
-// exclusively, and no stripe.
+// request already answered is left alone. Called without mu or a stripe.
 func (s *Server) cancel(c *conn, reqID uint32) {
 	tag := c.tag(reqID)
 	w := c.waiter(tag)
@@ -359,15 +381,15 @@ func (s *Server) cancel(c *conn, reqID uint32) {
 		return // already answered
 	}
 	st := s.stripeOf(w.lockID)
-	st.mu.Lock()
-	if st.waits[tag] == w { // not granted meanwhile
+	s.opLock(st)
+	if st.waits[tag] == w { // not granted or withdrawn meanwhile
 		st.withdraw(s.instant(), w, giveUp)
 	}
-	st.mu.Unlock()
+	s.opUnlock(st)
 }
 
 // cancelWaitersOn answers client's queued requests on lock id before the
-// client lets go of the lock. Called with mu held exclusively.
+// client lets go of the lock. Called with mu held.
 func (s *Server) cancelWaitersOn(at instant, client, id int32) {
 	st := s.stripeOf(id)
 	for {
@@ -380,7 +402,7 @@ func (s *Server) cancelWaitersOn(at instant, client, id int32) {
 }
 
 // dropConnWaiters abandons the blocking requests queued from c: nobody
-// would receive their grants. Called with mu held exclusively.
+// would receive their grants. Called with mu held.
 func (s *Server) dropConnWaiters(c *conn) {
 	at := s.instant()
 	for _, w := range c.waiting {
@@ -391,7 +413,7 @@ func (s *Server) dropConnWaiters(c *conn) {
 // releaseLock lets client go of lock id: its queued requests there are
 // answered, its holds released (granting whoever waits behind them), its
 // reference dropped, and the lock deleted with its last reference. Called
-// with mu held exclusively.
+// with mu held.
 func (s *Server) releaseLock(at instant, client, id int32) dlock.Status {
 	st := s.stripeOf(id)
 	s.cancelWaitersOn(at, client, id)
@@ -406,7 +428,7 @@ func (s *Server) releaseLock(at instant, client, id int32) dlock.Status {
 
 // removeClient deletes a client and everything it holds: its queued
 // requests are answered, its holds released and whoever waits behind them
-// granted, lock by lock in id order. Called with mu held exclusively.
+// granted, lock by lock in id order. Called with mu held.
 func (s *Server) removeClient(cl *client) {
 	at := s.instant()
 	if c := cl.conn; c != nil {
@@ -428,8 +450,7 @@ func (s *Server) removeClient(cl *client) {
 
 // holds answers TLockQuery: Success when client holds lock id now (an
 // ATOMIC or FAIR hold whose lease ran out does not count), ErrFail when it
-// does not, ErrLockNotGet when it has no reference. Called with mu held
-// exclusively.
+// does not, ErrLockNotGet when it has no reference. Called with mu held.
 func (s *Server) holds(client, id int32) dlock.Status {
 	l, status := s.stripeOf(id).lookup(client, id)
 	if l == nil {
