@@ -132,7 +132,9 @@ func (s *Server) initStripes() {
 // every connection). Called with mu held.
 func (s *Server) forgetWaiters() {
 	for c := range s.conns {
+		c.wmu.Lock() // its reader may be looking a TCancel up
 		c.waiting = nil
+		c.wmu.Unlock()
 	}
 	for i := range s.stripes {
 		st := &s.stripes[i]
