@@ -436,7 +436,9 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 		rep.ID = c.id.ID
 		sp := s.stripeOf(c.id.ID)
 		s.opLock(sp)
+		s.objMu.Lock()
 		rep.Value, st = s.objs.Load(c.id.ID)
+		s.objMu.Unlock()
 		sp.obs.ops[OpLoad][statusSlot(st)]++
 		s.opUnlock(sp)
 	} else {
@@ -447,11 +449,16 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 		rep.ID = m.ID
 		sp := s.stripeOf(m.ID)
 		s.opLock(sp)
+		s.objMu.Lock()
 		if t == wire.TObjFAA {
 			rep.Value, st = s.objs.FetchAndAdd(m.ID, m.A)
-			sp.obs.ops[OpFetchAndAdd][statusSlot(st)]++
 		} else {
 			st = s.objs.CompareAndSwap(m.ID, m.A, m.B)
+		}
+		s.objMu.Unlock()
+		if t == wire.TObjFAA {
+			sp.obs.ops[OpFetchAndAdd][statusSlot(st)]++
+		} else {
 			sp.obs.ops[OpCompareAndSwap][statusSlot(st)]++
 		}
 		s.opUnlock(sp)
@@ -462,15 +469,20 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 	return true
 }
 
-// objLifecycle handles object create/get/release/destroy.
+// objLifecycle handles object create/get/release/destroy. Objects have
+// their own mutex (objMu), so these are requests, not transitions: they
+// hold one stripe (which keeps the server-wide state still) and objMu.
 func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 	t := h.Type()
 	s := c.s
 	rep := &c.orep
 	*rep = wire.ObjReply{}
 	var st dlock.Status
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	home := s.stripeOf(int32(c.seq))
+	s.opLock(home)
+	defer s.opUnlock(home)
+	s.objMu.Lock()
+	defer s.objMu.Unlock()
 	if c.client == nil {
 		c.reply(t, h.ID(), dlock.ErrGeneric)
 		return true

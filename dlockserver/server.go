@@ -31,7 +31,8 @@ type Server struct {
 	state    uint8 // wire.StateReady or wire.StateWaitClientReinit
 	recovery int   // clients still to finish recovery
 	locks    *lockcore.Table
-	objs     *umo.Table
+	objs     *umo.Table // its contents guarded by objMu too (state.go)
+	objMu    sync.Mutex
 	clients  map[int32]*client
 	stats    dlock.Stats // counters kept outside the stripes
 	stripes  [numStripes]stripe

@@ -18,7 +18,7 @@ import (
 //
 // A goroutine takes these mutexes in this order, never the reverse:
 //
-//	Server.mu.g → stripe.mu (in index order) → conn.wmu → Server.evMu → conn.outMu
+//	Server.mu.g → stripe.mu (in index order) → Server.objMu → conn.wmu → Server.evMu → conn.outMu
 //
 // Server.mu is the server-wide lock. Locking it (Server.mu.Lock) takes its
 // own mutex g and then the mutex of every stripe, in index order: a
@@ -26,19 +26,23 @@ import (
 // heartbeats, statistics, admin requests, timer events, a connection that
 // closes — runs with the whole state still and may read and change any
 // stripe. It guards the mode (ready or recovering, the HA role and fence),
-// the client registry, the connections, the shape of the lock and object
-// tables (which locks and objects exist and who has them open), and the
-// counters kept outside the stripes.
+// the client registry, the connections, the shape of the lock table
+// (which locks exist and who has them open), and the counters kept outside
+// the stripes.
 //
-// A request on a lock or object that exists — a lock command, a blocking
-// request or its withdrawal, an atomic64 operation — takes only the mutex
-// of the stripe that owns the id (opLock): since every transition holds
-// that mutex too, the request sees the server-wide state stable, and
-// requests on locks of different stripes share no mutex and no written
-// cache line except the fencing-token counter. A batch takes the stripes
+// A request on a lock that exists — a lock command, a blocking request or
+// its withdrawal — takes only the mutex of the stripe that owns the lock id
+// (opLock): since every transition holds that mutex too, the request sees
+// the server-wide state stable, and requests on locks of different stripes
+// share no mutex and no written cache line except the fencing-token
+// counter. A batch takes the stripes
 // of its items one after the other. In a highly available cluster a
 // request takes g before its stripe, so that the fence and token checks
 // run one request at a time, as they did when one mutex guarded all.
+//
+// Server.objMu guards the atomic64 object table: object requests hold a
+// stripe (any, for create/get/release/destroy) and objMu, so they do not
+// serialise with lock requests, nor take the whole server to create one.
 //
 // conn.wmu guards a connection's index of its queued requests, which grants
 // in any stripe update. Server.evMu guards the deadline heap and its timer.
@@ -446,7 +450,9 @@ func (s *Server) removeClient(cl *client) {
 	for _, id := range s.locks.ClientLocks(cl.id, nil) {
 		s.releaseLock(at, cl.id, id)
 	}
+	s.objMu.Lock()
 	s.objs.RemoveClient(at.sec, cl.id)
+	s.objMu.Unlock()
 	delete(s.clients, cl.id)
 	if cl.conn != nil && cl.conn.client == cl {
 		cl.conn.client = nil
