@@ -26,6 +26,8 @@
 //   - conn.go: a connection's reading, writing and dispatch;
 //   - handlers.go: the requests, decoded and applied to the state;
 //   - admin.go, observe.go: operators' requests, metrics and observations;
-//   - ha.go: the hooks of a highly available cluster (package ha);
+//   - ha.go, ha_objects.go: the hooks of a highly available cluster (package
+//     ha) and its durable objects;
+//   - shard.go: the slot map of a sharded cluster;
 //   - clock.go, config.go, tls.go, logging.go.
 package dlockserver

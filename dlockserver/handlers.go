@@ -63,7 +63,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		if s.debugOn() {
 			s.cfg.Logger.Debug("client registered", "client", cl.id, "remote", c.remote())
 		}
-		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version, Epoch: s.haEpoch()}
+		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version, Flags: s.objFlags(), Epoch: s.haEpoch()}
 		c.outMu.Lock()
 		c.out = rep.Append(c.out, t, h.ID(), 0)
 		c.outMu.Unlock()
@@ -114,7 +114,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 	if s.debugOn() {
 		s.cfg.Logger.Debug("client re-registered", "client", id, "remote", c.remote())
 	}
-	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version, Epoch: s.haEpoch()}
+	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version, Flags: s.objFlags(), Epoch: s.haEpoch()}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), 0)
 	c.outMu.Unlock()
@@ -429,39 +429,41 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 	rep := &c.orep
 	*rep = wire.ObjReply{}
 	var st dlock.Status
+	var sp *stripe
 	if t == wire.TObjLoad {
 		if c.id.Decode(body) != nil {
 			return c.malformed(h)
 		}
 		rep.ID = c.id.ID
-		sp := s.stripeOf(c.id.ID)
+		sp = s.stripeOf(c.id.ID)
 		s.opLock(sp)
 		s.objMu.Lock()
 		rep.Value, st = s.objs.Load(c.id.ID)
-		s.objMu.Unlock()
 		sp.obs.ops[OpLoad][statusSlot(st)]++
-		s.opUnlock(sp)
 	} else {
 		m := &c.oop
 		if m.Decode(body) != nil {
 			return c.malformed(h)
 		}
 		rep.ID = m.ID
-		sp := s.stripeOf(m.ID)
+		sp = s.stripeOf(m.ID)
 		s.opLock(sp)
 		s.objMu.Lock()
 		if t == wire.TObjFAA {
 			rep.Value, st = s.objs.FetchAndAdd(m.ID, m.A)
-		} else {
-			st = s.objs.CompareAndSwap(m.ID, m.A, m.B)
-		}
-		s.objMu.Unlock()
-		if t == wire.TObjFAA {
 			sp.obs.ops[OpFetchAndAdd][statusSlot(st)]++
 		} else {
+			st = s.objs.CompareAndSwap(m.ID, m.A, m.B)
 			sp.obs.ops[OpCompareAndSwap][statusSlot(st)]++
 		}
-		s.opUnlock(sp)
+	}
+	// With durable objects the reply waits for the change to be committed
+	// (in a cluster opLock holds g, which serialises that bookkeeping).
+	deferred := s.ha != nil && s.haObjReply(c, t, h.ID(), rep, st, rep.ID)
+	s.objMu.Unlock()
+	s.opUnlock(sp)
+	if deferred {
+		return true
 	}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), int32(st))
@@ -515,6 +517,9 @@ func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 		} else {
 			st = s.objs.Destroy(now, id, c.id.ID)
 		}
+	}
+	if s.ha != nil && s.haObjReply(c, t, h.ID(), rep, st, c.objTouched(t, rep.ID)) {
+		return true // sent once the change is committed
 	}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), int32(st))

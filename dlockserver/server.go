@@ -51,6 +51,7 @@ type Server struct {
 	tls       *tls.Config // nil without TLS
 	obs       observer    // metrics and introspection (observe.go)
 	ha        *haState    // nil outside a highly available cluster
+	shard     shardRef    // slot map of a sharded cluster (shard.go)
 
 	wg sync.WaitGroup // connection goroutines
 }
@@ -207,6 +208,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	if s.ha != nil {
 		s.ha.timer.Stop()
+		s.stopObjects()
 	}
 	for ln := range s.listeners {
 		ln.Close()
@@ -291,6 +293,10 @@ func (s *Server) Locks() int {
 	defer s.mu.Unlock()
 	return s.locks.Len()
 }
+
+// now reads the clock's second for the lock and object tables. Called
+// with mu held.
+func (s *Server) now() uint32 { return s.instant().sec }
 
 // newClientID returns a random unused id in 1..0x7FFFFFFF. Called with mu held.
 func (s *Server) newClientID() int32 {

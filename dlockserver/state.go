@@ -358,6 +358,7 @@ func (st *stripe) deliver(at instant, wake []lockcore.Grant) {
 			continue
 		}
 		st.unindex(w)
+		st.s.shardWithhold(w.lockID, &g.Reply) // sharded: a slot taken away grants nothing
 		st.observeGrant(w, &g.Reply, at.ns)
 		w.c.sendLock(w.reqID, &g.Reply)
 	}
@@ -450,6 +451,7 @@ func (s *Server) removeClient(cl *client) {
 	for _, id := range s.locks.ClientLocks(cl.id, nil) {
 		s.releaseLock(at, cl.id, id)
 	}
+	s.haObjectsTouched(cl.id)
 	s.objMu.Lock()
 	s.objs.RemoveClient(at.sec, cl.id)
 	s.objMu.Unlock()

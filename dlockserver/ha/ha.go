@@ -75,6 +75,20 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger receives election events. Nil means silent.
 	Logger *slog.Logger
+	// Shard, if set, makes the member part of that shard of a sharded
+	// cluster: it campaigns under the shard's prefix and serves only the
+	// slots the cluster's slot map gives the shard (shard.go).
+	Shard string
+	// Shards, if set with Shard, is the cluster's initial list of shards:
+	// the first member to find no slot map writes one that splits the
+	// slots evenly between them.
+	Shards []string
+	// DurableObjects keeps atomic64 objects in etcd: fetch-and-add,
+	// compare-and-swap and the other object requests are committed (in
+	// batches) before they are answered, and a new primary has the objects
+	// of the old one. Without it objects are lost on failover, and clients
+	// are told so. Every member of a cluster must use the same setting.
+	DurableObjects bool
 	// Now, if set, replaces time.Now as the wall clock that starts the
 	// token mark of a new cluster (for tests of a wrong clock).
 	Now func() time.Time
@@ -121,11 +135,18 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if err := cfg.checkShards(); err != nil {
+		return nil, err
+	}
 	cli, err := Dial(cfg.Endpoints, cfg.TLS, cfg.DialTimeout)
 	if err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, cli: cli, pfx: Keys(cfg.Cluster)}, nil
+	n := &Node{cfg: cfg, cli: cli, pfx: Keys(cfg.Cluster)}
+	if cfg.Shard != "" {
+		n.pfx = ShardKeys(cfg.Cluster, cfg.Shard)
+	}
+	return n, nil
 }
 
 // Dial returns an etcd client for endpoints, without etcd's own logging.
@@ -155,6 +176,13 @@ func (n *Node) tokensKey() string   { return n.pfx + "tokens" }
 // Run campaigns and drives srv until ctx ends: primary while elected and
 // within its fence, standby otherwise. It returns ctx's error.
 func (n *Node) Run(ctx context.Context, srv *dlockserver.Server) error {
+	if n.cfg.Shard != "" {
+		wait, err := n.startShards(ctx, srv)
+		if err != nil {
+			return err
+		}
+		defer wait()
+	}
 	for ctx.Err() == nil {
 		err := n.term(ctx, srv)
 		srv.Standby("")
@@ -260,11 +288,23 @@ func (n *Node) term(ctx context.Context, srv *dlockserver.Server) error {
 	if err != nil {
 		return fmt.Errorf("reserve tokens: %w", err)
 	}
+	var objs []dlockserver.ObjectRecord
+	lctx, lcancel := context.WithTimeout(ctx, n.cfg.TTL)
+	if n.cfg.DurableObjects {
+		objs, err = n.loadObjects(lctx, guard)
+	} else {
+		err = n.dropObjects(lctx, guard)
+	}
+	lcancel()
+	if err != nil {
+		return err
+	}
 	if time.Now().After(fence) {
 		return errors.New("fence passed before serving")
 	}
 	srv.Promote(dlockserver.Promotion{Epoch: uint64(rev), Fence: fence, Clients: clients,
-		TokenFloor: floor, TokenCeiling: ceil, Suspend: n.cfg.TTL / 2})
+		TokenFloor: floor, TokenCeiling: ceil, Suspend: n.cfg.TTL / 2,
+		DurableObjects: n.cfg.DurableObjects, Objects: objs})
 	n.cfg.Logger.Info("ha: primary", "epoch", rev, "clients", len(clients), "token_floor", floor)
 
 	// Keep the fence ahead. A failed keepalive is retried: the server stops
