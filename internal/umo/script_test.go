@@ -329,21 +329,22 @@ func (t *Table) render(id int32) string {
 	if o == nil {
 		return "gone"
 	}
-	clients := make([]int32, 0, len(o.getters))
-	for c := range o.getters {
+	clients := make([]int32, 0, o.getters.len())
+	for c := range o.getters.clients() {
 		clients = append(clients, c)
 	}
 	slices.Sort(clients)
 	getters := make([]string, len(clients))
 	for i, c := range clients {
-		getters[i] = fmt.Sprintf("c%d@%d", c, o.getters[c])
+		d, _ := o.getters.get(c)
+		getters[i] = fmt.Sprintf("c%d@%d", c, d)
 	}
 	g := strings.Join(getters, ",")
 	if g == "" {
 		g = "-"
 	}
 	return fmt.Sprintf("owner=%d refs=%d getters=%s destroyed=%t lease=%d value=%d",
-		o.owner, len(o.getters), g, o.destroyed, o.maxLease, o.value)
+		o.owner, o.getters.len(), g, o.destroyed, o.maxLease, o.value)
 }
 
 // tokenize splits a command on blanks, keeping quoted descriptors (and a
@@ -451,7 +452,7 @@ func (t *Table) check() error {
 		if t.byDesc[o.desc] != o {
 			return fmt.Errorf("object %d not found by its descriptor", id)
 		}
-		if o.destroyed && len(o.getters) == 0 {
+		if o.destroyed && o.getters.len() == 0 {
 			return fmt.Errorf("object %d destroyed and unreferenced but not freed", id)
 		}
 		if o.owner < 0 {
@@ -463,7 +464,7 @@ func (t *Table) check() error {
 			}
 			owned[o.owner][id] = struct{}{}
 		}
-		for c, d := range o.getters {
+		for c, d := range o.getters.all() {
 			if d > o.maxLease {
 				return fmt.Errorf("object %d: getter c%d lease %d beyond max_lease %d", id, c, d, o.maxLease)
 			}
