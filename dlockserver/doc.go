@@ -28,6 +28,7 @@
 //   - admin.go, observe.go: operators' requests, metrics and observations;
 //   - ha.go, ha_objects.go: the hooks of a highly available cluster (package
 //     ha) and its durable objects;
-//   - shard.go: the slot map of a sharded cluster;
+//   - shard.go, shard_move.go: the slot map of a sharded cluster, slots moving
+//     between shards;
 //   - clock.go, config.go, tls.go, logging.go.
 package dlockserver
