@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,7 +50,114 @@ func printShards(ctx context.Context, cli *clientv3.Client, name string, w io.Wr
 		fmt.Fprintf(w, "  clients  %d registered\n", s.Clients)
 		fmt.Fprintf(w, "  tokens   saved mark %d\n", s.TokenMark)
 	}
+	for _, mv := range st.Moves {
+		fmt.Fprintf(w, "moving   slots %s from %s to %s (map version %d)\n", formatRanges(mv.Slots),
+			strings.Join(mv.From, ","), mv.To, mv.Version)
+	}
 	return true, nil
+}
+
+// formatRanges prints slot ranges as "first-last,...".
+func formatRanges(rs ha.Ranges) string {
+	var out []string
+	for _, r := range rs {
+		if r[0] == r[1] {
+			out = append(out, strconv.Itoa(r[0]))
+		} else {
+			out = append(out, fmt.Sprintf("%d-%d", r[0], r[1]))
+		}
+	}
+	return strings.Join(out, ",")
+}
+
+// parseRanges reads slot ranges written "first-last" or "slot", separated
+// by commas.
+func parseRanges(s string) (ha.Ranges, error) {
+	var rs ha.Ranges
+	for _, part := range strings.Split(s, ",") {
+		a, b, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		first, err := strconv.Atoi(a)
+		last := first
+		if err == nil && isRange {
+			last, err = strconv.Atoi(b)
+		}
+		if err != nil || first < 0 || last < first {
+			return nil, fmt.Errorf("slots %q: want slot or first-last ranges separated by commas", s)
+		}
+		rs = append(rs, [2]int{first, last})
+	}
+	return rs, nil
+}
+
+// runClusterMove is "dlockctl cluster move SLOTS TO": move slots to shard
+// TO. The sources stop serving them at once; the target serves them after
+// its grace; -wait waits for that.
+func runClusterMove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cluster move", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")
+	name := fs.String("cluster", "dlock", "cluster `name` (dlockd -cluster)")
+	wait := fs.Bool("wait", false, "wait until the target serves the slots")
+	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long (with -wait, the target's grace is the session timeout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return usageError("usage: dlockctl cluster move [flags] SLOTS TO (SLOTS: 100-199,512)")
+	}
+	slots, err := parseRanges(fs.Arg(0))
+	if err != nil {
+		return usageError(err.Error())
+	}
+	to := fs.Arg(1)
+	cli, err := ha.Dial(strings.Split(*etcd, ","), nil, *timeout)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	st, err := ha.ReadShards(ctx, cli, *name)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	known := false
+	for _, s := range st.Shards {
+		known = known || s.Name == to
+	}
+	if !known {
+		return fmt.Errorf("cluster %s has no shard %q (dlockctl cluster lists them)", *name, to)
+	}
+	mv, err := ha.MoveSlots(ctx, cli, *name, slots, to)
+	if err != nil {
+		return err
+	}
+	if len(mv.Slots) == 0 {
+		fmt.Fprintf(stdout, "shard %s owns these slots already\n", to)
+		return nil
+	}
+	fmt.Fprintf(stdout, "moving slots %s from %s to %s (map version %d)\n", formatRanges(mv.Slots),
+		strings.Join(mv.From, ","), to, mv.Version)
+	for *wait {
+		st, err := ha.ReadShards(ctx, cli, *name)
+		if err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
+		done := true
+		for _, m := range st.Moves {
+			done = done && m.Version != mv.Version
+		}
+		if done {
+			fmt.Fprintf(stdout, "shard %s serves slots %s\n", to, formatRanges(mv.Slots))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the move is still in progress: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // runClusterInit is "dlockctl cluster init": write a sharded cluster's

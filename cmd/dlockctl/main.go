@@ -9,6 +9,7 @@
 //	dlockctl -version                       version and VCS revision
 //	dlockctl cluster -etcd URLS -cluster C  show a highly available cluster: primary, epoch, standbys (per shard, with slot ranges, when sharded)
 //	dlockctl cluster init -shards A,B,C     write a sharded cluster's slot map, split evenly
+//	dlockctl cluster move [-wait] SLOTS TO  move slots (100-199,512) to shard TO
 //
 // bench measures N clients × M locks (lock type and mode, uncontended or
 // contended, trylock or blocking lock, batches, pipelined requests) and
@@ -95,7 +96,8 @@ commands:
   release force-release a lock from its holders (release -force NAME)
   version print the version and VCS revision of this binary (also -version)
   cluster show a highly available cluster (primary, epoch, standbys; shards and slot ranges) from etcd;
-          cluster init -shards A,B,C writes a sharded cluster's slot map
+          cluster init -shards A,B,C writes a sharded cluster's slot map;
+          cluster move [-wait] SLOTS TO moves slots (100-199,512) to shard TO
 
 Run "dlockctl <command> -h" for a command's flags.
 `

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,37 +117,46 @@ func TestSlotMoveUnderLoad(t *testing.T) {
 	}()
 
 	time.Sleep(time.Second)
-	cli, err := ha.Dial(strings.Split(c.eps, ","), nil, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	// The operator's command moves the slot and waits for the target.
+	ctl := func(args ...string) (string, error) {
+		out, err := exec.Command(buildDlockctl(t), append([]string{"cluster"}, args...)...).CombinedOutput()
+		return string(out), err
 	}
-	defer cli.Close()
-	mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	mv, err := ha.MoveSlots(mctx, cli, c.name, ha.Ranges{{slot, slot}}, "s1")
-	cancel()
-	if err != nil {
-		t.Fatal(err)
+	type result struct {
+		out string
+		err error
 	}
-	if len(mv.From) != 1 || mv.From[0] != "s0" || len(mv.Slots) != 1 {
-		t.Fatalf("move: %+v", mv)
-	}
-	// A second move is refused while this one runs.
-	mctx, cancel = context.WithTimeout(ctx, 5*time.Second)
-	if _, err := ha.MoveSlots(mctx, cli, c.name, ha.Ranges{{slot, slot}}, "s0"); err == nil {
-		t.Fatal("a second move started while the first was in progress")
-	}
-	cancel()
-	// Wait for the move to finish (the grace is the 5 s session timeout).
+	done := make(chan result, 1)
+	go func() {
+		out, err := ctl("move", "-etcd", c.eps, "-cluster", c.name, "-wait", "-timeout", "60s",
+			strconv.Itoa(slot), "s1")
+		done <- result{out, err}
+	}()
+	// While it runs: the cluster shows the move, and a second move is
+	// refused.
 	var st ha.ShardsStatus
 	for i := 0; i < 300; i++ {
-		st = c.read()
-		if len(st.Moves) == 0 {
+		if st = c.read(); len(st.Moves) > 0 {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
-	if len(st.Moves) != 0 {
-		t.Fatalf("the move did not finish: %+v", st.Moves)
+	if len(st.Moves) != 1 || st.Moves[0].To != "s1" || len(st.Moves[0].From) != 1 || st.Moves[0].From[0] != "s0" ||
+		len(st.Moves[0].Slots) != 1 || st.Moves[0].Slots[0] != [2]int{slot, slot} {
+		t.Fatalf("moves in progress: %+v", st.Moves)
+	}
+	if out, err := ctl("-etcd", c.eps, "-cluster", c.name); err != nil || !strings.Contains(out, "moving   slots "+strconv.Itoa(slot)+" from s0 to s1") {
+		t.Fatalf("dlockctl cluster during the move: %v\n%s", err, out)
+	}
+	if out, err := ctl("move", "-etcd", c.eps, "-cluster", c.name, strconv.Itoa(slot), "s0"); err == nil || !strings.Contains(out, "in progress") {
+		t.Fatalf("a second move during the first: %v\n%s", err, out)
+	}
+	res := <-done
+	if res.err != nil || !strings.Contains(res.out, "shard s1 serves slots "+strconv.Itoa(slot)) {
+		t.Fatalf("dlockctl cluster move: %v\n%s", res.err, res.out)
+	}
+	if st = c.read(); len(st.Moves) != 0 {
+		t.Fatalf("moves after the move: %+v", st.Moves)
 	}
 	for _, s := range st.Shards {
 		if s.Name == "s0" {
