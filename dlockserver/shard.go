@@ -29,7 +29,8 @@ import (
 // the rest of the server's life: besides by-name requests, lock commands
 // (single, batched, blocking) and hold queries on the locks of that slot are
 // answered StatusMoved, so that the server never grants a lock another shard
-// may now grant. (Releases and give-ups still run: they only let go.) Until
+// may now grant. (Unlocks, releases and give-ups still run: they only let
+// go.) Until
 // then, requests by id need no check: an id is only known to a client
 // through this shard. Without SetShardMap the server behaves as an
 // unsharded one.
@@ -255,6 +256,9 @@ func (c *conn) disownedGate(st *shardState, h *wire.Header, body []byte) bool {
 		if m.Decode(body) != nil {
 			return true
 		}
+		if isUnlock(m.Cmd) {
+			return true // letting go is always allowed
+		}
 		s.mu.Lock()
 		refuse := moved(m.LockID)
 		s.mu.Unlock()
@@ -274,7 +278,7 @@ func (c *conn) disownedGate(st *shardState, h *wire.Header, body []byte) bool {
 		refuse := false
 		s.mu.Lock()
 		for i := 0; i < m.N && !refuse; i++ {
-			refuse = moved(m.Items[i].LockID)
+			refuse = !isUnlock(m.Items[i].Cmd) && moved(m.Items[i].LockID)
 		}
 		s.mu.Unlock()
 		if !refuse {

@@ -179,12 +179,13 @@ type moveKV struct {
 type moveState struct {
 	mu      sync.Mutex
 	running map[uint64]bool // by move version
+	acking  bool            // acknowledgeDrained runs
 	wg      sync.WaitGroup
 }
 
 // afterMap runs after the server applied a map (and after a promotion): as
-// the shard's primary, acknowledge the map and receive the moves to this
-// shard.
+// the shard's primary, acknowledge the map once drained and receive the
+// moves to this shard.
 func (n *Node) afterMap(ctx context.Context, srv *dlockserver.Server, st ShardsStatus) {
 	if n.cfg.Shard == "" {
 		return
@@ -192,10 +193,21 @@ func (n *Node) afterMap(ctx context.Context, srv *dlockserver.Server, st ShardsS
 	if _, err := n.guard(); err != nil {
 		return
 	}
-	actx, cancel := context.WithTimeout(ctx, n.cfg.TTL)
-	n.acknowledge(actx, srv.ShardMapVersion())
-	cancel()
 	ms := &n.moves
+	ms.mu.Lock()
+	startAck := !ms.acking
+	ms.acking = true
+	ms.mu.Unlock()
+	if startAck {
+		ms.wg.Add(1)
+		go func() {
+			defer ms.wg.Done()
+			n.acknowledgeDrained(ctx, srv)
+			ms.mu.Lock()
+			ms.acking = false
+			ms.mu.Unlock()
+		}()
+	}
 	for _, mv := range st.Moves {
 		if mv.To != n.cfg.Shard {
 			continue
@@ -225,17 +237,44 @@ func (n *Node) afterMap(ctx context.Context, srv *dlockserver.Server, st ShardsS
 func appliedKey(cluster, shard string) string { return ShardKeys(cluster, shard) + "applied" }
 
 // acknowledge records, as the shard's primary, that the server applied map
-// version v: the server serves nothing the map took away from its shard.
-func (n *Node) acknowledge(ctx context.Context, v uint64) {
-	g, err := n.guard()
-	if err != nil {
-		return // not the primary: nothing to acknowledge
-	}
+// version v and holds nothing the map took away from its shard.
+func (n *Node) acknowledge(ctx context.Context, v uint64) error {
 	key := appliedKey(n.cfg.Cluster, n.cfg.Shard)
-	val := strconv.FormatUint(v, 10)
-	_, err = n.cli.Txn(ctx).If(g).Then(clientv3.OpPut(key, val)).Commit()
+	err := n.guarded(ctx, clientv3.OpPut(key, strconv.FormatUint(v, 10)))
 	if err != nil && ctx.Err() == nil {
 		n.cfg.Logger.Warn("ha: could not acknowledge the slot map", "version", v, "err", err)
+	}
+	return err
+}
+
+// acknowledgeDrained acknowledges the map the server applied once it is a
+// ready primary holding nothing in slots taken away from its shard
+// (unlocks drain them; leases and sessions end them). It returns then, when
+// the node is no longer the primary, or when ctx ends.
+func (n *Node) acknowledgeDrained(ctx context.Context, srv *dlockserver.Server) {
+	logged := false
+	for {
+		if _, err := n.guard(); err != nil {
+			return
+		}
+		v := srv.ShardMapVersion()
+		held, ready := srv.DisownedHeld()
+		if ready && held == 0 {
+			actx, cancel := context.WithTimeout(ctx, n.cfg.TTL)
+			err := n.acknowledge(actx, v)
+			cancel()
+			if err == nil && srv.ShardMapVersion() == v {
+				return
+			}
+		} else if ready && !logged {
+			logged = true
+			n.cfg.Logger.Info("ha: slots moved away; waiting for their holds to end", "locks_held", held, "map_version", v)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
 }
 
