@@ -13,13 +13,14 @@ import (
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/dlock-io/dlock"
 	allowed := map[string][]string{
-		"internal/wire":     {},
-		"internal/mtls":     {},
-		"internal/lockcore": {""},
-		"internal/umo":      {""},
-		"":                  {"internal/wire", "internal/mtls"},
-		"dlockserver":       {"", "internal/wire", "internal/mtls", "internal/lockcore", "internal/umo"},
-		"dlockserver/ha":    {"dlockserver"},
+		"internal/wire":       {},
+		"internal/mtls":       {},
+		"internal/lockcore":   {""},
+		"internal/umo":        {""},
+		"internal/scripttest": {},
+		"":                    {"internal/wire", "internal/mtls"},
+		"dlockserver":         {"", "internal/wire", "internal/mtls", "internal/lockcore", "internal/umo"},
+		"dlockserver/ha":      {"dlockserver"},
 	}
 	for pkg, ok := range allowed {
 		path := mod
@@ -42,6 +43,20 @@ func TestImportRules(t *testing.T) {
 			if !permitted {
 				t.Errorf("%s depends on %s, which the layering does not allow", path, dep)
 			}
+		}
+	}
+}
+
+// TestScripttestOnlyInTests: the script-test harness is linked only into
+// test binaries.
+func TestScripttestOnlyInTests(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, " github.com/dlock-io/dlock/internal/scripttest") {
+			t.Errorf("%s imports internal/scripttest outside its tests", strings.Fields(line)[0])
 		}
 	}
 }
