@@ -125,7 +125,7 @@ func (c *Client) OpenLock(ctx context.Context, name string, opts LockOptions) (*
 func (c *Client) adoptLock(id int32, name string, opts LockOptions) *Lock {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if l := c.locks[id]; l != nil {
+	if l := c.locks[id]; l != nil && l.name == name { // (another name: a stale open-and-lock guess)
 		return l
 	}
 	l := &Lock{c: c, name: name, ttl: ttlSeconds(opts.TTL)}
