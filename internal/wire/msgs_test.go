@@ -251,15 +251,6 @@ var kinds = []kind{
 		},
 	},
 	{
-		name:   "OpenLockOpNotRun",
-		t:      TOpenLockOp.Reply(),
-		fresh:  func() decoder { return new(GetLockReply) },
-		sample: func(int, int) decoder { return &GetLockReply{ID: 0x1234, Lease: 7, Type: 1} },
-		append: func(dst []byte, m decoder, id uint32, w int32) []byte {
-			return m.(*GetLockReply).AppendType(dst, TOpenLockOp.Reply(), id, w)
-		},
-	},
-	{
 		name:  "BatchLockOp",
 		t:     TBatchLockOp,
 		batch: true,
