@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,6 +34,13 @@ type benchConfig struct {
 	json     bool
 	inproc   bool // run the server in this process (tests)
 	echoMux  bool // echo client with a reader goroutine even for one request in flight
+	// first: each operation is the first use of a lock — 1: OpenAndTryLock
+	// (one round trip), 2: OpenLock then TryLock (two) — then Unlock and
+	// Release.
+	first int
+	// pinServer, pinClient: CPUs for the spawned server and this process;
+	// -1 leaves them unpinned.
+	pinServer, pinClient int
 
 	cpuprofile       string
 	serverCPUProfile string
@@ -51,6 +59,10 @@ func (c *benchConfig) opName() string {
 	switch {
 	case c.batch > 1:
 		return fmt.Sprintf("batch%d", c.batch)
+	case c.first == 1:
+		return "first"
+	case c.first == 2:
+		return "first-split"
 	case c.block:
 		return "block"
 	}
@@ -72,15 +84,15 @@ the same frame sizes at the same concurrency and prints the ratios.
 `)
 		fs.PrintDefaults()
 	}
-	c := &benchConfig{}
-	var typ, mode, op, baseline string
+	c := &benchConfig{pinServer: -1, pinClient: -1}
+	var typ, mode, op, baseline, pin string
 	fs.StringVar(&c.addr, "addr", "", "`address` of an existing server; empty spawns a server child process")
 	fs.StringVar(&c.compare, "compare", "", "`address` of a second existing server: measure -addr and it interleaved in one run and print the ratios (e.g. an HA primary against a standalone server)")
 	fs.IntVar(&c.clients, "clients", 1, "number of clients (connections)")
 	fs.IntVar(&c.locks, "locks", 0, "number of locks (groups of -batch locks); 0 = one per worker (clients×inflight, uncontended); 1 = everybody contends")
 	fs.StringVar(&typ, "type", "atomic", "lock `type`: atomic, rw or fair")
 	fs.StringVar(&mode, "mode", "exclusive", "lock `mode`: exclusive or shared")
-	fs.StringVar(&op, "op", "try", "acquire with `try` (TryLock) or block (Lock)")
+	fs.StringVar(&op, "op", "try", "acquire with `try` (TryLock), block (Lock), first (each operation the first use of a lock: OpenAndTryLock, one round trip) or first-split (OpenLock then TryLock, two)")
 	fs.IntVar(&c.batch, "batch", 1, "`K` locks per BatchTryLock/BatchUnlock (1..31); 1 = single operations")
 	fs.IntVar(&c.inflight, "inflight", 1, "goroutines per client sharing its connection (requests in flight)")
 	fs.DurationVar(&c.duration, "duration", 3*time.Second, "measurement time (unless -count)")
@@ -88,6 +100,7 @@ the same frame sizes at the same concurrency and prints the ratios.
 	fs.Int64Var(&c.count, "count", 0, "measure this many operations instead of -duration")
 	fs.StringVar(&baseline, "baseline", "", "`echo`: also measure the raw TCP ping-pong floor")
 	fs.BoolVar(&c.echoMux, "echo-mux", false, "build the echo client like dlock.Client (reader goroutine, shared write buffer) even with one request in flight")
+	fs.StringVar(&pin, "pin", "", "`S,C`: pin the spawned server to CPU S and this process to CPU C (Linux; as taskset -c does; GOMAXPROCS 1 each)")
 	fs.StringVar(&c.scenario, "scenario", "", "run a target scenario: "+strings.Join(scenarioNames(), ", ")+" or all")
 	fs.BoolVar(&c.json, "json", false, "print JSON")
 	fs.BoolVar(&c.inproc, "inproc", false, "run the server in this process (no server CPU or RSS figures)")
@@ -124,8 +137,21 @@ the same frame sizes at the same concurrency and prints the ratios.
 	case "try":
 	case "block":
 		c.block = true
+	case "first":
+		c.first = 1
+	case "first-split":
+		c.first = 2
 	default:
-		return nil, fmt.Errorf("bench: -op %q: want try or block", op)
+		return nil, fmt.Errorf("bench: -op %q: want try, block, first or first-split", op)
+	}
+	if pin != "" {
+		srv, cli, ok := strings.Cut(pin, ",")
+		var err1, err2 error
+		c.pinServer, err1 = strconv.Atoi(srv)
+		c.pinClient, err2 = strconv.Atoi(cli)
+		if !ok || err1 != nil || err2 != nil || c.pinServer < 0 || c.pinClient < 0 {
+			return nil, fmt.Errorf("bench: -pin %q: want two CPU numbers, server,client", pin)
+		}
 	}
 	switch baseline {
 	case "":
@@ -143,8 +169,12 @@ the same frame sizes at the same concurrency and prints the ratios.
 		return nil, errors.New("bench: -locks must be ≥ 0")
 	case c.batch < 1 || c.batch > dlock.MaxBatch:
 		return nil, fmt.Errorf("bench: -batch must be within 1..%d", dlock.MaxBatch)
-	case c.batch > 1 && c.block:
+	case c.batch > 1 && (c.block || c.first > 0):
 		return nil, errors.New("bench: batches are trylocks: -batch needs -op try")
+	case c.first > 0 && c.mode != dlock.Exclusive:
+		return nil, errors.New("bench: -op first takes exclusive locks")
+	case c.pinServer >= 0 && (c.inproc || c.addr != ""):
+		return nil, errors.New("bench: -pin needs a spawned server: drop -inproc and -addr")
 	case c.duration <= 0 && c.count <= 0:
 		return nil, errors.New("bench: need a positive -duration or -count")
 	case c.warmup < 0 || c.count < 0:
@@ -165,6 +195,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg, err := parseBenchFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if cfg.pinClient >= 0 {
+		if err := pinProcess(cfg.pinClient); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
 	}
 	if cfg.cpuprofile != "" {
 		f, err := os.Create(cfg.cpuprofile)
@@ -188,7 +223,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer srv.stop()
-	d, e, err := measurePair(ctx, cfg, srv)
+	d, e, err := measurePair(ctx, cfg, nil, srv)
 	if err != nil {
 		return err
 	}
@@ -218,12 +253,12 @@ func benchServer(cfg *benchConfig, profileSuffix string) (*server, error) {
 			return &server{dlockAddr: cfg.addr}, nil
 		}
 		// An echo-only child; the server's CPU time is not ours to read.
-		s, err := startServer(cfg.inproc, false, true, "")
+		s, err := startServer(cfg.inproc, false, true, "", -1)
 		if err != nil {
 			return nil, err
 		}
 		s.dlockAddr, s.pid = cfg.addr, 0
 		return s, nil
 	}
-	return startServer(cfg.inproc, true, cfg.echo, prof)
+	return startServer(cfg.inproc, true, cfg.echo, prof, cfg.pinServer)
 }

@@ -16,7 +16,11 @@ import (
 // worker is one goroutine of a dlock run.
 type worker struct {
 	c       *dlock.Client
+	index   int
 	group   int
+	prefix  string // -op first: lock names
+	opts    dlock.LockOptions
+	n       int // -op first: locks used so far
 	locks   []*dlock.Lock
 	reqs    []dlock.LockRequest
 	results []dlock.Result
@@ -31,9 +35,12 @@ type worker struct {
 
 // holdRecord is one exclusive hold of a contended lock, for the order checks.
 type holdRecord struct {
-	seq   uint64
-	nx    uint16
-	token uint64
+	seq      uint64
+	nx       uint16
+	token    uint64
+	worker   int
+	slice    int
+	measured bool
 }
 
 // contention is the per-lock state the checks share.
@@ -53,6 +60,8 @@ type dlockRun struct {
 	cont       []contention
 	checkExcl  bool
 	checkOrder bool
+	checkTurns bool // blocking requests on one lock: count round-robin breaks
+	slices     int  // slices run so far
 	exclViol   atomic.Int64
 }
 
@@ -69,8 +78,11 @@ func newDlockRun(ctx context.Context, cfg *benchConfig, srv *server) (*dlockRun,
 	opts := dlock.LockOptions{Type: cfg.typ, TTL: time.Minute}
 	r.ws = make([]*worker, cfg.workers())
 	for i := range r.ws {
-		w := &worker{c: clients[i/cfg.inflight], group: i % r.groups}
+		w := &worker{c: clients[i/cfg.inflight], index: i, group: i % r.groups, prefix: prefix, opts: opts}
 		for j := range cfg.batch {
+			if cfg.first > 0 {
+				break // each operation opens its own lock
+			}
 			l, err := w.c.OpenLock(ctx, fmt.Sprintf("%s%d/%d", prefix, w.group, j), opts)
 			if err != nil {
 				r.close()
@@ -87,6 +99,7 @@ func newDlockRun(ctx context.Context, cfg *benchConfig, srv *server) (*dlockRun,
 	// a FAIR lock, grants in ticket order.
 	r.checkExcl = cfg.mode == dlock.Exclusive && cfg.inflight == 1 && cfg.batch == 1 && r.groups < len(r.ws)
 	r.checkOrder = r.checkExcl && cfg.typ == dlock.Fair && r.groups == 1
+	r.checkTurns = r.checkExcl && cfg.block && r.groups == 1
 	r.cont = make([]contention, r.groups)
 	return r, nil
 }
@@ -94,6 +107,7 @@ func newDlockRun(ctx context.Context, cfg *benchConfig, srv *server) (*dlockRun,
 func (r *dlockRun) close() { closeClients(r.clients) }
 
 func (r *dlockRun) slice(ctx context.Context, warmup, d time.Duration, count int64) error {
+	r.slices++
 	err := r.runner.slice(ctx, warmup, d, count, func(ctx context.Context, rc *runControl, spawn func(func() error)) {
 		for _, w := range r.ws {
 			spawn(func() error { return w.run(ctx, r, rc) })
@@ -125,6 +139,10 @@ func (r *dlockRun) result() *runResult {
 		res.OrderChecked = true
 		res.OrderViolations, res.OrderFirst = checkTicketOrder(holds)
 	}
+	if r.checkTurns {
+		res.TurnsChecked = true
+		res.TurnBreaks = countTurnBreaks(holds, len(r.ws))
+	}
 	if r.groups < len(r.ws) {
 		acquired := res.Ops*uint64(r.cfg.batch) - res.Failed
 		res.HandOversPerSec = div(float64(acquired), res.Seconds)
@@ -155,9 +173,10 @@ func (w *worker) run(ctx context.Context, r *dlockRun, rc *runControl) error {
 			if cont.holders.Add(1) != 1 {
 				r.exclViol.Add(1)
 			}
-			if r.checkOrder {
+			if r.checkOrder || r.checkTurns {
 				l := w.locks[0]
-				w.holds = append(w.holds, holdRecord{seq: cont.seq.Add(1), nx: l.State().Fair().Nx, token: l.Token()})
+				w.holds = append(w.holds, holdRecord{seq: cont.seq.Add(1), nx: l.State().Fair().Nx, token: l.Token(),
+					worker: w.index, slice: r.slices, measured: record})
 			}
 			cont.holders.Add(-1)
 		}
@@ -180,6 +199,9 @@ func (w *worker) run(ctx context.Context, r *dlockRun, rc *runControl) error {
 
 // acquire takes the worker's lock(s) and returns how many it got.
 func (w *worker) acquire(ctx context.Context, cfg *benchConfig) (int, error) {
+	if cfg.first > 0 {
+		return w.firstUse(ctx, cfg)
+	}
 	if cfg.batch > 1 {
 		w.lockOps += uint64(cfg.batch)
 		if err := w.c.BatchTryLock(ctx, w.reqs, w.results); err != nil {
@@ -228,8 +250,47 @@ func (w *worker) acquire(ctx context.Context, cfg *benchConfig) (int, error) {
 	return 1, nil
 }
 
+// firstUse opens a lock the worker has not open and tries to take it:
+// with OpenAndTryLock (one round trip) or OpenLock then TryLock (two).
+// The worker cycles through 4096 names; release drops each lock again.
+func (w *worker) firstUse(ctx context.Context, cfg *benchConfig) (int, error) {
+	name := fmt.Sprintf("%s%d/first/%d", w.prefix, w.index, w.n%4096)
+	w.n++
+	w.locks = w.locks[:0]
+	w.lockOps++
+	var l *dlock.Lock
+	var ok bool
+	var err error
+	if cfg.first == 1 {
+		l, ok, err = w.c.OpenAndTryLock(ctx, name, w.opts)
+	} else if l, err = w.c.OpenLock(ctx, name, w.opts); err == nil {
+		w.lockOps++
+		ok, err = l.TryLock(ctx)
+	}
+	if l != nil {
+		w.locks = append(w.locks, l)
+	}
+	if err != nil || !ok {
+		return 0, err
+	}
+	return 1, nil
+}
+
 // release unlocks what acquire took.
 func (w *worker) release(ctx context.Context, cfg *benchConfig, got int) error {
+	if cfg.first > 0 {
+		if len(w.locks) == 0 {
+			return nil
+		}
+		if got > 0 {
+			w.lockOps++
+			if err := w.locks[0].Unlock(ctx); err != nil {
+				return err
+			}
+		}
+		w.lockOps++
+		return w.locks[0].Release(ctx)
+	}
 	if cfg.batch > 1 {
 		if len(w.held) == 0 {
 			return nil
@@ -280,6 +341,28 @@ func checkTicketOrder(holds []holdRecord) (int64, string) {
 		}
 	}
 	return n, first
+}
+
+// countTurnBreaks counts, among the measured holds of a lock that every
+// worker waits for with a blocking request, those a worker got before every
+// other worker had a turn since its previous hold in the same slice. A FIFO
+// queue serves the workers round robin, so a break is either a request
+// served out of order or a worker that was late to queue again (its
+// goroutine was not scheduled in time): zero proves round-robin service,
+// a few are noise, many are unfairness.
+func countTurnBreaks(holds []holdRecord, workers int) int64 {
+	slices.SortFunc(holds, func(a, b holdRecord) int { return cmp.Compare(a.seq, b.seq) })
+	type key struct{ slice, worker int }
+	last := map[key]uint64{}
+	var n int64
+	for _, h := range holds {
+		k := key{h.slice, h.worker}
+		if p, ok := last[k]; ok && h.measured && h.seq-p-1 < uint64(workers-1) {
+			n++
+		}
+		last[k] = h.seq
+	}
+	return n
 }
 
 // dialClients registers n clients, a few at a time.

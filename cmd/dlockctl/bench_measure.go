@@ -180,8 +180,9 @@ func measureAll(ctx context.Context, cfg *benchConfig, ws ...workload) error {
 }
 
 // measurePair measures the dlock workload of cfg and, with cfg.echo, its
-// echo floor interleaved with it.
-func measurePair(ctx context.Context, cfg *benchConfig, srv *server) (d, e *runResult, err error) {
+// echo floor interleaved with it: at the same concurrency, or at ecfg's
+// when ecfg is not nil (one connection's round trip, for a contended lock).
+func measurePair(ctx context.Context, cfg, ecfg *benchConfig, srv *server) (d, e *runResult, err error) {
 	dr, err := newDlockRun(ctx, cfg, srv)
 	if err != nil {
 		return nil, nil, err
@@ -190,7 +191,10 @@ func measurePair(ctx context.Context, cfg *benchConfig, srv *server) (d, e *runR
 	ws := []workload{dr}
 	var er *echoRun
 	if cfg.echo {
-		er, err = newEchoRun(ctx, cfg, srv)
+		if ecfg == nil {
+			ecfg = cfg
+		}
+		er, err = newEchoRun(ctx, ecfg, srv)
 		if err != nil {
 			return nil, nil, err
 		}
