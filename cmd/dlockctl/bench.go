@@ -99,7 +99,7 @@ the same frame sizes at the same concurrency and prints the ratios.
 	fs.DurationVar(&c.warmup, "warmup", 300*time.Millisecond, "time run before measuring")
 	fs.Int64Var(&c.count, "count", 0, "measure this many operations instead of -duration")
 	fs.StringVar(&baseline, "baseline", "", "`echo`: also measure the raw TCP ping-pong floor")
-	fs.BoolVar(&c.echoMux, "echo-mux", false, "build the echo client like dlock.Client (reader goroutine, shared write buffer) even with one request in flight")
+	fs.BoolVar(&c.echoMux, "echo-mux", false, "build the echo client like dlock.Client (reader goroutine, shared write buffer, a goroutine per request in flight) instead of the plain ping-pong (one in flight) or the one-goroutine window (several)")
 	fs.StringVar(&pin, "pin", "", "`S,C`: pin the spawned server to CPU S and this process to CPU C (Linux; as taskset -c does; GOMAXPROCS 1 each)")
 	fs.StringVar(&c.scenario, "scenario", "", "run a target scenario: "+strings.Join(scenarioNames(), ", ")+" or all")
 	fs.BoolVar(&c.json, "json", false, "print JSON")

@@ -16,11 +16,15 @@ import (
 
 // echoRun is the floor: as many connections and requests in flight as the
 // dlock run, each exchanging a 44-byte request for a 40-byte reply. An
-// operation is a pair of ping-pongs, like an acquire + release.
+// operation is a pair of ping-pongs, like an acquire + release. With more
+// than one request in flight per connection the floor is pipelined: one
+// goroutine per connection keeps the window full (echoWindow), unless
+// -echo-mux asks for a client built like dlock.Client.
 type echoRun struct {
 	runner
 	conns []*echoConn
 	ws    []*echoWorker
+	wins  []*echoWindow
 }
 
 type echoWorker struct {
@@ -42,7 +46,15 @@ func newEchoRun(ctx context.Context, cfg *benchConfig, srv *server) (*echoRun, e
 			r.close()
 			return nil, fmt.Errorf("bench: echo: %w", err)
 		}
+		if cfg.inflight > 1 && !cfg.echoMux {
+			r.conns[i] = newEchoConn(nc, 1, false)
+			r.wins = append(r.wins, newEchoWindow(r.conns[i], cfg.inflight))
+			continue
+		}
 		r.conns[i] = newEchoConn(nc, cfg.inflight, cfg.echoMux)
+	}
+	if r.wins != nil {
+		return r, nil
 	}
 	r.ws = make([]*echoWorker, cfg.workers())
 	for i := range r.ws {
@@ -62,6 +74,9 @@ func (r *echoRun) close() {
 func (r *echoRun) slice(ctx context.Context, warmup, d time.Duration, count int64) error {
 	err := r.runner.slice(ctx, warmup, d, count, func(ctx context.Context, rc *runControl, spawn func(func() error)) {
 		for _, w := range r.ws {
+			spawn(func() error { return w.run(ctx, rc) })
+		}
+		for _, w := range r.wins {
 			spawn(func() error { return w.run(ctx, rc) })
 		}
 	})
@@ -103,6 +118,13 @@ func (r *echoRun) result() *runResult {
 		res.Ops += w.ops
 	}
 	res.LockOps = 2 * res.Ops
+	for _, w := range r.wins {
+		ping.Merge(&w.ping)
+		res.LockOps += w.pings
+	}
+	if r.wins != nil {
+		res.Ops = res.LockOps / 2
+	}
 	r.fill(res)
 	res.Latency = summarize(&pair)
 	res.Acquire = summarize(&ping)
@@ -220,4 +242,78 @@ func (c *echoConn) close() {
 	if c.done != nil {
 		<-c.done
 	}
+}
+
+// echoWindow is the pipelined floor of one connection: one goroutine keeps
+// n requests in flight, reading every reply that has arrived and writing a
+// new request for each in one batch, so that nothing but the frames and the
+// system calls costs. An operation of the runControl is one ping-pong.
+type echoWindow struct {
+	conn   *echoConn
+	br     *bufio.Reader
+	sent   []time.Time
+	record []bool
+	out    []byte
+	ping   hist
+	pings  uint64
+}
+
+func newEchoWindow(c *echoConn, n int) *echoWindow {
+	return &echoWindow{conn: c, br: bufio.NewReaderSize(c.nc, 64<<10),
+		sent: make([]time.Time, n), record: make([]bool, n), out: make([]byte, 0, n*echoRequestLen)}
+}
+
+// next queues the request of slot if the run goes on, and reports whether
+// it did.
+func (w *echoWindow) next(ctx context.Context, rc *runControl, slot int, now time.Time) bool {
+	run, record := rc.next(ctx)
+	if !run {
+		return false
+	}
+	n := len(w.out)
+	w.out = append(w.out, w.conn.frame[:]...)
+	w.out[n+4], w.out[n+5] = byte(slot), byte(slot>>8)
+	w.sent[slot], w.record[slot] = now, record
+	return true
+}
+
+func (w *echoWindow) run(ctx context.Context, rc *runControl) error {
+	inFlight := 0
+	w.out = w.out[:0]
+	now := time.Now()
+	for slot := range w.sent {
+		if !w.next(ctx, rc, slot, now) {
+			break
+		}
+		inFlight++
+	}
+	var rep [echoReplyLen]byte
+	for inFlight > 0 {
+		if len(w.out) > 0 {
+			if _, err := w.conn.nc.Write(w.out); err != nil {
+				return err
+			}
+			w.out = w.out[:0]
+		}
+		// One reply (waiting for it), then every complete one buffered.
+		for first := true; first || w.br.Buffered() >= echoReplyLen; first = false {
+			if _, err := io.ReadFull(w.br, rep[:]); err != nil {
+				return err
+			}
+			inFlight--
+			slot := int(rep[4]) | int(rep[5])<<8
+			if slot >= len(w.sent) {
+				return errors.New("echo reply for an unknown slot")
+			}
+			t := time.Now()
+			if w.record[slot] {
+				w.ping.Record(int64(t.Sub(w.sent[slot])))
+				w.pings++
+			}
+			if w.next(ctx, rc, slot, t) {
+				inFlight++
+			}
+		}
+	}
+	return nil
 }

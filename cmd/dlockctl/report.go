@@ -104,7 +104,9 @@ func (r *benchReport) print(w io.Writer) {
 	fmt.Fprintf(w, "bench %s\n", r.Config)
 	if e := r.Echo; e != nil {
 		fmt.Fprintf(w, "echo   %d pairs in %.2fs = %.0f pairs/s (%.0f ping-pongs/s)\n", e.Ops, e.Seconds, e.OpsPerSec, e.LockOpsPerSec)
-		fmt.Fprintf(w, "       pair      %s\n", fmtLatency(e.Latency))
+		if e.Latency.Count > 0 { // not measured by the pipelined window
+			fmt.Fprintf(w, "       pair      %s\n", fmtLatency(e.Latency))
+		}
 		fmt.Fprintf(w, "       ping-pong %s\n", fmtLatency(e.Acquire))
 		fmt.Fprintf(w, "       server CPU %s\n", fmtCPU(e.ServerCPUMicros, "pair"))
 	}
