@@ -149,6 +149,15 @@ func (c *Client) openAnd(ctx context.Context, name string, opts LockOptions, fla
 		}
 		return l, st, nil
 	case wire.TOpenLockOp.Reply(): // the command did not run
+	case wire.TUnknownReply: // a server without TOpenLockOp: nothing ran
+		c.putCall(cl)
+		c.smu.Lock()
+		l.e.abort(&s)
+		c.smu.Unlock()
+		forget()
+		l.mu.Unlock()
+		unlocked = true
+		return c.openThenLock(ctx, name, opts, flags, wait)
 	default:
 		c.smu.Lock()
 		l.e.abort(&s)
