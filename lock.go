@@ -84,6 +84,7 @@ type Lock struct {
 	e        lockEntry  // guarded by c.smu while a step is applied
 	last     LockState  // guarded by mu
 	released bool
+	opening  bool // guarded by mu: an open-and-lock's handle the server has not confirmed (openlock.go)
 
 	// Recovery (guarded by c.smu): pending while uploaded to a new primary
 	// and not yet confirmed; confirmed once it was, until ReinitDone.

@@ -64,27 +64,53 @@ func (c *Client) openAnd(ctx context.Context, name string, opts LockOptions, fla
 	}
 	desc := []byte(name)
 	want := predictedID(desc)
-	c.mu.Lock()
-	if old := c.locks[want]; old != nil {
+	for attempt := 0; ; attempt++ {
+		c.mu.Lock()
+		old := c.locks[want]
+		if old == nil {
+			l := &Lock{c: c, name: name, ttl: ttlSeconds(opts.TTL), opening: true}
+			l.e = lockEntry{id: want, typ: opts.Type, lease: opts.LeaseTime, desc: desc}
+			l.mu.Lock() // whoever finds the handle meanwhile waits for this request
+			c.locks[want] = l
+			c.mu.Unlock()
+			return c.openLockOp(ctx, l, opts, flags, wait)
+		}
 		c.mu.Unlock()
-		if old.name != name || old.e.typ != opts.Type {
+		if old.name != name || old.e.typ != opts.Type || attempt == 3 {
 			// The predicted id is another lock's: open, then lock.
 			return c.openThenLock(ctx, name, opts, flags, wait)
 		}
-		st, err := old.do(ctx, OpLockExclusive, old.ttl, flags, wait)
-		return old, st, err
+		old.mu.Lock()
+		if !old.opening {
+			old.mu.Unlock()
+			st, err := old.do(ctx, OpLockExclusive, old.ttl, flags, wait)
+			return old, st, err
+		}
+		c.mu.Lock()
+		live := c.locks[want] == old
+		c.mu.Unlock()
+		if live {
+			// Left by an open-and-lock whose outcome was lost: the open
+			// may or may not have happened; ask again on the same handle.
+			return c.openLockOp(ctx, old, opts, flags, wait)
+		}
+		old.mu.Unlock() // its open-and-lock found another id: look again
 	}
-	l := &Lock{c: c, name: name, ttl: ttlSeconds(opts.TTL)}
-	l.e = lockEntry{id: want, typ: opts.Type, lease: opts.LeaseTime, desc: desc}
-	l.mu.Lock() // whoever finds the handle meanwhile waits for this request
-	c.locks[want] = l
-	c.mu.Unlock()
+}
+
+// openLockOp sends the TOpenLockOp of handle l, which is registered under
+// its predicted id and not confirmed yet (l.opening), with l.mu held; it
+// unlocks l.mu.
+func (c *Client) openLockOp(ctx context.Context, l *Lock, opts LockOptions, flags uint8, wait uint32) (*Lock, Status, error) {
+	name, want, desc := l.name, l.e.id, l.e.desc
 	unlocked := false
 	defer func() {
 		if !unlocked {
 			l.mu.Unlock()
 		}
 	}()
+	// forget drops the handle, which names no lock of the server: its
+	// open-and-lock found the name under another id, or failed.
 	forget := func() {
 		c.mu.Lock()
 		if c.locks[want] == l {
@@ -96,8 +122,8 @@ func (c *Client) openAnd(ctx context.Context, name string, opts LockOptions, fla
 	c.smu.Lock()
 	s := l.beginOp(OpLockExclusive, l.ttl, callSync)
 	c.smu.Unlock()
-	if s.local { // not expected of a fresh handle; keep the cache's answer
-		return l, s.status, nil
+	if s.local { // a handle parked by recovery (ErrLockNotGet): nothing sent
+		return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), s.status)
 	}
 	m := wire.OpenLockOp{
 		Op:   wire.LockOp{LockID: want, Cmd: uint8(s.cmd), Arg: s.arg, Flags: flags, WaitMillis: wait},
@@ -136,6 +162,7 @@ func (c *Client) openAnd(ctx context.Context, name string, opts LockOptions, fla
 		}
 		status := Status(cl.status)
 		c.putCall(cl)
+		l.opening = false // the server has the lock under this id
 		c.smu.Lock()
 		defer c.smu.Unlock()
 		st := l.e.finish(&s, status, res.State, res.Token, &c.stats)

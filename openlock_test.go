@@ -373,3 +373,58 @@ func TestOpenAndLockLostReply(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenAndLockConcurrent: goroutines of one client open-and-lock and
+// open the same name at once: one handle, every hold counted once (a hold
+// of a lock the client holds is reentrant), and after as many unlocks the
+// lock is free for another client.
+func TestOpenAndLockConcurrent(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	c := srv.Dial(t)
+	other := srv.Dial(t)
+	for _, typ := range []dlock.LockType{dlock.Atomic, dlock.RW} {
+		name := "concurrent/" + typ.String()
+		opts := dlock.LockOptions{Type: typ, TTL: time.Minute}
+		const n = 8
+		handles := make([]*dlock.Lock, 2*n)
+		held := make([]bool, 2*n)
+		errs := make([]error, 2*n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				handles[i], held[i], errs[i] = c.OpenAndTryLock(ctx, name, opts)
+			}()
+			go func() {
+				defer wg.Done()
+				handles[n+i], errs[n+i] = c.OpenLock(ctx, name, opts)
+			}()
+		}
+		wg.Wait()
+		holds := 0
+		for i, l := range handles {
+			if errs[i] != nil || l != handles[0] {
+				t.Fatalf("%v: call %d: %v, %v; want the one handle", typ, i, l, errs[i])
+			}
+			if held[i] {
+				holds++
+			}
+		}
+		if holds != n {
+			t.Fatalf("%v: %d of %d open-and-trylocks hold the lock; want all (reentrant)", typ, holds, n)
+		}
+		ol := open(t, other, name, opts)
+		mustTry(t, ol, false, false)
+		for range holds {
+			if err := handles[0].Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustTry(t, ol, false, true)
+		if err := ol.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
