@@ -94,13 +94,13 @@ func (c *Client) admin(ctx context.Context, t wire.Type, req, rep any) error {
 	if err != nil {
 		return err
 	}
-	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte {
+	cl, err := c.m.roundTrip(ctx, func(dst []byte, id uint32) []byte {
 		return wire.AppendFrame(dst, t, id, c.id, body)
 	})
 	if err != nil {
 		return err
 	}
-	defer c.putCall(cl)
+	defer c.m.putCall(cl)
 	if st := passThrough(cl.status); st != Success {
 		return st.Err()
 	}

@@ -123,18 +123,16 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	held.lock(locks[:n])
 	defer held.unlock()
 
-	c.smu.Lock()
 	for i := 0; i < n; i++ {
 		l := locks[i]
 		sent[i] = -1
-		if steps[i] = l.beginOp(ops[i], ttls[i], callBatch); steps[i].local {
-			continue
+		if steps[i], _ = l.begin(ctx, ops[i], ttls[i], callBatch); steps[i].local {
+			continue // no error without a round trip
 		}
 		sent[i] = m.N
 		m.Items[m.N] = wire.LockOp{LockID: l.e.id, Cmd: uint8(steps[i].cmd), Arg: steps[i].arg}
 		m.N++
 	}
-	c.smu.Unlock()
 
 	var rep wire.BatchLockResult
 	var err error
@@ -142,8 +140,6 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		err = c.batchRoundTrip(ctx, &m, &rep)
 	}
 
-	c.smu.Lock()
-	defer c.smu.Unlock()
 	for i := 0; i < n; i++ {
 		l, s := locks[i], &steps[i]
 		res := &results[i]
@@ -152,21 +148,25 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		case s.local:
 			res.Status = s.status
 		case err != nil:
-			l.e.abort(s)
+			l.end(s, 0, LockState{}, 0, err)
 			res.Status = ErrBadResponse
 			continue
 		default:
 			it := &rep.Items[sent[i]]
-			res.Status = l.e.finish(s, Status(it.Status), it.State, it.Token, &c.stats)
+			res.Status = l.end(s, Status(it.Status), it.State, it.Token, nil)
 			res.Token = it.Token
 		}
 		if s.fill {
 			res.State, res.Filled = s.result, true
-			l.last = s.result
+			if s.local {
+				l.last = s.result // in entry order, as a remote entry's end
+			}
 		}
 	}
 	if err != nil {
+		c.mu.Lock()
 		c.stats.Inc(StatNetworkFail)
+		c.mu.Unlock()
 		return fmt.Errorf("dlock: batch: %w", err)
 	}
 	return nil
@@ -175,7 +175,7 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 // batchRoundTrip sends a batch of lock commands and waits for the reply
 // (see settle: an unknown outcome is resolved on reconnection).
 func (c *Client) batchRoundTrip(ctx context.Context, m *wire.BatchLockOp, rep *wire.BatchLockResult) error {
-	cl, err := c.newCall()
+	cl, err := c.m.newCall()
 	if err != nil {
 		return err
 	}
@@ -183,19 +183,19 @@ func (c *Client) batchRoundTrip(ctx context.Context, m *wire.BatchLockOp, rep *w
 		cl.locks[i] = m.Items[i].LockID
 	}
 	cl.nlocks = m.N
-	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
+	c.m.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	c.settle(ctx, cl)
 	if cl.err != nil {
 		return cl.err
 	}
 	if st := passThrough(cl.status); st != Success {
-		c.putCall(cl)
+		c.m.putCall(cl)
 		return st.Err()
 	}
 	if cl.typ != wire.TBatchLockOp.Reply() || rep.Decode(cl.body) != nil || rep.N != m.N {
 		return c.brokenReply(cl, "malformed batch reply")
 	}
-	c.putCall(cl)
+	c.m.putCall(cl)
 	return nil
 }
 
@@ -241,4 +241,144 @@ func (ls *lockSet) unlock() {
 	for i := ls.n - 1; i >= 0; i-- {
 		ls.sorted[i].mu.Unlock()
 	}
+}
+
+// batchOpenLocks opens up to 31 locks, each with its own options, in one
+// round trip (batch_get_lock). The server handles the entries
+// independently: locks[i] receives the handle for names[i] (opened with
+// opts[i]) or nil, and ids[i] the server's answer — the lock id, -1 (type
+// mismatch) or -int32(ErrServerNoResource). The error is for the call as
+// a whole.
+func (c *Client) batchOpenLocks(ctx context.Context, names []string, opts []LockOptions, locks []*Lock, ids []int32) error {
+	n := len(names)
+	if n == 0 || n > MaxBatch || len(opts) != n || len(locks) < n || len(ids) < n {
+		return fmt.Errorf("dlock: batch open: %w", ErrBatchSize)
+	}
+	var m wire.BatchGetLock
+	m.N = n
+	for i, name := range names {
+		err := checkName(name)
+		if err == nil {
+			err = checkOptions(opts[i])
+		}
+		if err != nil {
+			return fmt.Errorf("dlock: batch open entry %d (%s): %w", i, quote(name), err)
+		}
+		d := []byte(name)
+		m.Items[i] = wire.GetLock{Preferred: djb2(d), Lease: opts[i].LeaseTime, Type: uint8(opts[i].Type), Desc: d}
+	}
+	cl, err := c.m.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
+	if err != nil {
+		return fmt.Errorf("dlock: batch open: %w", err)
+	}
+	defer c.m.putCall(cl)
+	if st := passThrough(cl.status); st != Success {
+		return fmt.Errorf("dlock: batch open: %w", st)
+	}
+	var rep wire.IDs
+	if rep.Decode(cl.body) != nil || rep.N != n {
+		return fmt.Errorf("dlock: batch open: malformed reply: %w", ErrBadResponse)
+	}
+	for i := 0; i < n; i++ {
+		ids[i], locks[i] = rep.IDs[i], nil
+		if id := rep.IDs[i]; id > 0 {
+			locks[i] = c.adoptLock(id, names[i], opts[i])
+		}
+	}
+	return nil
+}
+
+// BatchOpenLock opens up to 31 locks of the same options in one round trip
+// (batch_get_lock). locks[i] receives the handle for names[i], or nil when
+// that entry failed; the error of the first failed entry is returned after
+// all entries were processed (ErrGeneric for a type mismatch,
+// ErrServerNoResource when the server is full).
+func (c *Client) BatchOpenLock(ctx context.Context, names []string, opts LockOptions, locks []*Lock) error {
+	if len(names) == 0 || len(names) > MaxBatch || len(locks) < len(names) {
+		return fmt.Errorf("dlock: batch open: %w", ErrBatchSize)
+	}
+	var all [MaxBatch]LockOptions
+	var ids [MaxBatch]int32
+	for i := range names {
+		all[i] = opts
+	}
+	if err := c.batchOpenLocks(ctx, names, all[:len(names)], locks, ids[:len(names)]); err != nil {
+		return err
+	}
+	for i, id := range ids[:len(names)] {
+		switch {
+		case id > 0:
+		case id == -int32(ErrServerNoResource):
+			return fmt.Errorf("dlock: batch open entry %d (%s): %w", i, quote(names[i]), ErrServerNoResource)
+		default:
+			return fmt.Errorf("dlock: batch open entry %d (%s) as %v: the lock exists with another type: %w",
+				i, quote(names[i]), opts.Type, ErrGeneric)
+		}
+	}
+	return nil
+}
+
+// BatchRelease releases up to 31 locks in one round trip
+// (batch_release_lock). Locks the client still holds are skipped and left
+// open; a fair ticket the client holds is given up (as DLock's
+// batch_release_lock does); the others are released.
+func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
+	n := len(locks)
+	if n == 0 || n > MaxBatch {
+		return fmt.Errorf("dlock: batch release: %w", ErrBatchSize)
+	}
+	for i, l := range locks {
+		switch {
+		case l == nil:
+			return fmt.Errorf("dlock: batch release entry %d: %w", i, errNilLock)
+		case l.c != c:
+			return fmt.Errorf("dlock: batch release entry %d: Lock %s belongs to another client: %w", i, quote(l.name), ErrInval)
+		}
+	}
+	var held lockSet
+	held.lock(locks)
+	defer held.unlock()
+	var m wire.IDs
+	var sent [MaxBatch]*Lock
+	var drops [MaxBatch]ticketDrop
+	c.mu.Lock()
+	for _, l := range locks {
+		if l.released || l.e.ref > 0 {
+			continue
+		}
+		if st := l.e.state; st == stateExclusiveTicketed || st == stateSharedTicketed {
+			drops[m.N] = ticketDrop{id: l.e.id, ticket: l.e.value, was: st}
+			l.e.reset()
+		}
+		sent[m.N] = l
+		m.IDs[m.N] = l.e.id
+		m.N++
+	}
+	c.mu.Unlock()
+	for _, d := range drops[:m.N] {
+		c.dropTicket(d)
+	}
+	if m.N == 0 {
+		return fmt.Errorf("dlock: batch release: every lock is held or released already: %w", ErrGeneric)
+	}
+	cl, err := c.m.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, wire.TBatchRelease, id, c.id) })
+	if err != nil {
+		return fmt.Errorf("dlock: batch release: %w", err)
+	}
+	st := passThrough(cl.status)
+	c.m.putCall(cl)
+	if st != ErrNotReady {
+		c.mu.Lock()
+		for _, l := range sent[:m.N] {
+			l.released = true
+			if c.locks[l.e.id] == l {
+				delete(c.locks, l.e.id)
+			}
+		}
+		c.mu.Unlock()
+	}
+	if st != Success {
+		return fmt.Errorf("dlock: batch release: %w", st)
+	}
+	return nil
 }

@@ -13,11 +13,21 @@ import (
 
 // TestClientHotPathAllocs: the client allocates at most 2 times per
 // trylock, unlock, extend and fetch-and-add (the server allocates nothing:
-// see dlockserver's TestServerHotPathAllocs, and both run in this process).
+// see dlockserver's TestServerHotPathAllocs, and both run in this process),
+// also with a ctx that can be cancelled: a call registers for its end only
+// when its reply is slow to come.
 func TestClientHotPathAllocs(t *testing.T) {
+	t.Run("background", func(t *testing.T) { testHotPathAllocs(t, context.Background()) })
+	t.Run("cancelable", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		testHotPathAllocs(t, ctx)
+	})
+}
+
+func testHotPathAllocs(t *testing.T, ctx context.Context) {
 	srv := dlocktest.NewServer(t, nil)
 	c := srv.Dial(t)
-	ctx := context.Background()
 	l := open(t, c, "allocs", dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
 	o, err := c.CreateAtomic64(ctx, "allocs", 0, dlock.Atomic64Options{})
 	if err != nil {
@@ -54,13 +64,22 @@ func TestClientHotPathAllocs(t *testing.T) {
 }
 
 func BenchmarkTryLockUnlock(b *testing.B) {
-	benchTryLockUnlock(b, dlocktest.NewServer(b, nil).Dial(b))
+	benchTryLockUnlock(b, dlocktest.NewServer(b, nil).Dial(b), context.Background())
+}
+
+// BenchmarkTryLockUnlockCancelable is BenchmarkTryLockUnlock with a ctx
+// that can be cancelled and has no deadline, as a load tool's or a
+// server's request ctx: a call must then be able to stop its read when ctx
+// ends.
+func BenchmarkTryLockUnlockCancelable(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	benchTryLockUnlock(b, dlocktest.NewServer(b, nil).Dial(b), ctx)
 }
 
 // benchTryLockUnlock measures one acquire + release on c (shared by the
 // plaintext and TLS benchmarks).
-func benchTryLockUnlock(b *testing.B, c *dlock.Client) {
-	ctx := context.Background()
+func benchTryLockUnlock(b *testing.B, c *dlock.Client, ctx context.Context) {
 	l, err := c.OpenLock(ctx, "bench", dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
 	if err != nil {
 		b.Fatal(err)
@@ -125,13 +144,20 @@ func BenchmarkBatchTryLock31(b *testing.B) {
 // BenchmarkParallelTryLockUnlock: many goroutines share one client, each on
 // its own lock, so requests are pipelined on the connection.
 func BenchmarkParallelTryLockUnlock(b *testing.B) {
-	benchParallelTryLockUnlock(b, dlocktest.NewServer(b, nil).Dial(b))
+	benchParallelTryLockUnlock(b, dlocktest.NewServer(b, nil).Dial(b), context.Background())
+}
+
+// BenchmarkParallelTryLockUnlockCancelable is BenchmarkParallelTryLockUnlock
+// with a ctx that can be cancelled and has no deadline.
+func BenchmarkParallelTryLockUnlockCancelable(b *testing.B) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	benchParallelTryLockUnlock(b, dlocktest.NewServer(b, nil).Dial(b), ctx)
 }
 
 // benchParallelTryLockUnlock runs 32 goroutines per CPU on client c, each
 // on its own lock, pipelining on the one connection.
-func benchParallelTryLockUnlock(b *testing.B, c *dlock.Client) {
-	ctx := context.Background()
+func benchParallelTryLockUnlock(b *testing.B, c *dlock.Client, ctx context.Context) {
 	b.SetParallelism(32)
 	var n atomic.Int64
 	b.ReportAllocs()

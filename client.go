@@ -1,7 +1,6 @@
 package dlock
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/dlock-io/dlock/internal/wire"
@@ -21,10 +19,6 @@ type Config struct {
 	// DialTimeout bounds connecting and registering when the ctx given to
 	// Dial has no earlier deadline. Default 10 s.
 	DialTimeout time.Duration
-	// TPMode is the transport mode announced to the server (C ABI
-	// compatibility: SEPERATE_CONN 0, UNI_CONN 1); it must equal the
-	// server's.
-	TPMode uint8
 	// Logger receives connection-level events. Nil means silent.
 	Logger *slog.Logger
 
@@ -63,6 +57,12 @@ type Config struct {
 	// in-memory server (dlocktest.NewPipeServer). With TLS set, the
 	// handshake runs over the connection it returns.
 	DialContext func(ctx context.Context, network, address string) (net.Conn, error)
+
+	// tpMode is the transport mode announced to the server (C ABI
+	// compatibility: SEPERATE_CONN 0, UNI_CONN 1); it must equal the
+	// server's. Over TCP it is only compared: the C layer sets it
+	// (cabi.go), Go users have no use for it.
+	tpMode uint8
 }
 
 // cancelGrace bounds how long a call whose ctx ended waits for the server to
@@ -110,56 +110,33 @@ type Outcomes struct {
 type Client struct {
 	cfg Config
 	id  int32
-	nc  net.Conn
+	m   *mux // the connection (mux.go)
 
-	wmu      sync.Mutex
-	wbuf     []byte
-	wspare   []byte
-	flushing bool
+	reinitMu sync.Mutex // serialises Reinit
 
-	mu       sync.Mutex // everything below up to smu
-	pending  map[uint32]*call
-	nextID   uint32
-	calls    uint64       // requests made so far (idle detection)
-	inflight atomic.Int32 // len(pending), readable without mu
-	free     []*call
-	err      error
+	// mu guards everything below, and each Lock's cache entry and recovery
+	// flags. The lock order of all the client's mutexes is in mux.go.
+	mu       sync.Mutex
 	locks    map[int32]*Lock
 	objects  map[*Atomic64]struct{}
+	stats    Stats
 	closing  bool
+	swapping bool               // Reinit is replacing the connection
 	unknown  map[int32]struct{} // locks with a request of unknown outcome
 	outcomes Outcomes
 	// resolvedLost are holds found lost when resolving unknown outcomes,
 	// for the next Revalidate.
 	resolvedLost []*Lock
-
-	// The read side (conn.go): the connection, its buffered reader and who
-	// reads it; rh and rbuf belong to whoever holds the read role.
-	rconn      net.Conn
-	br         *bufio.Reader
-	reader     int
-	kicked     bool
-	followers  []*call
-	readerGone sync.Cond
-	rh         wire.Header
-	rbuf       []byte
-	idleWG     sync.WaitGroup
-
-	swapping bool      // Reinit is replacing the connection
-	epoch    uint64    // highest primary epoch registered with (redirect.go)
-	reinitAt time.Time // when the last Reinit succeeded
+	epoch        uint64    // highest primary epoch registered with (redirect.go)
+	reinitAt     time.Time // when the last Reinit succeeded
 	// lostObjects are the objects the last Reinit to a new primary dropped.
-	lostObjects []*Atomic64
-	newPrimary  bool // the last Reinit found a new primary in recovery
-
+	lostObjects     []*Atomic64
+	newPrimary      bool // the last Reinit found a new primary in recovery
 	recoveryRunning bool
-	ctx             context.Context // ends at Close: stops automatic recovery
-	cancel          context.CancelFunc
-	recoverWG       sync.WaitGroup
-	reinitMu        sync.Mutex // serialises Reinit
 
-	smu   sync.Mutex // lock cache entries and stats
-	stats Stats
+	ctx       context.Context // ends at Close: stops automatic recovery
+	cancel    context.CancelFunc
+	recoverWG sync.WaitGroup
 }
 
 // Dial connects to the dlock server at addr ("host:port", or a Unix socket
@@ -167,7 +144,6 @@ type Client struct {
 // (client_init). The client id is [Client.ID].
 func Dial(ctx context.Context, addr string, cfg *Config) (*Client, error) {
 	c := &Client{}
-	c.readerGone.L = &c.mu
 	if cfg != nil {
 		c.cfg = *cfg
 	}
@@ -251,7 +227,7 @@ func (c *Client) rawExchange(ctx context.Context, nc net.Conn, frame []byte) (wi
 // synchronously. A standby's redirect comes back as statusRedirect with the
 // primary's address in rep.Redirect.
 func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int32) (regReply, Status, error) {
-	m := wire.Init{MinVersion: MinProtoVersion, TPMode: c.cfg.TPMode}
+	m := wire.Init{MinVersion: MinProtoVersion, TPMode: c.cfg.tpMode}
 	h, body, err := c.rawExchange(ctx, nc, m.Append(nil, t, 1, id))
 	if err != nil {
 		if errors.Is(err, io.EOF) && c.cfg.TLS == nil {
@@ -283,7 +259,7 @@ func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int3
 // known codes pass, anything else is a bad response.
 func passThrough(st Status) Status {
 	switch {
-	case st == Success || st == ErrGeneric:
+	case st == Success || st == ErrGeneric || st == ErrMoved:
 		return st
 	case st >= ErrAgain && st <= ErrAsync,
 		st >= ErrClientNotInit && st <= ErrServerNoResource,
@@ -296,14 +272,14 @@ func passThrough(st Status) Status {
 // control runs a request whose reply is header-only; the error says which
 // operation (op) failed and how.
 func (c *Client) control(ctx context.Context, op string, t wire.Type, body []byte) error {
-	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte {
+	cl, err := c.m.roundTrip(ctx, func(dst []byte, id uint32) []byte {
 		return wire.AppendFrame(dst, t, id, c.id, body)
 	})
 	if err != nil {
 		return fmt.Errorf("dlock: %s: %w", op, err)
 	}
 	st := passThrough(cl.status)
-	c.putCall(cl)
+	c.m.putCall(cl)
 	if st != Success {
 		return fmt.Errorf("dlock: %s: %w", op, st)
 	}
@@ -335,13 +311,28 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.closing = true
-	c.err = ErrClosed
 	c.mu.Unlock()
+	c.m.close()
 	c.cancel()
 	c.recoverWG.Wait()
-	c.detach()
-	c.idleWG.Wait()
+	c.m.stop()
 	return nil
+}
+
+// start begins serving calls over the registered connection nc.
+func (c *Client) start(nc net.Conn) {
+	c.locks = make(map[int32]*Lock)
+	c.objects = make(map[*Atomic64]struct{})
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.m = newMux(nc, muxHooks{lost: c.lost, failed: c.connFailed, late: c.lateReply})
+}
+
+// ID returns the client id the server assigned.
+func (c *Client) ID() int32 { return c.id }
+
+// lateReply notes a reply that came after its caller gave up.
+func (c *Client) lateReply(h *wire.Header, _ []byte) {
+	c.cfg.Logger.Debug("dlock: reply to an abandoned request dropped", "type", h.Type(), "id", h.ID(), "status", h.Status())
 }
 
 // Outcomes reports the requests whose outcome was unknown and how they were
@@ -354,27 +345,27 @@ func (c *Client) Outcomes() Outcomes {
 
 // Stats returns a copy of the client's debug counters.
 func (c *Client) Stats() Stats {
-	c.smu.Lock()
-	defer c.smu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.stats
 }
 
 // ResetStats zeroes the client's debug counters (clear_client_debug_stats).
 func (c *Client) ResetStats() {
-	c.smu.Lock()
+	c.mu.Lock()
 	c.stats = Stats{}
-	c.smu.Unlock()
+	c.mu.Unlock()
 }
 
 // ServerStats fetches the server's debug counters.
 func (c *Client) ServerStats(ctx context.Context) (Stats, error) {
-	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte {
+	cl, err := c.m.roundTrip(ctx, func(dst []byte, id uint32) []byte {
 		return wire.AppendFrame(dst, wire.TStats, id, c.id, nil)
 	})
 	if err != nil {
 		return Stats{}, fmt.Errorf("dlock: server stats: %w", err)
 	}
-	defer c.putCall(cl)
+	defer c.m.putCall(cl)
 	if st := passThrough(cl.status); st != Success {
 		return Stats{}, fmt.Errorf("dlock: server stats: %w", st)
 	}

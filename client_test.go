@@ -457,14 +457,11 @@ func TestLowLevelAPI(t *testing.T) {
 	a, b := srv.Dial(t), srv.Dial(t)
 	open(t, b, "typed", dlock.LockOptions{Type: dlock.RW})
 
-	reqs := []dlock.OpenRequest{
-		{Name: "x", Options: dlock.LockOptions{Type: dlock.Atomic}},
-		{Name: "typed", Options: dlock.LockOptions{Type: dlock.Fair}}, // type mismatch
-		{Name: "y", Options: dlock.LockOptions{Type: dlock.Fair}},
-	}
+	names := []string{"x", "typed", "y"} // "typed" is RW: a type mismatch
+	opts := []dlock.LockOptions{{Type: dlock.Atomic}, {Type: dlock.Fair}, {Type: dlock.Fair}}
 	locks := make([]*dlock.Lock, 3)
 	ids := make([]int32, 3)
-	if err := a.BatchOpenLocks(ctx, reqs, locks, ids); err != nil {
+	if err := batchOpenLocks(a, ctx, names, opts, locks, ids); err != nil {
 		t.Fatal(err)
 	}
 	if ids[0] <= 0 || ids[1] != -1 || ids[2] <= 0 || locks[1] != nil || locks[2].Type() != dlock.Fair {
@@ -489,10 +486,10 @@ func TestLowLevelAPI(t *testing.T) {
 	if _, err := o.Load(ctx); !errors.Is(err, dlock.ErrObjectNotGet) {
 		t.Errorf("Load on a created, unopened object: %v", err)
 	}
-	if err := b.Atomic64ByID(o.ID()).Destroy(ctx); !errors.Is(err, dlock.ErrObjectInvalidOwner) {
+	if err := atomic64ByID(b, o.ID()).Destroy(ctx); !errors.Is(err, dlock.ErrObjectInvalidOwner) {
 		t.Errorf("Destroy by id from another client: %v", err)
 	}
-	if err := a.Atomic64ByID(o.ID()).Destroy(ctx); err != nil {
+	if err := atomic64ByID(a, o.ID()).Destroy(ctx); err != nil {
 		t.Errorf("Destroy by id from the owner: %v", err)
 	}
 
@@ -506,7 +503,7 @@ func TestLowLevelAPI(t *testing.T) {
 	if _, err := locks[0].TryLock(ctx); !errors.Is(err, dlock.ErrNotReady) {
 		t.Fatalf("parked lock: %v, want ErrNotReady", err)
 	}
-	if st, _, _, err := locks[0].Do(ctx, dlock.OpLockExclusive, 10, false); err != nil || st != dlock.ErrLockNotGet {
+	if st, _, _, err := lockDo(locks[0], ctx, dlock.OpLockExclusive, 10, false); err != nil || st != dlock.ErrLockNotGet {
 		t.Fatalf("parked lock, Do: %v, %v; want ErrLockNotGet", st, err)
 	}
 	if err := a.Reinit(ctx, srv.Addr); err != nil {
@@ -526,7 +523,7 @@ func TestStartAsync(t *testing.T) {
 	a, b := srv.Dial(t), srv.Dial(t)
 	la := open(t, a, "async", dlock.LockOptions{Type: dlock.Fair})
 	lb := open(t, b, "async", dlock.LockOptions{Type: dlock.Fair})
-	st, _, _, wait := la.Start(dlock.OpLockExclusive, 5)
+	st, _, _, wait := lockStart(la, dlock.OpLockExclusive, 5)
 	if st != dlock.Success || wait == nil {
 		t.Fatalf("Start: %v, wait %v", st, wait != nil)
 	}
@@ -534,22 +531,22 @@ func TestStartAsync(t *testing.T) {
 		t.Fatalf("async trylock: %v %v %v %+v", err, st, filled, res.Fair())
 	}
 	// A second lock is a reentrant extend; its unlock with ref 2 is local.
-	_, _, _, wait = la.Start(dlock.OpLockExclusive, 5)
+	_, _, _, wait = lockStart(la, dlock.OpLockExclusive, 5)
 	if st, _, _, _ := wait(ctx); st != dlock.ErrAlreadyLocked {
 		t.Fatalf("async reentrant lock: %v", st)
 	}
-	if st, _, _, wait := la.Start(dlock.OpUnlock, 0); st != dlock.ErrAlreadyLocked || wait != nil {
+	if st, _, _, wait := lockStart(la, dlock.OpUnlock, 0); st != dlock.ErrAlreadyLocked || wait != nil {
 		t.Fatalf("async unlock with ref 2: %v, local %v", st, wait == nil)
 	}
 	// b queues with a ticket; EAGAIN through the async path.
-	_, _, _, wait = lb.Start(dlock.OpLockExclusive, 5)
+	_, _, _, wait = lockStart(lb, dlock.OpLockExclusive, 5)
 	if st, _, _, _ := wait(ctx); st != dlock.ErrAgain {
 		t.Fatalf("async contended fair trylock: %v", st)
 	}
-	if st, _, _, _ := lb.Start(dlock.OpLockShared, 5); st != dlock.ErrTicket {
+	if st, _, _, _ := lockStart(lb, dlock.OpLockShared, 5); st != dlock.ErrTicket {
 		t.Fatalf("shared op with an exclusive ticket: %v, want ETICKET locally", st)
 	}
-	if st, _, _, _ := la.Start(dlock.OpLockExclusive, 0); st != dlock.ErrInval {
+	if st, _, _, _ := lockStart(la, dlock.OpLockExclusive, 0); st != dlock.ErrInval {
 		t.Fatalf("async with expire 0: %v, want EINVAL", st)
 	}
 }

@@ -9,18 +9,22 @@ import (
 // TestImportRules keeps the project's layering checkable: each package
 // may import directly only the project packages listed for it (and the
 // standard library). The client (root package) stays standard-library only
-// apart from internal/wire and internal/mtls.
+// apart from internal/wire, internal/mtls and internal/cshim, the door
+// through which only the C ABI layer (capi) reaches the client's C
+// semantics.
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/dlock-io/dlock"
 	allowed := map[string][]string{
 		"internal/wire":       {},
 		"internal/mtls":       {},
+		"internal/cshim":      {},
 		"internal/lockcore":   {""},
 		"internal/umo":        {""},
 		"internal/scripttest": {},
-		"":                    {"internal/wire", "internal/mtls"},
+		"":                    {"internal/wire", "internal/mtls", "internal/cshim"},
 		"dlockserver":         {"", "internal/wire", "internal/mtls", "internal/lockcore", "internal/umo"},
 		"dlockserver/ha":      {"dlockserver"},
+		"capi":                {"", "dlockserver", "internal/cshim"},
 	}
 	for pkg, ok := range allowed {
 		path := mod

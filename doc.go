@@ -43,8 +43,7 @@
 // errors.Is(err, dlock.ErrNotReady) works on any error that wraps one.
 // Expected outcomes are results, not errors: a busy lock is (false, nil)
 // from TryLock, a failed compare-and-swap (false, nil). Transport failures
-// are wrapped errors naming the operation. [Lock.Do] gives the raw DLock
-// status of one operation, as the C API returns it.
+// are wrapped errors naming the operation.
 //
 // # Failover
 //
@@ -60,4 +59,26 @@
 // of an older epoch ([Client.Epoch], [ErrStaleEpoch]), and after a failover
 // recovers as above. A client that reaches no serving primary within
 // [Config.SessionTimeout] reports its holds lost ([ErrSessionExpired]).
+//
+// # Shards
+//
+// A sharded cluster (dlockd -shard) splits the names between several
+// primaries by slot ([SlotOf]; "{tag}" hash tags keep related names
+// together). Dial it with [DialRouter], which learns the slot map from any
+// member, keeps one [Client] per shard and routes each lock, atomic64 object
+// and batch entry by name; see [Router].
+//
+// # The C API's vocabulary
+//
+// dlock is also the engine of a drop-in C library for DLock's users
+// (directory capi). DLock's C API is written in operations ([Op]: lock,
+// unlock, extend, in either mode) that the client maps, with the state it
+// caches per lock, onto commands ([Cmd]) the server executes, and it
+// returns raw status codes where the Go API returns (bool, error). Op and
+// Cmd are exported as that vocabulary (the server's statistics count by
+// Cmd); the operations with the C API's exact results — raw statuses,
+// result buffers, asynchronous requests, batch opens with per-entry ids,
+// objects by id, the transport mode — are not part of the Go API: capi
+// reaches them through an internal package. A Go program needs none of
+// them.
 package dlock

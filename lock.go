@@ -81,12 +81,12 @@ type Lock struct {
 	ttl  uint32
 
 	mu       sync.Mutex // serialises operations on this lock
-	e        lockEntry  // guarded by c.smu while a step is applied
+	e        lockEntry  // guarded by c.mu while a step is applied
 	last     LockState  // guarded by mu
 	released bool
 	opening  bool // guarded by mu: an open-and-lock's handle the server has not confirmed (openlock.go)
 
-	// Recovery (guarded by c.smu): pending while uploaded to a new primary
+	// Recovery (guarded by c.mu): pending while uploaded to a new primary
 	// and not yet confirmed; confirmed once it was, until ReinitDone.
 	pending, confirmed bool
 }
@@ -103,11 +103,11 @@ func (c *Client) OpenLock(ctx context.Context, name string, opts LockOptions) (*
 	}
 	desc := []byte(name)
 	m := wire.GetLock{Preferred: djb2(desc), Lease: opts.LeaseTime, Type: uint8(opts.Type), Desc: desc}
-	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
+	cl, err := c.m.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
 	if err != nil {
 		return nil, fmt.Errorf("dlock: open %s: %w", quote(name), err)
 	}
-	defer c.putCall(cl)
+	defer c.m.putCall(cl)
 	switch st := passThrough(cl.status); st {
 	case Success:
 	case ErrGeneric:
@@ -165,16 +165,16 @@ func (l *Lock) State() LockState {
 // holds nothing. Tokens strictly increase per lock: a resource guarded by the
 // lock can refuse writes carrying a token lower than one it has seen.
 func (l *Lock) Token() uint64 {
-	l.c.smu.Lock()
-	defer l.c.smu.Unlock()
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
 	return l.e.token
 }
 
 // Held reports whether the client holds the lock (in either mode) as far as
 // its cache knows.
 func (l *Lock) Held() bool {
-	l.c.smu.Lock()
-	defer l.c.smu.Unlock()
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
 	return l.e.held()
 }
 
@@ -279,11 +279,11 @@ func (l *Lock) Unlock(ctx context.Context) error {
 // lease: ErrInval.
 func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	op := OpExtendExclusive
-	l.c.smu.Lock()
+	l.c.mu.Lock()
 	if l.e.state == stateSharedLocked {
 		op = OpExtendShared
 	}
-	l.c.smu.Unlock()
+	l.c.mu.Unlock()
 	if err := checkTTL(ttl); err != nil {
 		return l.wrap(op, err)
 	}
@@ -310,9 +310,9 @@ func (l *Lock) Release(ctx context.Context) error {
 		return l.wrapName("release", ErrLockNotGet)
 	}
 	c := l.c
-	c.smu.Lock()
+	c.mu.Lock()
 	state := l.e.state
-	c.smu.Unlock()
+	c.mu.Unlock()
 	switch state {
 	case stateExclusiveTicketed, stateSharedTicketed:
 		return l.wrapName("release", ErrTicketToUnlock)
@@ -320,12 +320,12 @@ func (l *Lock) Release(ctx context.Context) error {
 		return l.wrapName("release", fmt.Errorf("the lock is held: unlock it first: %w", ErrGeneric))
 	}
 	m := wire.ID{ID: l.e.id}
-	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, wire.TReleaseLock, id, c.id) })
+	cl, err := c.m.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, wire.TReleaseLock, id, c.id) })
 	if err != nil {
 		return l.wrapName("release", err)
 	}
 	st := passThrough(cl.status)
-	c.putCall(cl)
+	c.m.putCall(cl)
 	if st != ErrNotReady {
 		l.released = true
 		c.mu.Lock()
@@ -347,455 +347,4 @@ func (l *Lock) wrap(op Op, err error) error {
 
 func (l *Lock) wrapName(op string, err error) error {
 	return fmt.Errorf("dlock: %s %s: %w", op, quote(l.name), err)
-}
-
-// do runs one operation through the cache model: a local answer, or one
-// round trip. flags and wait apply to a blocking lock request.
-func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, error) {
-	st, _, _, err := l.exec(ctx, op, expire, flags, wait)
-	if st == ErrLockNotGet {
-		l.c.smu.Lock()
-		pending := l.pending
-		l.c.smu.Unlock()
-		if pending {
-			// Parked while recovery uploads it (the C API's LOCK_NOT_GET):
-			// the hold is not gone, the server is not ready yet.
-			st = ErrNotReady
-		}
-	}
-	return st, err
-}
-
-// Do runs one lock operation with the exact semantics of the C API
-// (SEMANTICS.md §6): trylock for OpLockExclusive/OpLockShared (or, with block,
-// the blocking lock: at most 5 s, answered DLOCK_EAGAIN with the ticket kept
-// for a fair lock that was not granted in time), unlock, or extend; expire is
-// the relative lease in seconds, and 0 is the C API's "peek" for a lock
-// operation. It returns the raw DLock status (including local outcomes such
-// as ErrAlreadyLocked), the lock value the C call would write to its result
-// buffer, and whether it writes one. It exists for the C ABI and for callers
-// that want DLock's codes; the methods TryLock, Lock, Unlock and Extend are
-// the idiomatic API.
-func (l *Lock) Do(ctx context.Context, op Op, expire uint32, block bool) (st Status, result LockState, filled bool, err error) {
-	if !op.Valid() {
-		return ErrInval, LockState{}, false, nil
-	}
-	var flags uint8
-	var wait uint32
-	if block && isLockOp(op) {
-		flags, wait = wire.FlagBlock|wire.FlagKeepTicket, 5000
-	}
-	return l.exec(ctx, op, expire, flags, wait)
-}
-
-// exec runs one operation through the cache model and reports the result
-// buffer as the C API fills it.
-func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, LockState, bool, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := l.c
-	c.smu.Lock()
-	s := l.beginOp(op, expire, callSync)
-	c.smu.Unlock()
-	if s.local && s.status == ErrAlreadyLocked && isLockOp(op) && l.e.typ == RW {
-		// RW locks re-enter in the cache, but the hold may be gone (the
-		// server removed the client while it was cut off, or an operator
-		// force-released it): confirm it before counting another hold.
-		st, err := c.queryHold(ctx, l.e.id)
-		if err != nil || st != Success {
-			c.smu.Lock()
-			l.e.restore(&s)
-			if err == nil && (st == ErrFail || st == ErrLockNotGet) {
-				l.e.reset()
-				st = ErrFail
-			}
-			c.smu.Unlock()
-			if err != nil {
-				return 0, LockState{}, false, err
-			}
-			return st, LockState{}, false, nil
-		}
-	}
-	if s.local {
-		return s.status, s.result, s.fill, nil
-	}
-	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
-	if s.cmd == CmdExclusiveTrylock || s.cmd == CmdSharedTrylock ||
-		s.cmd == CmdExclusiveTicketTrylock || s.cmd == CmdSharedTicketTrylock {
-		m.Flags, m.WaitMillis = flags, wait
-		s.retiresTicket = flags&wire.FlagBlock != 0 && flags&wire.FlagKeepTicket == 0
-	}
-	status, res, err := c.lockRoundTrip(ctx, &m)
-	c.smu.Lock()
-	defer c.smu.Unlock()
-	if err != nil {
-		l.e.abort(&s)
-		c.stats.Inc(StatNetworkFail)
-		return 0, LockState{}, false, err
-	}
-	st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
-	if s.fill {
-		l.last = s.result
-	}
-	if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) && isLockOp(op) {
-		// The grant raced the caller's give-up: hand it back.
-		_, err := l.undoGrant(ctx, &s, st)
-		return 0, LockState{}, false, err
-	}
-	return st, s.result, s.fill, nil
-}
-
-// undoGrant releases a hold that was granted after the caller's ctx ended.
-// Called with l.mu and c.smu held.
-func (l *Lock) undoGrant(ctx context.Context, s *step, st Status) (Status, error) {
-	c := l.c
-	u := l.e.begin(OpUnlock, 0, c.id, callSync, &c.stats)
-	if u.local {
-		return 0, ctx.Err()
-	}
-	c.smu.Unlock()
-	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(u.cmd), Arg: u.arg}
-	uctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
-	status, res, err := c.lockRoundTrip(uctx, &m)
-	cancel()
-	c.smu.Lock()
-	if err != nil {
-		// The unlock's outcome is unknown too. Forget the hold: resolving
-		// the lock on reconnection then drops it on the server if it is
-		// still there, as the caller was told it does not hold the lock.
-		l.e.reset()
-	} else {
-		l.e.finish(&u, status, res.State, res.Token, &c.stats)
-	}
-	return 0, ctx.Err()
-}
-
-// queryHold asks the server whether the client holds lock id now
-// (TLockQuery): Success, ErrFail or ErrLockNotGet.
-func (c *Client) queryHold(ctx context.Context, id int32) (Status, error) {
-	m := wire.ID{ID: id}
-	cl, err := c.roundTrip(ctx, func(dst []byte, rid uint32) []byte { return m.Append(dst, wire.TLockQuery, rid, c.id) })
-	if err != nil {
-		return 0, err
-	}
-	st := passThrough(cl.status)
-	c.putCall(cl)
-	return st, nil
-}
-
-// lockRoundTrip sends one lock command and waits for its reply.
-func (c *Client) lockRoundTrip(ctx context.Context, m *wire.LockOp) (Status, wire.LockResult, error) {
-	cl, err := c.newCall()
-	if err != nil {
-		return 0, wire.LockResult{}, err
-	}
-	cl.long = m.Flags&wire.FlagBlock != 0
-	cl.setLocks(m.LockID)
-	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
-	return c.awaitLock(ctx, cl)
-}
-
-// errNoReply fails a connection on which the server left a request
-// unanswered for cancelGrace after its caller gave up.
-var errNoReply = errors.New("no reply from the server")
-
-// awaitLock waits for the reply to the lock request cl. If ctx ends first,
-// a blocking request is withdrawn (TCancel), and the reply is still awaited
-// for cancelGrace, so that the caller learns what happened: the server
-// answers every request and every withdrawal at once, so a reply that does
-// not come by then means the connection is broken. It is then closed, and
-// the request's outcome is resolved when the client is connected again
-// (see Reinit). A lock request's outcome is thus never left unknown.
-//
-// The returned error is the transport's (the outcome was unknown); ctx's
-// end is for the caller to check: a grant that raced it is returned as a
-// grant.
-func (c *Client) awaitLock(ctx context.Context, cl *call) (Status, wire.LockResult, error) {
-	var res wire.LockResult
-	c.settle(ctx, cl)
-	if cl.err != nil {
-		return 0, res, cl.err
-	}
-	status := Status(cl.status)
-	if cl.typ != wire.TLockOp.Reply() || res.Decode(cl.body) != nil {
-		return 0, res, c.brokenReply(cl, "malformed lock reply")
-	}
-	c.putCall(cl)
-	return status, res, nil
-}
-
-// settle waits until lock request cl is finished: its reply is in, or its
-// connection failed (the outcome is then unknown and cl.locks are marked
-// for resolution). If ctx ends first, a blocking request is withdrawn
-// (TCancel) and the reply awaited for cancelGrace more; a reply that does
-// not come by then means the connection is broken, and it is closed.
-func (c *Client) settle(ctx context.Context, cl *call) {
-	if err := c.await(ctx, cl); err == nil || ctx.Err() == nil {
-		return
-	}
-	if cl.long {
-		cm := wire.ID{ID: int32(cl.id)}
-		c.send(func(dst []byte) []byte { return cm.Append(dst, wire.TCancel, 0, c.id) })
-	}
-	gctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
-	err := c.await(gctx, cl)
-	cancel()
-	if err != nil && gctx.Err() != nil {
-		c.mu.Lock()
-		nc := c.rconn
-		c.mu.Unlock()
-		c.fail(nc, errNoReply)
-		c.await(context.Background(), cl) // finished by fail, or by the reply just in
-	}
-}
-
-// brokenReply handles a reply to lock request cl that breaks the protocol:
-// the outcome is unknown, so the locks are marked for resolution and the
-// connection is closed. cl is given back.
-func (c *Client) brokenReply(cl *call, what string) error {
-	err := fmt.Errorf("%s: %w", what, ErrBadResponse)
-	c.mu.Lock()
-	c.markUnknown(cl.locks[:cl.nlocks])
-	nc := c.rconn
-	c.mu.Unlock()
-	c.putCall(cl)
-	c.fail(nc, err)
-	return err
-}
-
-// BatchOpenLock opens up to 31 locks of the same options in one round trip
-// (batch_get_lock). locks[i] receives the handle for names[i], or nil when
-// that entry failed; the error of the first failed entry is returned after
-// all entries were processed (ErrGeneric for a type mismatch,
-// ErrServerNoResource when the server is full).
-func (c *Client) BatchOpenLock(ctx context.Context, names []string, opts LockOptions, locks []*Lock) error {
-	if len(names) == 0 || len(names) > MaxBatch || len(locks) < len(names) {
-		return fmt.Errorf("dlock: batch open: %w", ErrBatchSize)
-	}
-	var reqs [MaxBatch]OpenRequest
-	var ids [MaxBatch]int32
-	for i, name := range names {
-		reqs[i] = OpenRequest{Name: name, Options: opts}
-	}
-	if err := c.BatchOpenLocks(ctx, reqs[:len(names)], locks, ids[:len(names)]); err != nil {
-		return err
-	}
-	for i, id := range ids[:len(names)] {
-		switch {
-		case id > 0:
-		case id == -int32(ErrServerNoResource):
-			return fmt.Errorf("dlock: batch open entry %d (%s): %w", i, quote(names[i]), ErrServerNoResource)
-		default:
-			return fmt.Errorf("dlock: batch open entry %d (%s) as %v: the lock exists with another type: %w",
-				i, quote(names[i]), opts.Type, ErrGeneric)
-		}
-	}
-	return nil
-}
-
-// OpenRequest is one entry of BatchOpenLocks.
-type OpenRequest struct {
-	Name    string
-	Options LockOptions
-}
-
-// BatchOpenLocks opens up to 31 locks, each with its own options, in one
-// round trip (batch_get_lock). The server handles the entries
-// independently: locks[i] receives the handle for reqs[i] or nil, and
-// ids[i] the server's answer — the lock id, -1 (type mismatch) or
-// -int32(ErrServerNoResource). The error is for the call as a whole.
-func (c *Client) BatchOpenLocks(ctx context.Context, reqs []OpenRequest, locks []*Lock, ids []int32) error {
-	n := len(reqs)
-	if n == 0 || n > MaxBatch || len(locks) < n || len(ids) < n {
-		return fmt.Errorf("dlock: batch open: %w", ErrBatchSize)
-	}
-	var m wire.BatchGetLock
-	m.N = n
-	for i, r := range reqs {
-		err := checkName(r.Name)
-		if err == nil {
-			err = checkOptions(r.Options)
-		}
-		if err != nil {
-			return fmt.Errorf("dlock: batch open entry %d (%s): %w", i, quote(r.Name), err)
-		}
-		d := []byte(r.Name)
-		m.Items[i] = wire.GetLock{Preferred: djb2(d), Lease: r.Options.LeaseTime, Type: uint8(r.Options.Type), Desc: d}
-	}
-	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
-	if err != nil {
-		return fmt.Errorf("dlock: batch open: %w", err)
-	}
-	defer c.putCall(cl)
-	if st := passThrough(cl.status); st != Success {
-		return fmt.Errorf("dlock: batch open: %w", st)
-	}
-	var rep wire.IDs
-	if rep.Decode(cl.body) != nil || rep.N != n {
-		return fmt.Errorf("dlock: batch open: malformed reply: %w", ErrBadResponse)
-	}
-	for i := 0; i < n; i++ {
-		ids[i], locks[i] = rep.IDs[i], nil
-		if id := rep.IDs[i]; id > 0 {
-			locks[i] = c.adoptLock(id, reqs[i].Name, reqs[i].Options)
-		}
-	}
-	return nil
-}
-
-// BatchRelease releases up to 31 locks in one round trip
-// (batch_release_lock). Locks the client still holds are skipped and left
-// open; a fair ticket the client holds is given up (as DLock's
-// batch_release_lock does); the others are released.
-func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
-	n := len(locks)
-	if n == 0 || n > MaxBatch {
-		return fmt.Errorf("dlock: batch release: %w", ErrBatchSize)
-	}
-	for i, l := range locks {
-		switch {
-		case l == nil:
-			return fmt.Errorf("dlock: batch release entry %d: %w", i, errNilLock)
-		case l.c != c:
-			return fmt.Errorf("dlock: batch release entry %d: Lock %s belongs to another client: %w", i, quote(l.name), ErrInval)
-		}
-	}
-	var held lockSet
-	held.lock(locks)
-	defer held.unlock()
-	var m wire.IDs
-	var sent [MaxBatch]*Lock
-	c.smu.Lock()
-	for _, l := range locks {
-		if l.released || l.e.ref > 0 {
-			continue
-		}
-		if st := l.e.state; st == stateExclusiveTicketed || st == stateSharedTicketed {
-			c.abandonTicket(l.e.id, l.e.value, st)
-			l.e.reset()
-		}
-		sent[m.N] = l
-		m.IDs[m.N] = l.e.id
-		m.N++
-	}
-	c.smu.Unlock()
-	if m.N == 0 {
-		return fmt.Errorf("dlock: batch release: every lock is held or released already: %w", ErrGeneric)
-	}
-	cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, wire.TBatchRelease, id, c.id) })
-	if err != nil {
-		return fmt.Errorf("dlock: batch release: %w", err)
-	}
-	st := passThrough(cl.status)
-	c.putCall(cl)
-	if st != ErrNotReady {
-		c.mu.Lock()
-		for _, l := range sent[:m.N] {
-			l.released = true
-			if c.locks[l.e.id] == l {
-				delete(c.locks, l.e.id)
-			}
-		}
-		c.mu.Unlock()
-	}
-	if st != Success {
-		return fmt.Errorf("dlock: batch release: %w", st)
-	}
-	return nil
-}
-
-// beginOp maps op on this lock through the cache, with l.mu and c.smu held.
-// A lock released or parked by recovery answers ErrLockNotGet. A local
-// answer is settled here: its result recorded, and a fair ticket given up in
-// the cache reported to the server. Otherwise the step carries the command
-// to send.
-func (l *Lock) beginOp(op Op, expire uint32, via callKind) step {
-	c := l.c
-	if l.released || l.pending {
-		c.stats.Inc(StatLockNotGet)
-		return step{op: op, via: via, local: true, status: ErrLockNotGet}
-	}
-	prev, ticket := l.e.state, l.e.value
-	s := l.e.begin(op, expire, c.id, via, &c.stats)
-	if s.local {
-		if s.fill {
-			l.last = s.result
-		}
-		if gaveUpTicket(prev, op, &s) {
-			c.abandonTicket(l.e.id, ticket, prev)
-		}
-	}
-	return s
-}
-
-// gaveUpTicket reports whether step s, begun on an entry in state prev,
-// gave a fair ticket up in the cache (an unlock in a ticketed state).
-func gaveUpTicket(prev localState, op Op, s *step) bool {
-	return s.local && op == OpUnlock && s.status == Success &&
-		(prev == stateExclusiveTicketed || prev == stateSharedTicketed)
-}
-
-// abandonTicket tells the server that a fair ticket given up in the cache
-// (DLock's local abandon) is not wanted, so the lock's hand-over does not
-// wait 2 s for it. Fire and forget: the server sends no reply.
-func (c *Client) abandonTicket(id int32, ticket LockState, was localState) {
-	m := wire.LockOp{LockID: id, Cmd: uint8(CmdExclusiveTicketTrylock), Arg: ticket}
-	if was == stateSharedTicketed {
-		m.Cmd = uint8(CmdSharedTicketTrylock)
-	}
-	c.send(func(dst []byte) []byte { return m.AppendType(dst, wire.TAbandon, 0, c.id) })
-}
-
-// Start begins one lock operation the way the C API's lock_request_async
-// does (SEMANTICS.md §6.3, Async): the client's cache answers at once (wait is nil;
-// st, result and filled are the answer), or the command is sent and wait
-// collects the server's answer later. If wait's ctx ends first, the
-// operation is forgotten — a late reply is dropped — and wait returns ctx's
-// error. The C layer allows one such operation per client at a time.
-func (l *Lock) Start(op Op, expire uint32) (st Status, result LockState, filled bool, wait func(context.Context) (Status, LockState, bool, error)) {
-	if !op.Valid() {
-		return ErrInval, LockState{}, false, nil
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	c := l.c
-	c.smu.Lock()
-	s := l.beginOp(op, expire, callAsync)
-	c.smu.Unlock()
-	if s.local {
-		return s.status, s.result, s.fill, nil
-	}
-	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
-	cl, err := c.newCall()
-	if err != nil {
-		c.smu.Lock()
-		l.e.abort(&s)
-		c.stats.Inc(StatBadResponse)
-		c.smu.Unlock()
-		return ErrBadResponse, LockState{}, false, nil
-	}
-	cl.setLocks(m.LockID)
-	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
-	return Success, LockState{}, false, func(ctx context.Context) (Status, LockState, bool, error) {
-		status, res, err := c.awaitLock(ctx, cl)
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		c.smu.Lock()
-		defer c.smu.Unlock()
-		if err != nil {
-			l.e.abort(&s)
-			c.stats.Inc(StatNetworkFail)
-			return 0, LockState{}, false, err
-		}
-		st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
-		if s.fill {
-			l.last = s.result
-		}
-		if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) && isLockOp(op) {
-			// The caller gave up before the grant came: hand it back.
-			_, err := l.undoGrant(ctx, &s, st)
-			return 0, LockState{}, false, err
-		}
-		return st, s.result, s.fill, nil
-	}
 }

@@ -99,27 +99,23 @@ func (c *Client) objectCall(ctx context.Context, t wire.Type, name string, initi
 
 // objRoundTrip runs one object request and decodes its reply.
 func (c *Client) objRoundTrip(ctx context.Context, encode func([]byte, uint32) []byte, rep *wire.ObjReply) (Status, error) {
-	cl, err := c.roundTrip(ctx, encode)
+	cl, err := c.m.roundTrip(ctx, encode)
 	if err != nil {
 		return 0, err
 	}
-	defer c.putCall(cl)
+	defer c.m.putCall(cl)
 	st := Status(cl.status)
 	if st == ErrObjectCASFailed {
 		return st, nil // a valid outcome of CAS, not a pass-through error
 	}
 	st = passThrough(st)
+	if st == ErrMoved {
+		return st, nil // its body is the shard map's version
+	}
 	if len(cl.body) > 0 && rep.Decode(cl.body) != nil {
 		return 0, fmt.Errorf("malformed reply: %w", ErrBadResponse)
 	}
 	return st, nil
-}
-
-// Atomic64ByID returns a handle for object id that this client has not
-// opened, for Destroy and Release by id (the C API's calls take ids). Its
-// value operations answer ErrObjectNotGet.
-func (c *Client) Atomic64ByID(id int32) *Atomic64 {
-	return &Atomic64{c: c, id: id}
 }
 
 // ID returns the object id.
@@ -134,9 +130,9 @@ func (o *Atomic64) op(ctx context.Context, t wire.Type, a, b uint64) (uint64, St
 	o.mu.Unlock()
 	c := o.c
 	if !opened {
-		c.smu.Lock()
+		c.mu.Lock()
 		c.stats.Inc(StatObjectNotGet)
-		c.smu.Unlock()
+		c.mu.Unlock()
 		return 0, ErrObjectNotGet, nil
 	}
 	var rep wire.ObjReply
@@ -150,9 +146,9 @@ func (o *Atomic64) op(ctx context.Context, t wire.Type, a, b uint64) (uint64, St
 		st, err = c.objRoundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, t, id, c.id) }, &rep)
 	}
 	if err != nil {
-		c.smu.Lock()
+		c.mu.Lock()
 		c.stats.Inc(StatNetworkFail)
-		c.smu.Unlock()
+		c.mu.Unlock()
 	}
 	return rep.Value, st, err
 }
@@ -178,9 +174,9 @@ func (o *Atomic64) CompareAndSwap(ctx context.Context, old, new uint64) (bool, e
 		return false, o.wrap("compare-and-swap", err)
 	}
 	if st == ErrObjectCASFailed {
-		o.c.smu.Lock()
+		o.c.mu.Lock()
 		o.c.stats.Inc(StatObjectCASFailed)
-		o.c.smu.Unlock()
+		o.c.mu.Unlock()
 		return false, nil
 	}
 	if st != Success {

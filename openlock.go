@@ -119,9 +119,12 @@ func (c *Client) openLockOp(ctx context.Context, l *Lock, opts LockOptions, flag
 		c.mu.Unlock()
 	}
 
-	c.smu.Lock()
-	s := l.beginOp(OpLockExclusive, l.ttl, callSync)
-	c.smu.Unlock()
+	// The lock operation's steps (see lockop.go), with a TOpenLockOp for
+	// the post.
+	s, err := l.begin(ctx, OpLockExclusive, l.ttl, callSync)
+	if err != nil {
+		return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), err)
+	}
 	if s.local { // a handle parked by recovery (ErrLockNotGet): nothing sent
 		return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), s.status)
 	}
@@ -130,74 +133,54 @@ func (c *Client) openLockOp(ctx context.Context, l *Lock, opts LockOptions, flag
 		Open: wire.GetLock{Preferred: want, Lease: opts.LeaseTime, Type: uint8(opts.Type), Desc: desc},
 	}
 	s.retiresTicket = flags&wire.FlagBlock != 0
-	cl, err := c.newCall()
+	cl, err := c.m.newCall()
 	if err != nil {
-		c.smu.Lock()
-		l.e.abort(&s)
-		c.smu.Unlock()
+		l.end(&s, 0, LockState{}, 0, err)
 		forget()
 		return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), err)
 	}
 	cl.long = flags&wire.FlagBlock != 0
 	cl.setLocks(want)
-	c.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
+	c.m.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	c.settle(ctx, cl)
 	if cl.err != nil {
-		// The outcome is unknown: the handle stays registered, and the
-		// reconnection resolves the lock (drops a grant that never arrived).
-		c.smu.Lock()
-		l.e.abort(&s)
-		c.stats.Inc(StatNetworkFail)
-		c.smu.Unlock()
-		return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), cl.err)
+		// The outcome is unknown: the handle stays registered (not
+		// confirmed), and the reconnection resolves the lock (drops a
+		// grant that never arrived).
+		_, _, _, err := l.complete(ctx, &s, 0, wire.LockResult{}, cl.err)
+		return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), err)
 	}
 	switch cl.typ {
 	case wire.TLockOp.Reply(): // opened under the predicted id, and the command ran
 		var res wire.LockResult
 		if res.Decode(cl.body) != nil {
-			c.smu.Lock()
-			l.e.abort(&s)
-			c.smu.Unlock()
-			return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), c.brokenReply(cl, "malformed lock reply"))
+			err := c.brokenReply(cl, "malformed lock reply")
+			l.end(&s, 0, LockState{}, 0, err)
+			return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), err)
 		}
 		status := Status(cl.status)
-		c.putCall(cl)
+		c.m.putCall(cl)
 		l.opening = false // the server has the lock under this id
-		c.smu.Lock()
-		defer c.smu.Unlock()
-		st := l.e.finish(&s, status, res.State, res.Token, &c.stats)
-		if s.fill {
-			l.last = s.result
-		}
-		if ctx.Err() != nil && (st == Success || st == ErrAlreadyLocked) {
-			// The grant raced the caller's give-up: hand it back.
-			_, err := l.undoGrant(ctx, &s, st)
-			return l, 0, err
-		}
-		return l, st, nil
+		st, _, _, err := l.complete(ctx, &s, status, res, nil)
+		return l, st, err
 	case wire.TOpenLockOp.Reply(): // the command did not run
 	case wire.TUnknownReply: // a server without TOpenLockOp: nothing ran
-		c.putCall(cl)
-		c.smu.Lock()
-		l.e.abort(&s)
-		c.smu.Unlock()
+		c.m.putCall(cl)
+		l.end(&s, 0, LockState{}, 0, errNotRun)
 		forget()
 		l.mu.Unlock()
 		unlocked = true
 		return c.openThenLock(ctx, name, opts, flags, wait)
 	default:
-		c.smu.Lock()
-		l.e.abort(&s)
-		c.smu.Unlock()
-		return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), c.brokenReply(cl, "unexpected reply type"))
+		err := c.brokenReply(cl, "unexpected reply type")
+		l.end(&s, 0, LockState{}, 0, err)
+		return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), err)
 	}
 	st := passThrough(cl.status)
 	var rep wire.GetLockReply
 	bad := st == Success && (rep.Decode(cl.body) != nil || rep.ID <= 0)
-	c.putCall(cl)
-	c.smu.Lock()
-	l.e.abort(&s)
-	c.smu.Unlock()
+	c.m.putCall(cl)
+	l.end(&s, 0, LockState{}, 0, errNotRun)
 	forget()
 	switch {
 	case bad:
@@ -215,6 +198,9 @@ func (c *Client) openLockOp(ctx context.Context, l *Lock, opts LockOptions, flag
 	st, err = real.do(ctx, OpLockExclusive, real.ttl, flags, wait)
 	return real, st, err
 }
+
+// errNotRun aborts the step of an open-and-lock whose command did not run.
+var errNotRun = errors.New("the lock command did not run")
 
 // openThenLock is OpenLock followed by a lock request: two round trips.
 func (c *Client) openThenLock(ctx context.Context, name string, opts LockOptions, flags uint8, wait uint32) (*Lock, Status, error) {

@@ -428,3 +428,46 @@ func TestOpenAndLockConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAndLockSharded: a server of a sharded cluster refuses an
+// open-and-lock of a name its shard does not own, like an OpenLock of it
+// (ErrMoved, nothing opened), and serves the names it owns in one request.
+func TestOpenAndLockSharded(t *testing.T) {
+	ctx := testCtx(t)
+	srv := dlocktest.NewServer(t, nil)
+	slots := make([]int, dlockserver.NumSlots)
+	for i := range slots {
+		slots[i] = i % 2 // shard "a" owns the even slots, "b" the odd ones
+	}
+	m := dlockserver.ShardMap{Version: 1, Shards: []dlockserver.Shard{{Name: "a", Addrs: []string{srv.Addr}}, {Name: "b", Addrs: []string{"127.0.0.1:1"}}},
+		Slots: slots}
+	if err := srv.SetShardMap("a", m); err != nil {
+		t.Fatal(err)
+	}
+	var mine, other string
+	for i := 0; mine == "" || other == ""; i++ {
+		n := fmt.Sprintf("sharded/%d", i)
+		if dlockserver.SlotOf([]byte(n))%2 == 0 {
+			mine = n
+		} else {
+			other = n
+		}
+	}
+	c, fc := dialCounting(t, srv.Addr)
+	if l, ok, err := c.OpenAndTryLock(ctx, other, dlock.LockOptions{}); l != nil || ok || !errors.Is(err, dlock.ErrMoved) {
+		t.Fatalf("OpenAndTryLock of another shard's name = %v, %v, %v; want ErrMoved", l, ok, err)
+	}
+	if _, err := c.OpenLock(ctx, other, dlock.LockOptions{}); !errors.Is(err, dlock.ErrMoved) {
+		t.Fatalf("OpenLock of another shard's name = %v; want ErrMoved", err)
+	}
+	if n := srv.Locks(); n != 0 {
+		t.Fatalf("%d locks opened for names of another shard", n)
+	}
+	fc.take()
+	if l, ok, err := c.OpenAndTryLock(ctx, mine, dlock.LockOptions{}); err != nil || !ok || !l.Held() {
+		t.Fatalf("OpenAndTryLock of an owned name = %v, %v, %v", l, ok, err)
+	}
+	if got := fc.take(); fmt.Sprint(got) != fmt.Sprint(map[byte]int{typeOpenLockOp: 1}) {
+		t.Fatalf("sent %v, want one TOpenLockOp", got)
+	}
+}

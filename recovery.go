@@ -54,12 +54,8 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	nc, _, rep, err := c.connect(ctx, addr, wire.TReinit, c.id)
 	if err != nil {
 		if errors.Is(err, ErrClientRemovedByServer) {
-			c.mu.Lock()
-			if c.err != nil && !c.closing {
-				// The server forgot this client: every call says so from now.
-				c.err = fmt.Errorf("%w (the server removed this client after its session timed out)", ErrClientRemovedByServer)
-			}
-			c.mu.Unlock()
+			// The server forgot this client: every call says so from now.
+			c.m.replaceErr(fmt.Errorf("%w (the server removed this client after its session timed out)", ErrClientRemovedByServer))
 		}
 		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
 	}
@@ -70,7 +66,7 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	// Fail what is pending on the old connection, so that every request
 	// whose outcome is unknown is marked, and resolve those before anything
 	// else is sent on the new one.
-	c.detach()
+	c.m.detach()
 	newPrimary := state == wire.StateWaitClientReinit
 	if err := c.resolveUnknown(ctx, nc, newPrimary); err != nil {
 		nc.Close()
@@ -79,7 +75,7 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 		c.mu.Unlock()
 		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
 	}
-	c.attach(nc)
+	c.m.attach(nc)
 	c.mu.Lock()
 	c.swapping = false
 	c.newPrimary = newPrimary
@@ -99,7 +95,7 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 		}
 	}
 	locks := c.lockList()
-	c.smu.Lock()
+	c.mu.Lock()
 	c.stats = Stats{}
 	for _, l := range locks {
 		// Locks parked by an unfinished UpdateAllLocks come back (as in
@@ -107,7 +103,7 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 		l.pending = false
 		l.confirmed = false
 	}
-	c.smu.Unlock()
+	c.mu.Unlock()
 	return nil
 }
 
@@ -157,9 +153,9 @@ func (c *Client) resolveUnknown(ctx context.Context, nc net.Conn, newPrimary boo
 func (c *Client) resolveLock(ctx context.Context, nc net.Conn, l *Lock) (released, lost bool, err error) {
 	l.mu.Lock() // waits for an operation still settling its failed request
 	defer l.mu.Unlock()
-	c.smu.Lock()
+	c.mu.Lock()
 	held, state, ticket, id := l.e.held(), l.e.state, l.e.value, l.e.id
-	c.smu.Unlock()
+	c.mu.Unlock()
 	ticketed := state == stateExclusiveTicketed || state == stateSharedTicketed
 	var frame []byte
 	if held {
@@ -182,16 +178,16 @@ func (c *Client) resolveLock(ctx context.Context, nc net.Conn, l *Lock) (release
 	switch {
 	case held && st == Success: // the hold is real
 	case held && (st == ErrFail || st == ErrLockNotGet):
-		c.smu.Lock()
+		c.mu.Lock()
 		l.e.reset()
-		c.smu.Unlock()
+		c.mu.Unlock()
 		lost = true
 	case !held && (st == Success || st == ErrFail || st == ErrLockNotGet):
 		released = st == Success
 		if ticketed {
-			c.smu.Lock()
+			c.mu.Lock()
 			l.e.reset()
-			c.smu.Unlock()
+			c.mu.Unlock()
 		}
 	default:
 		return false, false, fmt.Errorf("resolve %s: %w", quote(l.name), st)
@@ -244,7 +240,7 @@ func (c *Client) UpdateAllLocks(ctx context.Context) error {
 	if len(all) == 0 {
 		return nil
 	}
-	c.smu.Lock()
+	c.mu.Lock()
 	var todo []*Lock
 	for _, l := range all {
 		if !l.confirmed {
@@ -252,27 +248,27 @@ func (c *Client) UpdateAllLocks(ctx context.Context) error {
 			todo = append(todo, l)
 		}
 	}
-	c.smu.Unlock()
+	c.mu.Unlock()
 	for len(todo) > 0 {
 		n := min(len(todo), MaxBatch)
 		batch := todo[:n]
 		todo = todo[n:]
 		var m wire.UpdateLocks
 		m.N = n
-		c.smu.Lock()
+		c.mu.Lock()
 		for i, l := range batch {
 			m.Items[i] = wire.UpdateLock{ID: l.e.id, Lease: l.e.lease, Type: uint8(l.e.typ),
 				Hold: holdKind(&l.e), State: l.e.report(), Token: l.e.token, Desc: l.e.desc}
 		}
-		c.smu.Unlock()
-		cl, err := c.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
+		c.mu.Unlock()
+		cl, err := c.m.roundTrip(ctx, func(dst []byte, id uint32) []byte { return m.Append(dst, id, c.id) })
 		if err != nil {
 			return fmt.Errorf("dlock: update locks: %w", err)
 		}
 		st := passThrough(cl.status)
 		var rep wire.IDs
 		bad := st == Success && (rep.Decode(cl.body) != nil || rep.N != n)
-		c.putCall(cl)
+		c.m.putCall(cl)
 		if bad {
 			return fmt.Errorf("dlock: update locks: malformed reply: %w", ErrBadResponse)
 		}
@@ -280,7 +276,6 @@ func (c *Client) UpdateAllLocks(ctx context.Context) error {
 			return fmt.Errorf("dlock: update locks: %w", st)
 		}
 		c.mu.Lock()
-		c.smu.Lock()
 		for i, l := range batch {
 			id := rep.IDs[i]
 			if id <= 0 {
@@ -296,11 +291,10 @@ func (c *Client) UpdateAllLocks(ctx context.Context) error {
 			l.pending = false
 			l.confirmed = true
 		}
-		c.smu.Unlock()
 		c.mu.Unlock()
 	}
-	c.smu.Lock()
-	defer c.smu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	for _, l := range all {
 		if l.pending {
 			return fmt.Errorf("dlock: update locks: some locks are not confirmed yet: %w", ErrAgain)
@@ -318,11 +312,11 @@ func (c *Client) ReinitDone(ctx context.Context) error {
 		return err // transport: the server may not have seen it
 	}
 	locks := c.lockList()
-	c.smu.Lock()
+	c.mu.Lock()
 	for _, l := range locks {
 		l.confirmed = false
 	}
-	c.smu.Unlock()
+	c.mu.Unlock()
 	return err
 }
 
@@ -346,9 +340,9 @@ func (c *Client) lockList() []*Lock {
 // resolving requests whose reply the old connection lost.
 func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error) {
 	for _, l := range c.lockList() {
-		c.smu.Lock()
+		c.mu.Lock()
 		held, id := l.e.held(), l.e.id
-		c.smu.Unlock()
+		c.mu.Unlock()
 		if !held {
 			continue
 		}
@@ -360,9 +354,9 @@ func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error)
 		case Success:
 			kept = append(kept, l)
 		case ErrFail, ErrLockNotGet:
-			c.smu.Lock()
+			c.mu.Lock()
 			l.e.reset()
-			c.smu.Unlock()
+			c.mu.Unlock()
 			lost = append(lost, l)
 		default:
 			return kept, lost, fmt.Errorf("dlock: revalidate %s: %w", quote(l.name), st)
@@ -416,14 +410,14 @@ func (c *Client) recoverLoop() {
 				if err != nil {
 					rep = RecoveryReport{Addr: addr, Err: err}
 					locks := c.lockList()
-					c.smu.Lock()
+					c.mu.Lock()
 					for _, l := range locks {
 						if l.e.held() {
 							l.e.reset()
 							rep.Lost = append(rep.Lost, l)
 						}
 					}
-					c.smu.Unlock()
+					c.mu.Unlock()
 				}
 				c.cfg.Logger.Info("dlock: recovered", "addr", addr, "kept", len(rep.Kept), "lost", len(rep.Lost), "err", err)
 				if c.cfg.OnRecover != nil {
@@ -483,14 +477,14 @@ var ErrSessionExpired = errors.New("dlock: no server reached within the session 
 func (c *Client) expire() {
 	rep := RecoveryReport{Err: ErrSessionExpired}
 	locks := c.lockList()
-	c.smu.Lock()
+	c.mu.Lock()
 	for _, l := range locks {
 		if l.e.held() {
 			l.e.reset()
 			rep.Lost = append(rep.Lost, l)
 		}
 	}
-	c.smu.Unlock()
+	c.mu.Unlock()
 	c.cfg.Logger.Warn("dlock: session expired before recovery", "lost", len(rep.Lost))
 	if c.cfg.OnRecover != nil {
 		c.cfg.OnRecover(rep)
@@ -565,5 +559,16 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	}
+}
+
+// connFailed starts automatic recovery, if configured, once the
+// connection has failed.
+func (c *Client) connFailed(error) {
+	c.mu.Lock()
+	recover := !c.closing && !c.swapping && c.cfg.AutoRecover
+	c.mu.Unlock()
+	if recover {
+		c.startRecovery()
 	}
 }

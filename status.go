@@ -49,6 +49,11 @@ const (
 	ErrObjectTooMany          Status = 0x3006 // DLOCK_OBJECT_TOO_MANY
 	ErrObjectCASFailed        Status = 0x3007 // DLOCK_OBJECT_CAS_FAILED
 
+	// ErrMoved is dlock's own (no DLock code): a server of a sharded
+	// cluster refused a by-name request because the name's slot belongs to
+	// another shard. A Router follows it; a Client returns it.
+	ErrMoved Status = 0x2011 // DLOCK_MOVED
+
 	// ErrGeneric is the plain -1 that the C API returns for many failures
 	// (unknown client, type mismatch, a request refused in the server's state).
 	ErrGeneric Status = -1
@@ -93,6 +98,7 @@ var statusTable = [...]statusInfo{
 	{ErrObjectAlreadyDestroyed, "DLOCK_OBJECT_ALREADY_DESTROYED", "object already destroyed"},
 	{ErrObjectTooMany, "DLOCK_OBJECT_TOO_MANY", "too many objects"},
 	{ErrObjectCASFailed, "DLOCK_OBJECT_CAS_FAILED", "compare-and-swap failed"},
+	{ErrMoved, "DLOCK_MOVED", "the name belongs to another shard (dial the cluster with DialRouter)"},
 	{ErrGeneric, "-1", "failed"},
 }
 

@@ -441,13 +441,13 @@ func TestTLSConcurrentDials(t *testing.T) {
 }
 
 func BenchmarkTLSTryLockUnlock(b *testing.B) {
-	benchTryLockUnlock(b, dlocktest.NewTLSServer(b, nil).Dial(b))
+	benchTryLockUnlock(b, dlocktest.NewTLSServer(b, nil).Dial(b), context.Background())
 }
 
 // BenchmarkTLSParallelTryLockUnlock is BenchmarkParallelTryLockUnlock over
 // TLS: 32 goroutines per CPU pipelining on one connection.
 func BenchmarkTLSParallelTryLockUnlock(b *testing.B) {
-	benchParallelTryLockUnlock(b, dlocktest.NewTLSServer(b, nil).Dial(b))
+	benchParallelTryLockUnlock(b, dlocktest.NewTLSServer(b, nil).Dial(b), context.Background())
 }
 
 // BenchmarkTLSDial measures a full mutual-TLS connection and registration.

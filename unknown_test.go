@@ -168,7 +168,7 @@ func TestLostAsyncGrantReleased(t *testing.T) {
 	ctx := testCtx(t)
 	s := newLostGrant(t, dlock.Atomic)
 	s.p.blackholeReplies()
-	st, _, _, wait := s.lx.Start(dlock.OpLockExclusive, 60)
+	st, _, _, wait := lockStart(s.lx, dlock.OpLockExclusive, 60)
 	if wait == nil {
 		t.Fatalf("Start answered locally: %v", st)
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/dlock-io/dlock"
 )
 
-// waitFunc collects the reply of an operation begun with dlock.Lock.Start.
+// waitFunc collects the reply of an operation begun with lockStart (cshim.go).
 type waitFunc = func(context.Context) (dlock.Status, dlock.LockState, bool, error)
 
 // asyncOp is a client's outstanding async lock operation (SEMANTICS.md §6.3): a command
@@ -94,7 +94,7 @@ func lock_request_async(clientID C.int, req *C.struct_lock_request) C.int {
 		in.extra.Inc(dlock.StatLockNotGet)
 		return code(dlock.ErrLockNotGet)
 	}
-	st, _, _, wait := l.Start(dlock.Op(req.lock_op), uint32(req.expire_time))
+	st, _, _, wait := lockStart(l, dlock.Op(req.lock_op), uint32(req.expire_time))
 	if wait == nil {
 		return code(st)
 	}

@@ -85,7 +85,16 @@ func lookupClient(id C.int) (inited bool, in *instance) {
 func clientConfig() *dlock.Config {
 	clientLib.mu.Lock()
 	defer clientLib.mu.Unlock()
-	return &dlock.Config{DialTimeout: controlTimeout, TPMode: clientLib.tpMode, Logger: logger, TLS: tlsOptions(clientLib.ssl)}
+	cfg := &dlock.Config{DialTimeout: controlTimeout, Logger: logger, TLS: tlsOptions(clientLib.ssl)}
+	setTPMode(cfg, clientLib.tpMode)
+	return cfg
+}
+
+// clientTPMode is the transport mode clients announce.
+func clientTPMode() uint8 {
+	clientLib.mu.Lock()
+	defer clientLib.mu.Unlock()
+	return clientLib.tpMode
 }
 
 // dclient_lib_init initialises the client library (checks in
@@ -178,7 +187,7 @@ func client_init(clientID *C.int, ipStr *C.char) C.int {
 	cfg := clientConfig()
 	c, err := dlock.Dial(ctx, addr, cfg)
 	if err != nil {
-		return connectFailed(fn, addr, cfg.TPMode, err)
+		return connectFailed(fn, addr, clientTPMode(), err)
 	}
 	in := newInstance(c)
 	clientLib.mu.Lock()
@@ -250,7 +259,7 @@ func client_reinit(clientID C.int, ipStr *C.char) C.int {
 	defer cancel()
 	addr := serverAddr(ip)
 	if err := in.c.Reinit(ctx, addr); err != nil {
-		return connectFailed(fn, addr, clientConfig().TPMode, err)
+		return connectFailed(fn, addr, clientTPMode(), err)
 	}
 	in.mu.Lock()
 	in.forgetAsync()

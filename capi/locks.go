@@ -113,15 +113,16 @@ func batch_get_lock(clientID C.int, lockNum C.uint, descs *C.struct_lock_desc, l
 	n := int(lockNum)
 	ds := unsafe.Slice(descs, n)
 	ids := unsafe.Slice(lockIDs, n)
-	reqs := make([]dlock.OpenRequest, n)
+	names := make([]string, n)
+	opts := make([]dlock.LockOptions, n)
 	for i := range ds {
 		if !validDesc(&ds[i]) {
 			return code(dlock.ErrInval)
 		}
 		b := goBytes(ds[i].p_desc, ds[i].len)
 		ids[i] = C.int(djb2(b))
-		reqs[i] = dlock.OpenRequest{Name: string(b), Options: dlock.LockOptions{
-			Type: dlock.LockType(ds[i].lock_type), LeaseTime: uint32(ds[i].lease_time)}}
+		names[i] = string(b)
+		opts[i] = dlock.LockOptions{Type: dlock.LockType(ds[i].lock_type), LeaseTime: uint32(ds[i].lease_time)}
 	}
 	inited, in := lookupClient(clientID)
 	if !inited || in == nil {
@@ -131,7 +132,7 @@ func batch_get_lock(clientID C.int, lockNum C.uint, descs *C.struct_lock_desc, l
 	defer cancel()
 	locks := make([]*dlock.Lock, n)
 	got := make([]int32, n)
-	if err := in.c.BatchOpenLocks(ctx, reqs, locks, got); err != nil {
+	if err := batchOpenLocks(in.c, ctx, names, opts, locks, got); err != nil {
 		return statusOf(err)
 	}
 	in.mu.Lock()
@@ -217,7 +218,7 @@ func lockFor(clientID C.int, lockID int32) (*instance, *dlock.Lock, C.int) {
 func do(l *dlock.Lock, op dlock.Op, expire uint32, block bool, result unsafe.Pointer) C.int {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	st, state, filled, err := l.Do(ctx, op, expire, block)
+	st, state, filled, err := lockDo(l, ctx, op, expire, block)
 	if err != nil {
 		return statusOf(err)
 	}

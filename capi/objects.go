@@ -67,7 +67,7 @@ func (in *instance) handle(id C.int) *dlock.Atomic64 {
 	if o := in.got[int32(id)]; o != nil {
 		return o
 	}
-	return in.c.Atomic64ByID(int32(id))
+	return atomic64ByID(in.c, int32(id))
 }
 
 // umo_atomic64_destroy destroys an object the client created.

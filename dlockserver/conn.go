@@ -304,6 +304,9 @@ func (c *conn) handle(h *wire.Header, body []byte) bool {
 	if t.IsReply() {
 		return c.bad(h, "reply type from a client")
 	}
+	if !c.shardGate(h, body) {
+		return true
+	}
 	if s.ha != nil && !c.haGate(h, body) {
 		return true
 	}

@@ -47,6 +47,7 @@ type Server struct {
 	tls       *tls.Config // nil without TLS
 	obs       observer    // metrics and introspection (observe.go)
 	ha        *haState    // nil outside a highly available cluster
+	shard     shardRef    // slot map of a sharded cluster (shard.go)
 
 	wg sync.WaitGroup // connection goroutines
 }
@@ -471,6 +472,7 @@ func (s *Server) deliver(wake []lockcore.Grant) {
 			continue
 		}
 		delete(s.waits, g.Tag)
+		s.shardWithhold(w.lockID, &g.Reply) // sharded: a slot taken away grants nothing
 		s.observeGrant(w, &g.Reply, s.obs.ns)
 		w.c.sendLock(w.reqID, &g.Reply)
 	}

@@ -15,6 +15,9 @@ import (
 // primary and its epoch, the standbys, the registered clients and the saved
 // fencing-token mark.
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "init" {
+		return runClusterInit(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")
@@ -30,6 +33,9 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	if sharded, err := printShards(ctx, cli, *name, stdout); sharded || err != nil {
+		return err
+	}
 	st, err := ha.ReadStatus(ctx, cli, *name)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)

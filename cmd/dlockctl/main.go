@@ -7,7 +7,8 @@
 //	dlockctl top                            most contended locks, refreshing
 //	dlockctl release -force NAME            take a lock away from its holders
 //	dlockctl -version                       version and VCS revision
-//	dlockctl cluster -etcd URLS -cluster C  show a highly available cluster: primary, epoch, standbys
+//	dlockctl cluster -etcd URLS -cluster C  show a highly available cluster: primary, epoch, standbys (per shard, with slot ranges, when sharded)
+//	dlockctl cluster init -shards A,B,C     write a sharded cluster's slot map, split evenly
 //
 // bench measures N clients × M locks (lock type and mode, uncontended or
 // contended, trylock or blocking lock, batches, pipelined requests) and
@@ -93,7 +94,8 @@ commands:
   top     a refreshing view of the most contended locks
   release force-release a lock from its holders (release -force NAME)
   version print the version and VCS revision of this binary (also -version)
-  cluster show a highly available cluster (primary, epoch, standbys) from etcd
+  cluster show a highly available cluster (primary, epoch, standbys; shards and slot ranges) from etcd;
+          cluster init -shards A,B,C writes a sharded cluster's slot map
 
 Run "dlockctl <command> -h" for a command's flags.
 `

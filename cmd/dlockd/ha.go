@@ -22,6 +22,7 @@ type haFlags struct {
 	ttl                      time.Duration
 	ca, cert, key            string
 	skew                     time.Duration
+	shard                    shardFlags
 }
 
 // wallClock returns the wall clock with -clock-skew applied.
@@ -38,6 +39,7 @@ func (f *haFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.ca, "etcd-ca", "", "PEM `file` of the CAs that sign etcd's certificates (TLS to etcd)")
 	fs.StringVar(&f.cert, "etcd-cert", "", "PEM client certificate `file` for etcd")
 	fs.StringVar(&f.key, "etcd-key", "", "PEM private key `file` of -etcd-cert")
+	f.shard.register(fs)
 	fs.DurationVar(&f.skew, "clock-skew", 0, "testing: shift the wall clock this server reads at start by this much (e.g. -1h)")
 }
 
@@ -47,12 +49,15 @@ func (f *haFlags) node(listen string, logger *slog.Logger) (*ha.Node, error) {
 		if f.ca != "" || f.cert != "" || f.key != "" || f.advertise != "" {
 			return nil, errors.New("-etcd-ca, -etcd-cert, -etcd-key and -advertise need -etcd")
 		}
-		return nil, nil
+		return nil, f.shard.check()
 	}
 	cfg := ha.Config{Endpoints: strings.Split(f.etcd, ","), Cluster: f.cluster, Advertise: f.advertise,
 		TTL: f.ttl, Logger: logger, Now: f.wallClock()}
 	if cfg.Advertise == "" {
 		cfg.Advertise = listen
+	}
+	if err := f.shard.apply(&cfg); err != nil {
+		return nil, err
 	}
 	if f.ca != "" || f.cert != "" {
 		t := &tls.Config{MinVersion: tls.VersionTLS12}

@@ -75,6 +75,14 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger receives election events. Nil means silent.
 	Logger *slog.Logger
+	// Shard, if set, makes the member part of that shard of a sharded
+	// cluster: it campaigns under the shard's prefix and serves only the
+	// slots the cluster's slot map gives the shard (shard.go).
+	Shard string
+	// Shards, if set with Shard, is the cluster's initial list of shards:
+	// the first member to find no slot map writes one that splits the
+	// slots evenly between them.
+	Shards []string
 	// Now, if set, replaces time.Now as the wall clock that starts the
 	// token mark of a new cluster (for tests of a wrong clock).
 	Now func() time.Time
@@ -121,11 +129,18 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if err := cfg.checkShards(); err != nil {
+		return nil, err
+	}
 	cli, err := Dial(cfg.Endpoints, cfg.TLS, cfg.DialTimeout)
 	if err != nil {
 		return nil, err
 	}
-	return &Node{cfg: cfg, cli: cli, pfx: Keys(cfg.Cluster)}, nil
+	n := &Node{cfg: cfg, cli: cli, pfx: Keys(cfg.Cluster)}
+	if cfg.Shard != "" {
+		n.pfx = ShardKeys(cfg.Cluster, cfg.Shard)
+	}
+	return n, nil
 }
 
 // Dial returns an etcd client for endpoints, without etcd's own logging.
@@ -155,6 +170,13 @@ func (n *Node) tokensKey() string   { return n.pfx + "tokens" }
 // Run campaigns and drives srv until ctx ends: primary while elected and
 // within its fence, standby otherwise. It returns ctx's error.
 func (n *Node) Run(ctx context.Context, srv *dlockserver.Server) error {
+	if n.cfg.Shard != "" {
+		wait, err := n.startShards(ctx, srv)
+		if err != nil {
+			return err
+		}
+		defer wait()
+	}
 	for ctx.Err() == nil {
 		err := n.term(ctx, srv)
 		srv.Standby("")

@@ -86,7 +86,7 @@ var (
 
 // TestCacheMapping covers every cell of SEMANTICS.md §6.2's three tables (sync
 // path, expire_time != 0).
-func TestCacheMapping(t *testing.T) {
+func TestLockEntryMapping(t *testing.T) {
 	const (
 		ini = stateInitialized
 		unl = stateUnlocked
@@ -224,7 +224,7 @@ func TestCacheMapping(t *testing.T) {
 // TestCachePeek: trylock/lock with expire_time 0 fills the result from the
 // cache and succeeds without the server, whatever the state; async
 // refuses it (SEMANTICS.md §6.2). ATOMIC+SHARED is refused first.
-func TestCachePeek(t *testing.T) {
+func TestLockEntryPeek(t *testing.T) {
 	for _, typ := range []LockType{Atomic, RW, Fair} {
 		for state := stateInitialized; state <= stateSharedTicketed; state++ {
 			for _, op := range []Op{OpLockExclusive, OpLockShared} {
@@ -252,7 +252,7 @@ func TestCachePeek(t *testing.T) {
 }
 
 // TestCacheBeginInvalid covers ops and types outside the enums.
-func TestCacheBeginInvalid(t *testing.T) {
+func TestLockEntryBeginInvalid(t *testing.T) {
 	var st Stats
 	e := &lockEntry{typ: Fair}
 	if s := e.begin(Op(5), testExpire, testSelf, callSync, &st); !s.local || s.status != ErrInval {
@@ -271,7 +271,7 @@ func TestCacheBeginInvalid(t *testing.T) {
 
 // TestCacheAsyncBegin: the async path maps like sync but counts a reentrant
 // hold only on success and keeps ref during an unlock in flight (SEMANTICS.md §6.3).
-func TestCacheAsyncBegin(t *testing.T) {
+func TestLockEntryAsyncBegin(t *testing.T) {
 	var st Stats
 	e := &lockEntry{typ: Atomic, state: stateExclusiveLocked, ref: 1, value: cachedAtomic, token: 5}
 	s := e.begin(OpLockExclusive, testExpire, testSelf, callAsync, &st)
@@ -303,7 +303,7 @@ var (
 
 // TestCacheReply covers every reply branch of SEMANTICS.md §6.3 (lock,
 // unlock, extend, async).
-func TestCacheReply(t *testing.T) {
+func TestLockEntryReply(t *testing.T) {
 	const (
 		ini = stateInitialized
 		unl = stateUnlocked
@@ -522,7 +522,7 @@ func TestCacheReply(t *testing.T) {
 
 // TestCacheAbort: a failed exchange undoes what begin changed, an unlock's
 // cleared value included (SEMANTICS.md §6.3, Failed exchanges).
-func TestCacheAbort(t *testing.T) {
+func TestLockEntryAbort(t *testing.T) {
 	tests := []struct {
 		name  string
 		typ   LockType
@@ -556,7 +556,7 @@ func TestCacheAbort(t *testing.T) {
 }
 
 // TestCacheReport: the value uploaded during recovery (SEMANTICS.md §6.4).
-func TestCacheReport(t *testing.T) {
+func TestLockEntryReport(t *testing.T) {
 	heldFair := FairState{Nx: 3, Ns: 4, Mx: 5, Ms: 6, Timeout: 1000, RMs: 2, RFlag: true}
 	sharedFair := heldFair
 	sharedFair.RCnt = 1
@@ -647,7 +647,7 @@ func fs(nx, ns, mx, ms uint16, timeout uint32) LockState {
 
 // TestCacheScenarioFair1 is the client side of SEMANTICS.md §5.7 sequence
 // 1 (E = 5, the server's clock at 1000).
-func TestCacheScenarioFair1(t *testing.T) {
+func TestLockEntryScenarioFair1(t *testing.T) {
 	held := fs(0, 0, 1, 0, 1005)
 	cs := runScenario(t, Fair, []scenarioStep{
 		{c: 0, op: OpLockExclusive, expire: 5, cmd: CmdExclusiveTrylock, arg: fs(0, 0, 0, 0, 5),
@@ -681,7 +681,7 @@ func TestCacheScenarioFair1(t *testing.T) {
 
 // TestCacheScenarioFair2 is SEMANTICS.md §5.7 sequence 2 (E = 1): timeout grabs make
 // the old holders' unlocks fail.
-func TestCacheScenarioFair2(t *testing.T) {
+func TestLockEntryScenarioFair2(t *testing.T) {
 	grabbed := FairState{Nx: 1, Ns: 0, Mx: 1, Ms: 1, Timeout: 1003, RFlag: true, RCnt: 1}.State()
 	cs := runScenario(t, Fair, []scenarioStep{
 		{c: 0, op: OpLockExclusive, expire: 1, cmd: CmdExclusiveTrylock, arg: fs(0, 0, 0, 0, 1),
@@ -708,7 +708,7 @@ func TestCacheScenarioFair2(t *testing.T) {
 }
 
 // TestCacheScenarioAtomic is SEMANTICS.md §5.7 sequence 3, atomic (E = 1).
-func TestCacheScenarioAtomic(t *testing.T) {
+func TestLockEntryScenarioAtomic(t *testing.T) {
 	a := func(owner int32, timeout uint32) LockState {
 		return AtomicState{Owner: owner, Timeout: timeout}.State()
 	}
@@ -733,7 +733,7 @@ func TestCacheScenarioAtomic(t *testing.T) {
 
 // TestCacheScenarioFairLockTimeout: a blocking fair lock keeps its ticket
 // while it polls and after it gives up (C lock(), SEMANTICS.md §6.3); unlock abandons it.
-func TestCacheScenarioFairLockTimeout(t *testing.T) {
+func TestLockEntryScenarioFairLockTimeout(t *testing.T) {
 	steps := []scenarioStep{
 		{c: 0, op: OpLockExclusive, expire: 5, cmd: CmdExclusiveTrylock, arg: fs(0, 0, 0, 0, 5),
 			r: reply{Success, fs(0, 0, 1, 0, 1005), 1}, want: Success},
@@ -767,7 +767,7 @@ func runScenarioOn(t *testing.T, c *scenarioClient, sp scenarioStep) {
 
 // TestCacheAllocs: trylock, unlock and extend through begin+finish do not
 // allocate.
-func TestCacheAllocs(t *testing.T) {
+func TestLockEntryAllocs(t *testing.T) {
 	var st Stats
 	e := &lockEntry{id: 1, typ: Fair}
 	held := fs(0, 0, 1, 0, 1005)
@@ -790,7 +790,7 @@ func TestCacheAllocs(t *testing.T) {
 // TestCacheRetiredTicket: a blocking FAIR request sent without keeping its
 // ticket that times out leaves no ticket in the entry (the server retired
 // it); with the ticket kept (the C lock()), the entry keeps it.
-func TestCacheRetiredTicket(t *testing.T) {
+func TestLockEntryRetiredTicket(t *testing.T) {
 	for _, retires := range []bool{true, false} {
 		t.Run(fmt.Sprint("retires=", retires), func(t *testing.T) {
 			e := &lockEntry{typ: Fair, state: stateExclusiveTicketed, value: cachedFair}

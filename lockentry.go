@@ -1,10 +1,11 @@
 package dlock
 
-// This file is the client-side lock cache: what a client instance knows about
-// one lock it has opened, and how a lock operation on it is decided locally
-// or turned into a command for the server and back (SEMANTICS.md §6, which
-// also says where it differs from DLock). It is pure logic — no I/O, no
-// goroutines, no clock — shared by the Go client and the C ABI layer.
+// This file is the client's lock state machine, the lock entry: what a
+// client instance knows about one lock it has opened (the lock cache), and
+// how a lock operation on it is decided locally or turned into a command
+// for the server and back (SEMANTICS.md §6, which also says where it
+// differs from DLock). It is pure logic — no I/O, no goroutines, no clock —
+// shared by the Go client and the C ABI layer.
 //
 // An operation runs in two or three calls on the same *lockEntry, under the
 // caller's lock:
@@ -20,6 +21,7 @@ package dlock
 //
 // begin may change the entry before anything is sent (a reentrant hold is
 // counted, an unlock zeroes the cached value); finish and abort settle it.
+// lockop.go drives these steps for the client, once for every API.
 
 // localState is the client-local state of a lock (C enum dlock_state; the
 // numbers are DLock's). stateInitialized and stateUnlocked behave the

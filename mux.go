@@ -1,0 +1,681 @@
+package dlock
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dlock-io/dlock/internal/wire"
+)
+
+// Lock order of the client's mutexes. A goroutine holding one of them may
+// take only those listed after it; none is held across a blocking read.
+//
+//	Client.reinitMu  serialises Reinit (recovery.go)
+//	Lock.mu          serialises the operations on one lock; a batch takes
+//	                 several, in lock id order (lockSet)
+//	Atomic64.mu      an object's opened flag; nothing is taken under it
+//	mux.wmu          the write buffer; nothing is taken under it
+//	mux.mu           pending calls and the read role; the mux's lost hook
+//	                 runs under it and takes Client.mu
+//	Client.mu        the client's tables, lock entries, counters and
+//	                 recovery state; no mux method is called under it
+//
+// So a caller holding Client.mu never sends: what a lock step has to tell
+// the server (an abandoned fair ticket) is sent after Client.mu is released.
+
+// mux multiplexes requests over one connection (TCP, TLS or Unix), matching
+// replies to calls by request id. It knows nothing of locks: the client
+// learns of calls lost with a connection, of the connection's failure and
+// of replies nobody waits for through its hooks.
+//
+// Writes: a caller appends its frame to a buffer and writes it itself unless
+// another goroutine is writing, which then sends it too, so concurrent
+// requests share system calls.
+//
+// Reads follow a leader/follower scheme: a caller waiting for its reply
+// reads the socket itself when nobody else does (the leader), handing other
+// replies to their callers; the others wait (followers) and one of them is
+// offered the read role when the leader has its reply. A lone caller thus
+// reads its own reply without a goroutine hand-off. When the connection has
+// been idle for a while, a background goroutine takes the read role so that
+// a lost connection is noticed (and automatic recovery starts) even when the
+// application is not calling; a caller that arrives then kicks it out with a
+// read deadline in the past.
+//
+// Frames are read whole from the buffered reader before they are consumed,
+// so a read that a deadline interrupts loses nothing: the next reader
+// resumes where it stopped.
+type mux struct {
+	hooks muxHooks
+
+	// inflight is len(pending), readable without mu (write coalescing).
+	inflight atomic.Int32
+
+	wmu      sync.Mutex
+	wconn    net.Conn
+	wbuf     []byte
+	wspare   []byte
+	flushing bool
+
+	mu        sync.Mutex // everything below
+	pending   map[uint32]*call
+	free      []*call
+	nextID    uint32
+	calls     uint64 // requests made so far (idle detection)
+	err       error  // why calls fail: the connection broke, or closed
+	closing   bool
+	conn      net.Conn
+	br        *bufio.Reader
+	reader    int  // who reads conn: readerNone, readerCaller, readerBackground
+	kicked    bool // the background reader was asked to give the role up
+	followers []*call
+	// readerGone is signalled (on mu) when the read role is given up.
+	readerGone sync.Cond
+	// rh, big and bigLen belong to whoever holds the read role: the header
+	// being read and, for a frame larger than the reader's buffer, its
+	// body so far (bigLen > 0 while one is being read).
+	rh     wire.Header
+	big    []byte
+	bigLen int
+
+	quit   chan struct{} // closed by stop: ends the idle watch
+	idleWG sync.WaitGroup
+}
+
+// muxHooks tell the client what happens to the connection. Each may be nil.
+type muxHooks struct {
+	// lost is called, with mux.mu held, for every call pending on a
+	// connection that failed: its reply will not come, and whether the
+	// server executed the request is unknown. It must not call the mux.
+	lost func(cl *call)
+	// failed is called, with no lock held, once the current connection has
+	// failed and its pending calls were failed (not when it was closed by
+	// detach or stop).
+	failed func(err error)
+	// late is called, with no lock held, for a reply that no call waits for
+	// (its caller gave up). body is valid only during the call.
+	late func(h *wire.Header, body []byte)
+}
+
+// idleCheck is how often the background goroutine looks for an idle
+// connection to watch.
+const idleCheck = 100 * time.Millisecond
+
+// quickWait is how long a caller reads for its reply before it registers
+// for the end of its ctx: most replies come within it, and only a call that
+// has to wait longer pays for the registration. A cancel during the first
+// quickWait is noticed when it has passed.
+const quickWait = 2 * time.Millisecond
+
+// Who reads the connection (mux.reader).
+const (
+	readerNone = iota
+	readerCaller
+	readerBackground
+)
+
+// call is one request in flight.
+type call struct {
+	id     uint32
+	conn   net.Conn      // the connection the request goes out on
+	done   chan struct{} // signalled when the reply is in or the read role is offered
+	status Status
+	typ    wire.Type
+	body   []byte
+	err    error
+	// finished is set (under mux.mu) once the reply or a failure is in.
+	finished bool
+	// waiting is set while the caller follows, so it can be offered the role.
+	waiting bool
+	// long marks a blocking lock request, which may wait for a long time.
+	long bool
+	// locks are the ids of the locks a lock request (single or batch)
+	// operates on: if the connection fails before the reply is in, the
+	// outcome on each is unknown and is resolved on reconnection.
+	locks  [MaxBatch]int32
+	nlocks int
+}
+
+// setLocks records the lock ids a request operates on. Call it before the
+// request is sent.
+func (cl *call) setLocks(ids ...int32) {
+	cl.nlocks = copy(cl.locks[:], ids)
+}
+
+// pastDeadline, set as a read deadline, makes a blocked read return at once.
+var pastDeadline = time.Unix(1, 0)
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// newMux starts multiplexing over nc, with a background goroutine that
+// watches the connection while it is idle; stop ends it.
+func newMux(nc net.Conn, hooks muxHooks) *mux {
+	m := &mux{
+		hooks:   hooks,
+		pending: make(map[uint32]*call),
+		wbuf:    make([]byte, 0, 4096),
+		wspare:  make([]byte, 0, 4096),
+		quit:    make(chan struct{}),
+	}
+	m.readerGone.L = &m.mu
+	m.attach(nc)
+	m.idleWG.Add(1)
+	go m.idleLoop()
+	return m
+}
+
+// readBufSize is the size of the connection's read buffer. A frame that
+// fits is read whole before it is consumed; a larger one (rare: only
+// administrative replies get that big) is read into mux.big.
+const readBufSize = 16 << 10
+
+// attach makes nc the connection and clears the failure.
+func (m *mux) attach(nc net.Conn) {
+	m.wmu.Lock()
+	m.wconn = nc
+	m.wmu.Unlock()
+	m.mu.Lock()
+	m.conn = nc
+	m.br = bufio.NewReaderSize(nc, readBufSize)
+	m.bigLen = 0
+	m.err = nil
+	m.mu.Unlock()
+}
+
+// detach closes the current connection and waits until nobody reads it; the
+// calls pending on it fail (the lost hook sees them; failed is not called).
+func (m *mux) detach() {
+	m.mu.Lock()
+	nc := m.conn
+	m.mu.Unlock()
+	nc.Close()
+	m.mu.Lock()
+	for m.reader != readerNone {
+		m.readerGone.Wait()
+	}
+	m.mu.Unlock()
+	m.failConn(nc, net.ErrClosed, false)
+}
+
+// close marks the mux closed: every call from now fails with ErrClosed. It
+// reports false if it was closed already.
+func (m *mux) close() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closing {
+		return false
+	}
+	m.closing = true
+	m.err = ErrClosed
+	return true
+}
+
+// stop ends the idle watch and closes the connection (see detach).
+func (m *mux) stop() {
+	close(m.quit)
+	m.detach()
+	m.idleWG.Wait()
+}
+
+// current returns the connection in use.
+func (m *mux) current() net.Conn {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.conn
+}
+
+// replaceErr replaces the error calls fail with while the connection is
+// failed (and the mux not closed).
+func (m *mux) replaceErr(err error) {
+	m.mu.Lock()
+	if m.err != nil && !m.closing {
+		m.err = err
+	}
+	m.mu.Unlock()
+}
+
+// newCall registers a call record with a fresh request id.
+func (m *mux) newCall() (*call, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.err != nil {
+		return nil, m.err
+	}
+	var cl *call
+	if n := len(m.free); n > 0 {
+		cl = m.free[n-1]
+		m.free = m.free[:n-1]
+	} else {
+		cl = &call{done: make(chan struct{}, 1)}
+	}
+	m.nextID++
+	if m.nextID == 0 {
+		m.nextID = 1
+	}
+	m.calls++
+	cl.id = m.nextID
+	cl.conn = m.conn
+	cl.err = nil
+	cl.nlocks = 0
+	cl.finished = false
+	cl.waiting = false
+	cl.long = false
+	select {
+	case <-cl.done: // a stale signal from the record's previous use
+	default:
+	}
+	m.pending[cl.id] = cl
+	m.inflight.Store(int32(len(m.pending)))
+	return cl, nil
+}
+
+// putCall returns a finished call record to the free list.
+func (m *mux) putCall(cl *call) {
+	m.mu.Lock()
+	if len(m.free) < 256 && cl.finished {
+		m.free = append(m.free, cl)
+	}
+	m.mu.Unlock()
+}
+
+// abandon forgets a call whose caller gave up; its reply, if it comes, goes
+// to the late hook. It reports false if the reply is in already.
+func (m *mux) abandon(cl *call) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cl.finished {
+		return false
+	}
+	delete(m.pending, cl.id)
+	m.inflight.Store(int32(len(m.pending)))
+	return true
+}
+
+// send appends a frame to the write buffer and writes it unless another
+// goroutine is writing already, in which case that one sends it too. A
+// write failure fails the connection.
+func (m *mux) send(encode func(dst []byte) []byte) {
+	m.wmu.Lock()
+	m.wbuf = encode(m.wbuf)
+	if m.flushing {
+		m.wmu.Unlock()
+		return
+	}
+	m.flushing = true
+	if m.inflight.Load() > 1 {
+		// Other requests are in flight: their callers are likely about to
+		// send too. Let them append first so one write carries them all.
+		m.wmu.Unlock()
+		runtime.Gosched()
+		m.wmu.Lock()
+	}
+	for len(m.wbuf) > 0 {
+		buf := m.wbuf
+		m.wbuf = m.wspare[:0]
+		nc := m.wconn
+		m.wmu.Unlock()
+		_, err := nc.Write(buf)
+		m.wmu.Lock()
+		m.wspare = buf[:0]
+		if err != nil {
+			m.wbuf = m.wbuf[:0]
+			m.flushing = false
+			m.wmu.Unlock()
+			m.fail(nc, err)
+			return
+		}
+	}
+	m.flushing = false
+	m.wmu.Unlock()
+}
+
+// roundTrip sends one request and waits for its reply. The returned call
+// must be given back with putCall once its body was read.
+func (m *mux) roundTrip(ctx context.Context, encode func(dst []byte, id uint32) []byte) (*call, error) {
+	cl, err := m.newCall()
+	if err != nil {
+		return nil, err
+	}
+	m.send(func(dst []byte) []byte { return encode(dst, cl.id) })
+	if err := m.wait(ctx, cl); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+// wait waits for cl's reply or ctx. On ctx's end the call is abandoned: its
+// reply, if it comes, goes to the late hook (the call record is then not
+// reused).
+func (m *mux) wait(ctx context.Context, cl *call) error {
+	err := m.await(ctx, cl)
+	if err != nil && ctx.Err() != nil && !m.abandon(cl) {
+		return cl.err // the reply raced ctx and is in: use it
+	}
+	return err
+}
+
+// await waits until cl's reply (or a failure) is in, reading the socket
+// itself when nobody else does. It returns ctx's error if ctx ends first;
+// the call then stays pending (see abandon).
+func (m *mux) await(ctx context.Context, cl *call) error {
+	for {
+		m.mu.Lock()
+		if cl.finished {
+			m.mu.Unlock()
+			return cl.err
+		}
+		if err := ctx.Err(); err != nil {
+			m.mu.Unlock()
+			return err
+		}
+		switch m.reader {
+		case readerNone:
+			m.reader = readerCaller
+			nc, br := m.conn, m.br
+			m.mu.Unlock()
+			if err := m.lead(ctx, cl, nc, br); err != nil {
+				return err
+			}
+			continue
+		case readerBackground:
+			if !m.kicked {
+				m.kicked = true
+				m.conn.SetReadDeadline(pastDeadline)
+			}
+		}
+		cl.waiting = true
+		m.followers = append(m.followers, cl)
+		m.mu.Unlock()
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+		}
+		m.mu.Lock()
+		cl.waiting = false
+		m.mu.Unlock()
+	}
+}
+
+// lead reads frames as the leader until cl is finished, ctx ends or the
+// connection fails, then gives the read role up. It returns ctx's error if
+// ctx ended.
+func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader) error {
+	// Any end of ctx must stop the read. A blocking request may wait long,
+	// and a ctx without a deadline gives the read no bound: their ctx is
+	// watched by an AfterFunc (which costs allocations and a lock of ctx),
+	// registered only once the reply has not come within quickWait. A
+	// short request with a deadline needs only that deadline (a bare
+	// cancel is then noticed within a round trip).
+	d, hasDeadline := ctx.Deadline()
+	watch := ctx.Done() != nil && (cl.long || !hasDeadline)
+	var stop func() bool
+	var kicked chan struct{}
+	if watch {
+		quick := time.Now().Add(quickWait)
+		if hasDeadline && d.Before(quick) {
+			nc.SetReadDeadline(d) // the deadline comes first anyway
+			watch = false
+		} else {
+			nc.SetReadDeadline(quick)
+		}
+	} else if hasDeadline {
+		nc.SetReadDeadline(d)
+	}
+	var ctxErr error
+	// cl is not finished when its caller takes the read role, and while it
+	// leads only its own reads deliver replies; a failure elsewhere (fail)
+	// closes the connection, which ends the read below.
+	for {
+		got, err := m.readOne(br)
+		if got == cl {
+			break
+		}
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				// Our own deadline: ctx's, or a quick wait's. ctx's timer
+				// may trail the socket's by a hair; wait for it rather
+				// than call the link broken.
+				if ctxErr = ctx.Err(); ctxErr != nil {
+					break
+				}
+				if watch && stop == nil {
+					// The call has to wait: watch ctx from now on. The
+					// deadline first: a cancel that comes meanwhile runs
+					// the AfterFunc at once, and its past deadline must
+					// not be overwritten.
+					if hasDeadline {
+						nc.SetReadDeadline(d)
+					} else {
+						nc.SetReadDeadline(time.Time{})
+					}
+					stop, kicked = kickOnDone(ctx, nc)
+					continue
+				}
+				runtime.Gosched()
+				continue
+			}
+			m.fail(nc, err)
+			break
+		}
+	}
+	if stop != nil && !stop() {
+		// The kick is running or ran: let it finish before the deadline is
+		// cleared, or it could set a past deadline on the next reader's
+		// read (which would then spin until its own ctx ends).
+		<-kicked
+	}
+	if hasDeadline || watch {
+		nc.SetReadDeadline(time.Time{})
+	}
+	m.release()
+	return ctxErr
+}
+
+// kickOnDone makes a read on nc return when ctx ends. stop unregisters;
+// if it reports false, the kick ran or is running, and kicked is closed
+// once it is done. (A function of its own, so that a lead that does not
+// need it allocates nothing.)
+func kickOnDone(ctx context.Context, nc net.Conn) (stop func() bool, kicked chan struct{}) {
+	kicked = make(chan struct{})
+	stop = context.AfterFunc(ctx, func() {
+		nc.SetReadDeadline(pastDeadline)
+		close(kicked)
+	})
+	return stop, kicked
+}
+
+// readOne reads one frame and hands it to its call, which it returns (nil
+// for a reply nobody waits for). A read that fails (a deadline passed) can
+// be resumed by the next call: a frame that fits in the buffer is consumed
+// only once it is in whole, and a larger one keeps its progress in m.big.
+func (m *mux) readOne(br *bufio.Reader) (*call, error) {
+	if m.bigLen == 0 {
+		p, err := br.Peek(wire.HeaderLen)
+		if err != nil {
+			return nil, err
+		}
+		copy(m.rh[:], p)
+		if err := m.rh.Check(); err != nil {
+			return nil, err
+		}
+		n := wire.HeaderLen + int(m.rh.Len())
+		if n <= br.Size() {
+			p, err = br.Peek(n)
+			if err != nil {
+				return nil, err
+			}
+			cl, err := m.dispatch(&m.rh, p[wire.HeaderLen:])
+			br.Discard(n)
+			return cl, err
+		}
+		br.Discard(wire.HeaderLen)
+		m.bigLen = n - wire.HeaderLen
+		if cap(m.big) < m.bigLen {
+			m.big = make([]byte, 0, m.bigLen)
+		}
+		m.big = m.big[:0]
+	}
+	for len(m.big) < m.bigLen {
+		k, err := br.Read(m.big[len(m.big):m.bigLen])
+		m.big = m.big[:len(m.big)+k]
+		if err != nil {
+			return nil, err
+		}
+	}
+	m.bigLen = 0
+	return m.dispatch(&m.rh, m.big)
+}
+
+// release gives the read role up and offers it to a follower.
+func (m *mux) release() {
+	m.mu.Lock()
+	m.reader = readerNone
+	m.offer()
+	m.readerGone.Broadcast()
+	m.mu.Unlock()
+}
+
+// offer signals one waiting follower that the read role is free. Called
+// with m.mu held.
+func (m *mux) offer() {
+	for len(m.followers) > 0 {
+		n := len(m.followers) - 1
+		f := m.followers[n]
+		m.followers[n] = nil
+		m.followers = m.followers[:n]
+		if f.waiting && !f.finished {
+			signal(f.done)
+			return
+		}
+	}
+}
+
+// dispatch hands one reply to its call and returns that call (nil for a
+// reply nobody waits for, which goes to the late hook).
+func (m *mux) dispatch(h *wire.Header, body []byte) (*call, error) {
+	if h.Version() != wire.Version || !h.Type().IsReply() {
+		return nil, fmt.Errorf("unexpected frame type %#x version %d", h.Type(), h.Version())
+	}
+	if h.Status() == wire.StatusRedirect {
+		// The server stopped serving (a standby now, or a primary whose
+		// lease passed): it executed nothing it answers so, and is closing.
+		return nil, errRedirected
+	}
+	m.mu.Lock()
+	cl := m.pending[h.ID()]
+	delete(m.pending, h.ID())
+	m.inflight.Store(int32(len(m.pending)))
+	if cl == nil {
+		m.mu.Unlock()
+		if m.hooks.late != nil {
+			m.hooks.late(h, body)
+		}
+		return nil, nil
+	}
+	cl.status = Status(h.Status())
+	cl.typ = h.Type()
+	cl.body = append(cl.body[:0], body...)
+	cl.finished = true
+	m.mu.Unlock()
+	signal(cl.done)
+	return cl, nil
+}
+
+// idleLoop watches an idle connection so that its loss is noticed promptly.
+func (m *mux) idleLoop() {
+	defer m.idleWG.Done()
+	t := time.NewTicker(idleCheck)
+	defer t.Stop()
+	var seen uint64
+	for {
+		select {
+		case <-m.quit:
+			return
+		case <-t.C:
+		}
+		m.mu.Lock()
+		busy := m.calls != seen || m.reader != readerNone || m.err != nil
+		seen = m.calls
+		if busy {
+			m.mu.Unlock()
+			continue
+		}
+		m.reader = readerBackground
+		m.kicked = false
+		nc, br := m.conn, m.br
+		m.mu.Unlock()
+		m.watch(nc, br)
+	}
+}
+
+// watch reads as the background reader until kicked out or the connection
+// fails.
+func (m *mux) watch(nc net.Conn, br *bufio.Reader) {
+	for {
+		_, err := m.readOne(br)
+		if err == nil {
+			continue
+		}
+		m.mu.Lock()
+		kicked := m.kicked
+		m.mu.Unlock()
+		if kicked && errors.Is(err, os.ErrDeadlineExceeded) {
+			nc.SetReadDeadline(time.Time{})
+		} else {
+			m.fail(nc, err)
+		}
+		m.release()
+		return
+	}
+}
+
+// fail records that connection nc broke and fails every call pending on it
+// (see the lost and failed hooks). A failure of a connection that was
+// replaced already is ignored.
+func (m *mux) fail(nc net.Conn, err error) {
+	m.failConn(nc, err, true)
+}
+
+func (m *mux) failConn(nc net.Conn, err error, notify bool) {
+	nc.Close()
+	m.mu.Lock()
+	if nc != m.conn {
+		m.mu.Unlock()
+		return
+	}
+	if m.err == nil {
+		if errors.Is(err, net.ErrClosed) && m.closing {
+			m.err = ErrClosed
+		} else {
+			m.err = fmt.Errorf("%w: %w", ErrConnLost, err)
+		}
+	}
+	for id, cl := range m.pending {
+		delete(m.pending, id)
+		if m.hooks.lost != nil {
+			m.hooks.lost(cl)
+		}
+		cl.err = m.err
+		cl.finished = true
+		signal(cl.done)
+	}
+	m.inflight.Store(0)
+	failErr := m.err
+	m.mu.Unlock()
+	if notify && m.hooks.failed != nil {
+		m.hooks.failed(failErr)
+	}
+}
