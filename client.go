@@ -252,7 +252,7 @@ func (c *Client) register(ctx context.Context, nc net.Conn, t wire.Type, id int3
 	if rep.Decode(body) != nil || rep.ClientID <= 0 || (id != 0 && rep.ClientID != id) {
 		return regReply{}, ErrBadResponse, nil
 	}
-	return regReply{id: rep.ClientID, state: rep.ServerState, epoch: rep.Epoch}, Success, nil
+	return regReply{id: rep.ClientID, state: rep.ServerState, flags: rep.Flags, epoch: rep.Epoch}, Success, nil
 }
 
 // passThrough maps a reply status the way DLock's clients do (SEMANTICS.md §7):

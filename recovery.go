@@ -29,6 +29,7 @@ type RecoveryReport struct {
 	// LostObjects are the atomic64 objects the client had open before a
 	// new primary took over: objects are not recovered (a failover in a
 	// highly available cluster included); their handles no longer work.
+	// A cluster run with durable objects keeps them: none is lost.
 	LostObjects []*Atomic64
 	// Err is set when recovery gave up: the server removed this client
 	// (ErrClientRemovedByServer). The client is unusable; dial a new one.
@@ -44,7 +45,8 @@ type RecoveryReport struct {
 // addr (client_reinit): after a connection failure with the server still
 // running, or against a new primary started in recovery mode. Locks and
 // their cached state are kept. Against a new primary, objects are gone: the
-// client's Atomic64 handles stop working. Counters restart at zero.
+// client's Atomic64 handles stop working (unless the cluster keeps durable
+// objects). Counters restart at zero.
 //
 // Then call UpdateAllLocks (new primary) and ReinitDone, or let
 // Config.AutoRecover do it all.
@@ -60,6 +62,7 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 		return fmt.Errorf("dlock: reinit %s: %w", addr, err)
 	}
 	state := rep.state
+	durable := rep.flags&wire.InitFlagDurableObjects != 0
 	c.mu.Lock()
 	c.swapping = true
 	c.mu.Unlock()
@@ -81,12 +84,17 @@ func (c *Client) Reinit(ctx context.Context, addr string) error {
 	c.newPrimary = newPrimary
 	c.reinitAt = time.Now()
 	objs := c.objects
-	if newPrimary {
+	// A cluster with durable objects gives the new primary the old one's
+	// objects, the client's references included: the handles keep working.
+	loseObjects := newPrimary && !durable
+	if loseObjects {
 		c.objects = make(map[*Atomic64]struct{})
 	}
 	c.mu.Unlock()
 	if newPrimary {
 		c.lostObjects = c.lostObjects[:0]
+	}
+	if loseObjects {
 		for o := range objs {
 			o.mu.Lock()
 			o.opened = false

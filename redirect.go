@@ -41,6 +41,7 @@ var ErrStaleEpoch = errors.New("dlock: server is a replaced primary (older epoch
 type regReply struct {
 	id       int32
 	state    uint8
+	flags    uint8 // wire.InitFlag*
 	epoch    uint64
 	redirect string
 }

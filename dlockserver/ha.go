@@ -65,6 +65,12 @@ type Promotion struct {
 	// serving nothing, so that ExtendFence can resume it (an etcd leader
 	// election); then it steps down.
 	Suspend time.Duration
+	// DurableObjects makes the server keep its atomic64 objects in the
+	// coordinator, which must be an ObjectStore: every change is committed
+	// there before the client hears of it. Objects are the records the
+	// previous primaries left.
+	DurableObjects bool
+	Objects        []ObjectRecord
 	// TokenFloor is the saved token mark: every token the server issues is
 	// above it. TokenCeiling is the mark reserved for this server (≥ floor).
 	TokenFloor, TokenCeiling uint64
@@ -100,6 +106,7 @@ type haState struct {
 	known     map[int32]bool // registered clients that may re-register
 	reserving bool
 	timer     *time.Timer
+	objs      *objCommit // durable objects of this term; nil without
 }
 
 // tokenWindow is how far above the tokens issued a primary asks the saved
@@ -120,13 +127,13 @@ func (s *Server) initHA() {
 // fenced reports whether the primary's fence has passed (or the server is
 // not the primary). Safe without mu.
 func (h *haState) fenced() bool {
-	return int64(h.clk.now().Sub(h.base)) >= h.fence.Load()
+	return int64(h.clk.since(h.base)) >= h.fence.Load()
 }
 
 // pastStepDown reports whether a suspended primary must step down. Called
 // with mu held.
 func (h *haState) pastStepDown() bool {
-	return h.poisoned || int64(h.clk.now().Sub(h.base)) >= h.stepDown
+	return h.poisoned || int64(h.clk.since(h.base)) >= h.stepDown
 }
 
 // Standby makes the server a standby that redirects every client to
@@ -172,6 +179,7 @@ func (s *Server) Promote(p Promotion) {
 	h.poisoned = false
 	h.suspend = max(p.Suspend, 0)
 	s.setFence(p.Fence)
+	s.startObjects(p)
 	// With a negative session timeout (clients kept until evicted) the
 	// wait has no bound either, as upstream DLock's recovery.
 	grace := max(p.Grace, s.cfg.SessionTimeout)
@@ -273,6 +281,7 @@ func (s *Server) demote(why string) {
 // resetState closes every connection and forgets clients, locks, objects,
 // waiters and events. Called with mu held.
 func (s *Server) resetState() {
+	s.stopObjects()
 	for c := range s.conns {
 		c.client = nil
 		c.raw.Close()
@@ -487,6 +496,9 @@ func (s *Server) haRecoveryDeadline() {
 	for id := range s.ha.pending {
 		if cl := s.clients[id]; cl == nil {
 			s.haDeregister(id, false)
+			// Its references to durable objects go, as with a removal.
+			s.haObjectsTouched(id)
+			s.objs.RemoveClient(s.now(), id)
 		}
 		delete(s.ha.pending, id)
 	}

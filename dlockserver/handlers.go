@@ -65,7 +65,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		if s.debugOn() {
 			s.cfg.Logger.Debug("client registered", "client", cl.id, "remote", c.remote())
 		}
-		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version, Epoch: s.haEpoch()}
+		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version, Flags: s.objFlags(), Epoch: s.haEpoch()}
 		c.outMu.Lock()
 		c.out = rep.Append(c.out, t, h.ID(), 0)
 		c.outMu.Unlock()
@@ -116,7 +116,7 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 	if s.debugOn() {
 		s.cfg.Logger.Debug("client re-registered", "client", id, "remote", c.remote())
 	}
-	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version, Epoch: s.haEpoch()}
+	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version, Flags: s.objFlags(), Epoch: s.haEpoch()}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), 0)
 	c.outMu.Unlock()
@@ -546,7 +546,6 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 		s.mu.Lock()
 		rep.Value, st = s.objs.Load(c.id.ID)
 		s.obs.ops[OpLoad][statusSlot(st)]++
-		s.mu.Unlock()
 	} else {
 		m := &c.oop
 		if m.Decode(body) != nil {
@@ -561,7 +560,12 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 			st = s.objs.CompareAndSwap(m.ID, m.A, m.B)
 			s.obs.ops[OpCompareAndSwap][statusSlot(st)]++
 		}
-		s.mu.Unlock()
+	}
+	// With durable objects the reply waits for the change to be committed.
+	deferred := s.ha != nil && s.haObjReply(c, t, h.ID(), rep, st, rep.ID)
+	s.mu.Unlock()
+	if deferred {
+		return true
 	}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), int32(st))
@@ -610,6 +614,9 @@ func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 		} else {
 			st = s.objs.Destroy(now, id, c.id.ID)
 		}
+	}
+	if s.ha != nil && s.haObjReply(c, t, h.ID(), rep, st, c.objTouched(t, rep.ID)) {
+		return true // sent once the change is committed
 	}
 	c.outMu.Lock()
 	c.out = rep.Append(c.out, t, h.ID(), int32(st))

@@ -215,6 +215,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closed = true
 	if s.ha != nil {
 		s.ha.timer.Stop()
+		s.stopObjects()
 	}
 	for ln := range s.listeners {
 		ln.Close()
@@ -446,6 +447,7 @@ func (s *Server) removeClient(cl *client) {
 	}
 	wake := s.locks.RemoveClient(now, cl.id, s.wake[:0])
 	s.deliver(wake)
+	s.haObjectsTouched(cl.id)
 	s.objs.RemoveClient(now, cl.id)
 	delete(s.clients, cl.id)
 	s.forgetClient(cl.id)

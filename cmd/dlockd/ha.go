@@ -23,6 +23,7 @@ type haFlags struct {
 	ca, cert, key            string
 	skew                     time.Duration
 	shard                    shardFlags
+	durableObjects           bool
 }
 
 // wallClock returns the wall clock with -clock-skew applied.
@@ -40,19 +41,20 @@ func (f *haFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.cert, "etcd-cert", "", "PEM client certificate `file` for etcd")
 	fs.StringVar(&f.key, "etcd-key", "", "PEM private key `file` of -etcd-cert")
 	f.shard.register(fs)
+	fs.BoolVar(&f.durableObjects, "durable-objects", false, "keep atomic64 objects in etcd: their changes are committed before the reply, and they survive a failover (every member must agree)")
 	fs.DurationVar(&f.skew, "clock-skew", 0, "testing: shift the wall clock this server reads at start by this much (e.g. -1h)")
 }
 
 // node connects to etcd when -etcd is set (nil otherwise).
 func (f *haFlags) node(listen string, logger *slog.Logger) (*ha.Node, error) {
 	if f.etcd == "" {
-		if f.ca != "" || f.cert != "" || f.key != "" || f.advertise != "" {
-			return nil, errors.New("-etcd-ca, -etcd-cert, -etcd-key and -advertise need -etcd")
+		if f.ca != "" || f.cert != "" || f.key != "" || f.advertise != "" || f.durableObjects {
+			return nil, errors.New("-etcd-ca, -etcd-cert, -etcd-key, -advertise and -durable-objects need -etcd")
 		}
 		return nil, f.shard.check()
 	}
 	cfg := ha.Config{Endpoints: strings.Split(f.etcd, ","), Cluster: f.cluster, Advertise: f.advertise,
-		TTL: f.ttl, Logger: logger, Now: f.wallClock()}
+		TTL: f.ttl, Logger: logger, Now: f.wallClock(), DurableObjects: f.durableObjects}
 	if cfg.Advertise == "" {
 		cfg.Advertise = listen
 	}

@@ -9,7 +9,7 @@
 //	        [-tls-crl file] [-tls-client-auth=false] [-tls-require-aes256]
 //	        [-tls-handshake-timeout d] [-max-pending-handshakes n]]
 //	       [-etcd urls [-cluster name] [-advertise host:port] [-etcd-ttl d]
-//	        [-etcd-ca file] [-etcd-cert file -etcd-key file]]
+//	        [-etcd-ca file] [-etcd-cert file -etcd-key file] [-durable-objects]]
 //
 // With -etcd, the server joins a highly available cluster: etcd elects one
 // primary, the others redirect clients to it and take over when it dies

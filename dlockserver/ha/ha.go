@@ -83,6 +83,12 @@ type Config struct {
 	// the first member to find no slot map writes one that splits the
 	// slots evenly between them.
 	Shards []string
+	// DurableObjects keeps atomic64 objects in etcd: fetch-and-add,
+	// compare-and-swap and the other object requests are committed (in
+	// batches) before they are answered, and a new primary has the objects
+	// of the old one. Without it objects are lost on failover, and clients
+	// are told so. Every member of a cluster must use the same setting.
+	DurableObjects bool
 	// Now, if set, replaces time.Now as the wall clock that starts the
 	// token mark of a new cluster (for tests of a wrong clock).
 	Now func() time.Time
@@ -282,11 +288,23 @@ func (n *Node) term(ctx context.Context, srv *dlockserver.Server) error {
 	if err != nil {
 		return fmt.Errorf("reserve tokens: %w", err)
 	}
+	var objs []dlockserver.ObjectRecord
+	lctx, lcancel := context.WithTimeout(ctx, n.cfg.TTL)
+	if n.cfg.DurableObjects {
+		objs, err = n.loadObjects(lctx, guard)
+	} else {
+		err = n.dropObjects(lctx, guard)
+	}
+	lcancel()
+	if err != nil {
+		return err
+	}
 	if time.Now().After(fence) {
 		return errors.New("fence passed before serving")
 	}
 	srv.Promote(dlockserver.Promotion{Epoch: uint64(rev), Fence: fence, Clients: clients,
-		TokenFloor: floor, TokenCeiling: ceil, Suspend: n.cfg.TTL / 2})
+		TokenFloor: floor, TokenCeiling: ceil, Suspend: n.cfg.TTL / 2,
+		DurableObjects: n.cfg.DurableObjects, Objects: objs})
 	n.cfg.Logger.Info("ha: primary", "epoch", rev, "clients", len(clients), "token_floor", floor)
 
 	// Keep the fence ahead. A failed keepalive is retried: the server stops

@@ -22,7 +22,7 @@ import (
 // The tests run a real etcd (Debian's etcd-server package, the etcd binary
 // on PATH) and real dlockd processes, signalled by pid.
 
-func etcdPath(t *testing.T) string {
+func etcdPath(t testing.TB) string {
 	t.Helper()
 	p, err := exec.LookPath("etcd")
 	if err != nil {
@@ -34,7 +34,7 @@ func etcdPath(t *testing.T) string {
 	return p
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,7 +52,7 @@ type etcdMember struct {
 }
 
 // startEtcd starts an etcd cluster of n members on loopback.
-func startEtcd(t *testing.T, n int) []*etcdMember {
+func startEtcd(t testing.TB, n int) []*etcdMember {
 	t.Helper()
 	bin := etcdPath(t)
 	ms := make([]*etcdMember, n)
@@ -70,7 +70,7 @@ func startEtcd(t *testing.T, n int) []*etcdMember {
 	return ms
 }
 
-func (m *etcdMember) start(t *testing.T, bin, state string) {
+func (m *etcdMember) start(t testing.TB, bin, state string) {
 	t.Helper()
 	m.proc = startProc(t, "", bin, "--name", m.name, "--data-dir", m.dir,
 		"--listen-client-urls", m.client, "--advertise-client-urls", m.client,
@@ -88,7 +88,7 @@ func endpoints(ms []*etcdMember) string {
 	return strings.Join(eps, ",")
 }
 
-func waitEtcd(t *testing.T, ms []*etcdMember) {
+func waitEtcd(t testing.TB, ms []*etcdMember) {
 	t.Helper()
 	cli, err := ha.Dial(strings.Split(endpoints(ms), ","), nil, 5*time.Second)
 	if err != nil {
@@ -114,7 +114,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func startProc(t *testing.T, ready string, bin string, args ...string) *proc {
+func startProc(t testing.TB, ready string, bin string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Stderr = &prefixWriter{t: t, name: filepath.Base(bin)}
@@ -154,7 +154,7 @@ func (p *proc) kill() {
 
 // prefixWriter sends a process's stderr to the test log.
 type prefixWriter struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	mu   sync.Mutex
 	done bool
@@ -243,13 +243,19 @@ func (c *cluster) status() ha.Status {
 		c.t.Fatal(err)
 	}
 	defer cli.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	st, err := ha.ReadStatus(ctx, cli, c.name)
-	if err != nil {
-		c.t.Fatal(err)
+	// A read can stall for seconds on a loaded machine (etcd fsyncs on a
+	// shared disk): three tries before giving up.
+	for try := 0; try < 3; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var st ha.Status
+		st, err = ha.ReadStatus(ctx, cli, c.name)
+		cancel()
+		if err == nil {
+			return st
+		}
 	}
-	return st
+	c.t.Fatal(err)
+	return ha.Status{}
 }
 
 // waitMembers waits until n members campaign and returns the primary's

@@ -10,7 +10,8 @@ import (
 // malformed.
 func TestInitReplyEpoch(t *testing.T) {
 	for _, m := range []InitReply{{ClientID: 7, ServerState: StateReady, Version: Version},
-		{ClientID: 7, ServerState: StateWaitClientReinit, Version: Version, Epoch: 0x0102030405060708}} {
+		{ClientID: 7, ServerState: StateWaitClientReinit, Version: Version, Epoch: 0x0102030405060708},
+		{ClientID: 7, ServerState: StateWaitClientReinit, Version: Version, Flags: InitFlagDurableObjects, Epoch: 9}} {
 		f := m.Append(nil, TInit, 1, 0)
 		var h Header
 		body, err := ReadFrame(bytes.NewReader(f), &h, nil)

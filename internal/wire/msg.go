@@ -39,6 +39,9 @@ type InitReply struct {
 	ClientID    int32
 	ServerState uint8 // StateReady or StateWaitClientReinit
 	Version     uint8 // the protocol version the server speaks
+	// Flags describe the server (InitFlagDurableObjects); 0 from a server
+	// that predates them.
+	Flags uint8
 	// Epoch is the election revision of the primary that answered (HA mode),
 	// 0 from a server that is not part of a cluster. Sent only when non-zero.
 	Epoch uint64
@@ -49,7 +52,7 @@ func (m *InitReply) Append(dst []byte, t Type, id uint32, status int32) []byte {
 	start := len(dst)
 	dst = appendHeader(dst, t.Reply(), id, status)
 	dst = le.AppendUint32(dst, uint32(m.ClientID))
-	dst = append(dst, m.ServerState, m.Version, 0, 0)
+	dst = append(dst, m.ServerState, m.Version, m.Flags, 0)
 	if m.Epoch != 0 {
 		dst = le.AppendUint64(dst, m.Epoch)
 	}
@@ -60,8 +63,8 @@ func (m *InitReply) Append(dst []byte, t Type, id uint32, status int32) []byte {
 func (m *InitReply) Decode(b []byte) error {
 	r := reader{b: b}
 	m.ClientID = r.i32()
-	m.ServerState, m.Version = r.u8(), r.u8()
-	r.take(2)
+	m.ServerState, m.Version, m.Flags = r.u8(), r.u8(), r.u8()
+	r.take(1)
 	m.Epoch = 0
 	if len(r.b) == 8 {
 		m.Epoch = r.u64()
@@ -71,6 +74,11 @@ func (m *InitReply) Decode(b []byte) error {
 	}
 	return r.done()
 }
+
+// InitFlagDurableObjects in InitReply.Flags: the server keeps atomic64
+// objects in its cluster's store, so a new primary has the objects of the
+// one it replaced (with their values, owners and references).
+const InitFlagDurableObjects uint8 = 1
 
 // StatusRedirect is the reply status of a standby server in a highly
 // available cluster: it does not serve, and the body (a Redirect) names the
