@@ -413,6 +413,8 @@ func (c *conn) handle(h *wire.Header, body []byte) bool {
 		return c.abandon(h, body)
 	case wire.TResolve:
 		return c.resolve(h, body)
+	case wire.TOpenLockOp:
+		return c.openLockOp(h, body)
 	case wire.TObjFAA, wire.TObjCAS, wire.TObjLoad:
 		return c.objOp(h, body)
 	case wire.TGetLock, wire.TReleaseLock, wire.TBatchGetLock, wire.TBatchRelease:
