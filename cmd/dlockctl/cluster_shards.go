@@ -50,6 +50,9 @@ func printShards(ctx context.Context, cli *clientv3.Client, name string, w io.Wr
 		fmt.Fprintf(w, "  clients  %d registered\n", s.Clients)
 		fmt.Fprintf(w, "  tokens   saved mark %d\n", s.TokenMark)
 	}
+	if joined, err := ha.JoinedShards(ctx, cli, name); err == nil && len(joined) > 0 {
+		fmt.Fprintf(w, "joined   %s (no slots yet: dlockctl cluster rebalance)\n", strings.Join(joined, ","))
+	}
 	for _, mv := range st.Moves {
 		fmt.Fprintf(w, "moving   slots %s from %s to %s (map version %d)\n", formatRanges(mv.Slots),
 			strings.Join(mv.From, ","), mv.To, mv.Version)
@@ -126,7 +129,16 @@ func runClusterMove(ctx context.Context, args []string, stdout, stderr io.Writer
 		known = known || s.Name == to
 	}
 	if !known {
-		return fmt.Errorf("cluster %s has no shard %q (dlockctl cluster lists them)", *name, to)
+		joined, err := ha.JoinedShards(ctx, cli, *name)
+		if err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
+		for _, j := range joined {
+			known = known || j == to
+		}
+	}
+	if !known {
+		return fmt.Errorf("cluster %s has no shard %q: start a member with -shard %s first (dlockctl cluster lists the shards)", *name, to, to)
 	}
 	mv, err := ha.MoveSlots(ctx, cli, *name, slots, to)
 	if err != nil {
@@ -138,8 +150,16 @@ func runClusterMove(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "moving slots %s from %s to %s (map version %d)\n", formatRanges(mv.Slots),
 		strings.Join(mv.From, ","), to, mv.Version)
-	for *wait {
-		st, err := ha.ReadShards(ctx, cli, *name)
+	if !*wait {
+		return nil
+	}
+	return waitMove(ctx, cli, *name, mv, stdout)
+}
+
+// waitMove waits until the target of mv serves its slots.
+func waitMove(ctx context.Context, cli *clientv3.Client, name string, mv ha.Move, stdout io.Writer) error {
+	for {
+		st, err := ha.ReadShards(ctx, cli, name)
 		if err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}
@@ -148,13 +168,65 @@ func runClusterMove(ctx context.Context, args []string, stdout, stderr io.Writer
 			done = done && m.Version != mv.Version
 		}
 		if done {
-			fmt.Fprintf(stdout, "shard %s serves slots %s\n", to, formatRanges(mv.Slots))
+			fmt.Fprintf(stdout, "shard %s serves slots %s\n", mv.To, formatRanges(mv.Slots))
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the move is still in progress: %w", ctx.Err())
+			return fmt.Errorf("the move to %s is still in progress: %w", mv.To, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// runClusterRebalance is "dlockctl cluster rebalance": split the slots
+// evenly between the shards of the map and the shards that joined since,
+// moving as few slots as it can, one move at a time (each waits for the
+// previous one).
+func runClusterRebalance(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cluster rebalance", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")
+	name := fs.String("cluster", "dlock", "cluster `name` (dlockd -cluster)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up waiting after this long (each move takes at least the target's session timeout)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usageError("usage: dlockctl cluster rebalance [flags]")
+	}
+	cli, err := ha.Dial(strings.Split(*etcd, ","), nil, *timeout)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	st, err := ha.ReadShards(ctx, cli, *name)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	if st.Version == 0 {
+		return fmt.Errorf("cluster %s has no slot map (dlockctl cluster init writes one)", *name)
+	}
+	joined, err := ha.JoinedShards(ctx, cli, *name)
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	plan := ha.Rebalance(st, joined)
+	if len(plan) == 0 {
+		fmt.Fprintln(stdout, "the slots are split evenly already")
+		return nil
+	}
+	for _, p := range plan {
+		mv, err := ha.MoveSlots(ctx, cli, *name, p.Slots, p.To)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "moving slots %s from %s to %s (map version %d)\n", formatRanges(mv.Slots),
+			strings.Join(mv.From, ","), mv.To, mv.Version)
+		if err := waitMove(ctx, cli, *name, mv, stdout); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@
 //	dlockctl cluster -etcd URLS -cluster C  show a highly available cluster: primary, epoch, standbys (per shard, with slot ranges, when sharded)
 //	dlockctl cluster init -shards A,B,C     write a sharded cluster's slot map, split evenly
 //	dlockctl cluster move [-wait] SLOTS TO  move slots (100-199,512) to shard TO
+//	dlockctl cluster rebalance              split the slots evenly, shards that joined included
 //
 // bench measures N clients × M locks (lock type and mode, uncontended or
 // contended, trylock or blocking lock, batches, pipelined requests) and
@@ -97,7 +98,8 @@ commands:
   version print the version and VCS revision of this binary (also -version)
   cluster show a highly available cluster (primary, epoch, standbys; shards and slot ranges) from etcd;
           cluster init -shards A,B,C writes a sharded cluster's slot map;
-          cluster move [-wait] SLOTS TO moves slots (100-199,512) to shard TO
+          cluster move [-wait] SLOTS TO moves slots (100-199,512) to shard TO;
+          cluster rebalance splits the slots evenly, shards that joined included
 
 Run "dlockctl <command> -h" for a command's flags.
 `

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -112,6 +113,7 @@ func MoveSlots(ctx context.Context, cli *clientv3.Client, cluster string, slots 
 	for s := range from {
 		mv.From = append(mv.From, s)
 	}
+	sort.Strings(mv.From)
 	// The new assignment: every shard keeps what does not move.
 	na := Assignment{}
 	for i, s := range names {
@@ -379,4 +381,107 @@ func (n *Node) receive(ctx context.Context, srv *dlockserver.Server, mv Move) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// JoinedShards lists, in name order, the shards that have a member
+// campaigning (dlockd -shard NAME) but no place in cluster's slot map yet:
+// shards that joined after the map was written. A move gives them slots.
+func JoinedShards(ctx context.Context, cli *clientv3.Client, cluster string) ([]string, error) {
+	pfx := Keys(cluster) + "shards/"
+	resp, err := cli.Txn(ctx).Then(clientv3.OpGet(SlotsKey(cluster)),
+		clientv3.OpGet(pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly())).Commit()
+	if err != nil {
+		return nil, err
+	}
+	var a Assignment
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		if err := json.Unmarshal(kvs[0].Value, &a); err != nil {
+			return nil, fmt.Errorf("ha: slot map: %w", err)
+		}
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), pfx), "/")
+		if !ok || !strings.HasPrefix(rest, "election/") || seen[name] {
+			continue
+		}
+		seen[name] = true
+		if _, inMap := a[name]; !inMap && checkShardName(name) == nil {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Rebalance plans moves that make every shard's share of the slots even:
+// the shards of the map and those in joined, each owning NumSlots/n slots
+// or one more. Overloaded shards give their highest slots; each move goes
+// to one underloaded shard. It moves as few slots as it can; no move is
+// returned when the split is even already.
+func Rebalance(st ShardsStatus, joined []string) []Move {
+	type load struct {
+		name  string
+		slots []int
+	}
+	var shards []*load
+	for _, s := range st.Shards {
+		l := &load{name: s.Name}
+		for _, r := range s.Slots {
+			for k := r[0]; k <= r[1]; k++ {
+				l.slots = append(l.slots, k)
+			}
+		}
+		shards = append(shards, l)
+	}
+	for _, j := range joined {
+		shards = append(shards, &load{name: j})
+	}
+	n := len(shards)
+	if n == 0 {
+		return nil
+	}
+	// Shards sorted by load, most loaded first, get the "one more" shares.
+	order := make([]*load, n)
+	copy(order, shards)
+	sort.SliceStable(order, func(i, j int) bool { return len(order[i].slots) > len(order[j].slots) })
+	want := map[string]int{}
+	for i, l := range order {
+		want[l.name] = dlockserver.NumSlots / n
+		if i < dlockserver.NumSlots%n {
+			want[l.name]++
+		}
+	}
+	var spare []int // slots overloaded shards give up, and unassigned ones
+	owned := make([]bool, dlockserver.NumSlots)
+	for _, l := range order {
+		for _, k := range l.slots {
+			owned[k] = true
+		}
+		if extra := len(l.slots) - want[l.name]; extra > 0 {
+			spare = append(spare, l.slots[len(l.slots)-extra:]...)
+		}
+	}
+	for k, o := range owned {
+		if !o {
+			spare = append(spare, k)
+		}
+	}
+	sort.Ints(spare)
+	var moves []Move
+	for _, l := range shards {
+		need := want[l.name] - len(l.slots)
+		if need <= 0 || len(spare) == 0 {
+			continue
+		}
+		need = min(need, len(spare))
+		set := make([]bool, dlockserver.NumSlots)
+		for _, k := range spare[:need] {
+			set[k] = true
+		}
+		spare = spare[need:]
+		moves = append(moves, Move{To: l.name, Slots: ranges(set)})
+	}
+	return moves
 }

@@ -232,3 +232,96 @@ func contains(rs ha.Ranges, k int) bool {
 	}
 	return false
 }
+
+// TestRebalanceJoinedShard: a third shard joins a two-shard cluster; the
+// cluster lists it as joined, and "dlockctl cluster rebalance" gives it a
+// third of the slots through a move. A hold taken before, on a lock whose
+// slot moves, is unlocked afterwards on its old shard; the lock is then
+// opened and taken on the new shard.
+func TestRebalanceJoinedShard(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	c := newShardCluster(t, 2, 1)
+	ctl := func(args ...string) (string, error) {
+		out, err := exec.Command(buildDlockctl(t), append([]string{"cluster"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	// Slot 1023 is s1's highest: the rebalance moves it.
+	r := c.router(ctx, c.addrs["s0"][0])
+	var name string
+	for i := 0; name == "" && i < 100000; i++ {
+		if n := fmt.Sprintf("join/%d", i); dlock.SlotOf(n) == 1023 {
+			name = n
+		}
+	}
+	l, err := r.OpenLock(ctx, name, dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l.TryLock(ctx); !ok || err != nil {
+		t.Fatalf("hold before the rebalance: %v %v", ok, err)
+	}
+
+	addr := freeAddr(t)
+	c.addrs["s2"] = []string{addr}
+	c.procs["s2"] = []*proc{c.start("s2", addr)}
+	var out string
+	for i := 0; i < 300 && !strings.Contains(out, "joined   s2"); i++ {
+		out, _ = ctl("-etcd", c.eps, "-cluster", c.name)
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.Contains(out, "joined   s2") {
+		t.Fatalf("dlockctl cluster does not list s2 as joined:\n%s", out)
+	}
+	done := make(chan error, 1)
+	go func() {
+		out, err := ctl("rebalance", "-etcd", c.eps, "-cluster", c.name, "-timeout", "90s")
+		if err == nil && !strings.Contains(out, "shard s2 serves slots 342-511,853-1023") {
+			err = fmt.Errorf("output:\n%s", out)
+		}
+		done <- err
+	}()
+	time.Sleep(time.Second)
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatalf("unlocking the hold taken before the rebalance: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("dlockctl cluster rebalance: %v", err)
+	}
+	st := c.read()
+	count := map[string]int{}
+	for _, s := range st.Shards {
+		for _, rg := range s.Slots {
+			count[s.Name] += rg[1] - rg[0] + 1
+		}
+	}
+	if count["s0"] != 342 || count["s1"] != 341 || count["s2"] != 341 || len(st.Moves) != 0 {
+		t.Fatalf("after the rebalance: %v, moves %+v", count, st.Moves)
+	}
+	if out, err := ctl("rebalance", "-etcd", c.eps, "-cluster", c.name); err != nil || !strings.Contains(out, "evenly already") {
+		t.Fatalf("a second rebalance: %v\n%s", err, out)
+	}
+	c.shards = append(c.shards, "s2")
+	c.waitMaps(1)
+	// The lock now lives on s2: the handle on s1 answers moved, a new open
+	// goes to s2.
+	if _, err := l.TryLock(ctx); !errors.Is(err, dlock.ErrMoved) {
+		t.Fatalf("trylock on the old shard's handle: %v", err)
+	}
+	r2 := c.router(ctx, c.addrs["s2"][0])
+	if got := r2.ShardOf(name); got != "s2" {
+		t.Fatalf("%s routes to %s", name, got)
+	}
+	l2, err := r2.OpenLock(ctx, name, dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l2.TryLock(ctx); !ok || err != nil {
+		t.Fatalf("trylock on s2: %v %v", ok, err)
+	}
+	if l2.Token() <= l.Token() {
+		t.Fatalf("token on s2 %d, not above s1's %d", l2.Token(), l.Token())
+	}
+}
