@@ -47,10 +47,7 @@ func TestSlotMoveUnderLoad(t *testing.T) {
 
 	var store [4]fencedStore
 	// The long hold, taken before the move.
-	long, err := c.router(ctx, c.addrs["s0"][0]).OpenLock(ctx, names[3], dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	long := openServing(ctx, t, c.router(ctx, c.addrs["s0"][0]), names[3])
 	if ok, err := long.TryLock(ctx); !ok || err != nil {
 		t.Fatalf("the long hold: %v %v", ok, err)
 	}
@@ -128,6 +125,7 @@ func TestSlotMoveUnderLoad(t *testing.T) {
 		wg.Wait()
 	}()
 
+	buildDlockctl(t) // (not while the move is timed)
 	time.Sleep(time.Second)
 	// The operator's command moves the slot and waits for the target.
 	ctl := func(args ...string) (string, error) {
@@ -147,7 +145,7 @@ func TestSlotMoveUnderLoad(t *testing.T) {
 	// While it runs: the cluster shows the move, and a second move is
 	// refused.
 	var st ha.ShardsStatus
-	for i := 0; i < 300; i++ {
+	for i := 0; i < 1500; i++ {
 		if st = c.read(); len(st.Moves) > 0 {
 			break
 		}
@@ -256,10 +254,7 @@ func TestRebalanceJoinedShard(t *testing.T) {
 			name = n
 		}
 	}
-	l, err := r.OpenLock(ctx, name, dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := openServing(ctx, t, r, name)
 	if ok, err := l.TryLock(ctx); !ok || err != nil {
 		t.Fatalf("hold before the rebalance: %v %v", ok, err)
 	}
@@ -324,4 +319,20 @@ func TestRebalanceJoinedShard(t *testing.T) {
 	if l2.Token() <= l.Token() {
 		t.Fatalf("token on s2 %d, not above s1's %d", l2.Token(), l.Token())
 	}
+}
+
+// openServing opens name through r, retrying while its shard's primary is
+// still starting (elected in etcd, not yet serving).
+func openServing(ctx context.Context, t *testing.T, r *dlock.Router, name string) *dlock.Lock {
+	t.Helper()
+	var err error
+	for i := 0; i < 200; i++ {
+		var l *dlock.Lock
+		if l, err = r.OpenLock(ctx, name, dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute}); err == nil {
+			return l
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("open %s: %v", name, err)
+	return nil
 }
