@@ -25,8 +25,9 @@ import (
 //     creating or opening an atomic64 object) for a slot its shard does not
 //     own with StatusMoved and the map's version, without executing it.
 //
-// A slot that a new map takes away from the server's shard is disowned for
-// the rest of the server's life: besides by-name requests, lock commands
+// A slot that a new map takes away from the server's shard is disowned
+// until a later map gives it back (a move back, which keeps it frozen until
+// the other shard let go of it): besides by-name requests, lock commands
 // (single, batched, blocking) and hold queries on the locks of that slot are
 // answered StatusMoved, so that the server never grants a lock another shard
 // may now grant. (Unlocks, releases and give-ups still run: they only let
@@ -148,11 +149,11 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 			return fmt.Errorf("%w: shard %q, was %q", ErrInvalidConfig, self, prev.self)
 		}
 		for i := range st.disowned {
-			st.disowned[i] = prev.disowned[i] || prev.owned[i] && !st.owned[i]
-			if st.disowned[i] {
-				st.owned[i] = false
-				st.anyDisowned = true
-			}
+			// A slot given back by a later map is owned again: it came
+			// back through a move, frozen until the shard that had it
+			// since let go of it (shard_move.go).
+			st.disowned[i] = !st.owned[i] && (prev.disowned[i] || prev.owned[i])
+			st.anyDisowned = st.anyDisowned || st.disowned[i]
 		}
 		if st.anyDisowned && !prev.anyDisowned {
 			s.cfg.Logger.Warn("shard: slots taken away from this shard; their locks are refused from now on",

@@ -23,7 +23,7 @@ import (
 // holders and no stale token; no hold is lost (every unlock succeeds, the
 // long hold's too); while the move runs, s1 answers "not ready" for the
 // slot; afterwards the locks are granted by s1 only, with tokens above s0's
-// saved mark.
+// saved mark. Moved back, the slot is served by s0 again, above s1's mark.
 func TestSlotMoveUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and dlockd processes")
@@ -212,13 +212,40 @@ func TestSlotMoveUnderLoad(t *testing.T) {
 	if notReady.Load() == 0 {
 		t.Fatal("the target never answered not ready while waiting its grace")
 	}
-	// The source answers moved for the slot's names; the target serves it.
+	// The source's own map gives the slot to s1.
 	m, err := dlock.FetchShardMap(ctx, c.addrs["s0"][0], nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := m.Shards[m.Slots[slot]].Name; got != "s1" {
 		t.Fatalf("s0's map gives slot %d to %s", slot, got)
+	}
+	// Moved back, the slot is served by s0 again, above s1's mark.
+	mark1 := uint64(0)
+	for _, s := range c.read().Shards {
+		if s.Name == "s1" {
+			mark1 = s.TokenMark
+		}
+	}
+	if out, err := ctl("move", "-etcd", c.eps, "-cluster", c.name, "-wait", "-timeout", "60s", strconv.Itoa(slot), "s0"); err != nil {
+		t.Fatalf("moving the slot back: %v\n%s", err, out)
+	}
+	rb := c.router(ctx, c.addrs["s1"][0])
+	var back *dlock.Lock
+	for i := 0; i < 100 && back == nil; i++ {
+		back, err = rb.OpenLock(ctx, names[0], dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+		if err != nil {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if back == nil {
+		t.Fatalf("open after the move back: %v", err)
+	}
+	if ok, err := back.TryLock(ctx); !ok || err != nil || back.Token() <= mark1 {
+		t.Fatalf("trylock after the move back: %v %v, token %d, s1's mark %d", ok, err, back.Token(), mark1)
+	}
+	if rb.ShardOf(names[0]) != "s0" {
+		t.Fatalf("%s routes to %s after the move back", names[0], rb.ShardOf(names[0]))
 	}
 }
 
