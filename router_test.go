@@ -168,8 +168,8 @@ func TestRouterUnsharded(t *testing.T) {
 }
 
 // TestDisownedSlotGrantsNothing: when a new map takes a slot away from a
-// server, that server refuses every lock command on the slot's locks — the
-// holder's unlock and a new trylock — and a blocking request queued before
+// server, that server refuses every acquiring command on the slot's locks
+// (a new trylock), and a blocking request queued before
 // the change, which the holder's lease expiry would have granted, is
 // answered moved instead of granted. Other slots' locks keep working.
 func TestDisownedSlotGrantsNothing(t *testing.T) {
@@ -202,7 +202,8 @@ func TestDisownedSlotGrantsNothing(t *testing.T) {
 	if ok, err := l1.TryLock(ctx); !ok || err != nil {
 		t.Fatalf("a lock of a kept slot: %v %v", ok, err)
 	}
-	// Giving the slot back does not revive it on a: it was taken away.
+	// Giving the slot back without a move (which would freeze it until b
+	// let go) does not revive it on a: it was taken away.
 	p.set(t, 3, dlock.NumSlots)
 	if _, err := c1.OpenLock(ctx, "{"+hi+"}/x", dlock.LockOptions{}); !errors.Is(err, dlock.ErrMoved) {
 		t.Fatalf("open on a slot taken away and given back: %v", err)

@@ -26,8 +26,9 @@ import (
 //     own with StatusMoved and the map's version, without executing it.
 //
 // A slot that a new map takes away from the server's shard is disowned
-// until a later map gives it back (a move back, which keeps it frozen until
-// the other shard let go of it): besides by-name requests, lock commands
+// until a move gives it back (a later map that lists it as incoming, frozen
+// until the other shard let go of it; a map that merely gives it back is
+// not enough): besides by-name requests, lock commands
 // (single, batched, blocking) and hold queries on the locks of that slot are
 // answered StatusMoved, so that the server never grants a lock another shard
 // may now grant. (Unlocks, releases and give-ups still run: they only let
@@ -149,11 +150,16 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 			return fmt.Errorf("%w: shard %q, was %q", ErrInvalidConfig, self, prev.self)
 		}
 		for i := range st.disowned {
-			// A slot given back by a later map is owned again: it came
-			// back through a move, frozen until the shard that had it
-			// since let go of it (shard_move.go).
-			st.disowned[i] = !st.owned[i] && (prev.disowned[i] || prev.owned[i])
-			st.anyDisowned = st.anyDisowned || st.disowned[i]
+			// A slot given back is owned again only when it comes back
+			// through a move, frozen until the shard that had it since let
+			// go of it (shard_move.go); given back otherwise, it stays
+			// refused.
+			back := st.owned[i] && st.frozen[i]
+			st.disowned[i] = prev.disowned[i] && !back || prev.owned[i] && !st.owned[i]
+			if st.disowned[i] {
+				st.owned[i] = false
+				st.anyDisowned = true
+			}
 		}
 		if st.anyDisowned && !prev.anyDisowned {
 			s.cfg.Logger.Warn("shard: slots taken away from this shard; their locks are refused from now on",
