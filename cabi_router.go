@@ -17,6 +17,15 @@ func init() {
 	cshim.RouterShards = (*Router).cShards
 	cshim.RouterRefresh = (*Router).cRefresh
 	cshim.RouterDialShards = (*Router).cDialShards
+	cshim.ClientNewPrimary = (*Client).cNewPrimary
+}
+
+// cNewPrimary reports whether the client's last Reinit found a new primary
+// in recovery, which waits for the client's locks (UpdateAllLocks).
+func (c *Client) cNewPrimary() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.newPrimary
 }
 
 // cShards returns the shards whose Client is connected: their names, their

@@ -400,7 +400,14 @@ func update_all_locks(clientID C.int) C.int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*controlTimeout)
 	defer cancel()
-	err := in.eachClient(func(c *dlock.Client) error { return c.UpdateAllLocks(ctx) })
+	err := in.eachClient(func(c *dlock.Client) error {
+		if in.sh != nil && !clientNewPrimary(c) {
+			// A shard whose server kept running kept this client's
+			// locks: it has nothing to take (and refuses an upload).
+			return nil
+		}
+		return c.UpdateAllLocks(ctx)
+	})
 	in.rekeyLocks()
 	return statusOf(err)
 }

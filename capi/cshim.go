@@ -27,4 +27,6 @@ var (
 	routerRefresh = cshim.RouterRefresh.(func(*dlock.Router, context.Context, []string) error)
 
 	dialShards = cshim.RouterDialShards.(func(*dlock.Router, context.Context) error)
+
+	clientNewPrimary = cshim.ClientNewPrimary.(func(*dlock.Client) bool)
 )

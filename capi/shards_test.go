@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 // address only). The test picks names from the cluster's slot map — one lock
 // per shard, two names with one djb2 hash on different shards, an object on
 // a shard other than the first — and checks that the program's batch names
-// span the three shards.
+// span the three shards. Shard s1 has a standby on 127.0.0.4: the program
+// kills s1's primary and recovers through client_reinit on the standby.
 func TestCShards(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and dlockd processes")
@@ -44,13 +46,22 @@ func TestCShards(t *testing.T) {
 		"--initial-cluster", "m0="+peer, "--logger", "zap", "--log-level", "error")
 	port := ports[2]
 	shards := []string{"s0", "s1", "s2"}
-	addrs := make([]string, len(shards))
-	for i, s := range shards {
+	addrs := make([]string, len(shards)+1)
+	procs := make([]*exec.Cmd, len(shards)+1)
+	start := func(i int, shard string) {
 		addrs[i] = net.JoinHostPort(fmt.Sprintf("127.0.0.%d", i+1), port)
-		startBg(t, dlockd, "-addr", addrs[i], "-etcd", client, "-cluster", "capishards",
-			"-etcd-ttl", "2s", "-session-timeout", "5s", "-shard", s, "-shards", "s0,s1,s2")
+		procs[i] = startBg(t, dlockd, "-addr", addrs[i], "-etcd", client, "-cluster", "capishards",
+			"-etcd-ttl", "2s", "-session-timeout", "5s", "-shard", shard, "-shards", "s0,s1,s2")
 	}
-	m := waitShardMaps(t, addrs, len(shards))
+	for i, s := range shards {
+		start(i, s)
+	}
+	waitShardMaps(t, addrs[:3], map[string]int{"s0": 1, "s1": 1, "s2": 1})
+	start(3, "s1") // the standby of s1
+	m := waitShardMaps(t, addrs, map[string]int{"s0": 1, "s1": 2, "s2": 1})
+	if a := m.Shards[1].Addrs; m.Shards[1].Name != "s1" || a[0] != addrs[1] {
+		t.Fatalf("shard s1's members: %v", m.Shards[1])
+	}
 
 	owner := func(name string) string { return m.Shards[m.Slots[dlock.SlotOf(name)]].Name }
 	// One lock name per shard, in shard order.
@@ -93,13 +104,15 @@ func TestCShards(t *testing.T) {
 	}
 	t.Logf("locks %q, collision %q (shards %s, %s), object %q (shard %s), batch per shard %v",
 		names, coll, owner(coll[0]), owner(coll[1]), object, owner(object), spanned)
-	out := run(t, prog, 2*time.Minute, port, names[0], names[1], names[2], coll[0], coll[1], object)
+	out := run(t, prog, 2*time.Minute, port, names[0], names[1], names[2], coll[0], coll[1], object,
+		strconv.Itoa(procs[1].Process.Pid))
 	t.Log(out)
 }
 
-// waitShardMaps waits until every member serves a slot map in which each of
-// n shards has a member, and returns the first member's map.
-func waitShardMaps(t *testing.T, addrs []string, n int) *dlock.ShardMap {
+// waitShardMaps waits until every member serves a slot map with the shards
+// of want, each with its number of members, and returns the first member's
+// map.
+func waitShardMaps(t *testing.T, addrs []string, want map[string]int) *dlock.ShardMap {
 	t.Helper()
 	var last error
 	for i := 0; i < 300; i++ {
@@ -112,12 +125,12 @@ func waitShardMaps(t *testing.T, addrs []string, n int) *dlock.ShardMap {
 			switch {
 			case err != nil:
 				last = err
-			case len(m.Shards) != n:
+			case len(m.Shards) != len(want):
 				last = fmt.Errorf("%s: %d shards", a, len(m.Shards))
 			default:
 				for _, s := range m.Shards {
-					if len(s.Addrs) == 0 {
-						last = fmt.Errorf("%s: shard %s has no member", a, s.Name)
+					if len(s.Addrs) != want[s.Name] {
+						last = fmt.Errorf("%s: shard %s has members %v", a, s.Name, s.Addrs)
 					}
 				}
 			}
@@ -130,6 +143,6 @@ func waitShardMaps(t *testing.T, addrs []string, n int) *dlock.ShardMap {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("the members' maps did not show %d shards: %v", n, last)
+	t.Fatalf("the members' maps did not show the shards %v: %v", want, last)
 	return nil
 }

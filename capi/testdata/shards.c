@@ -4,8 +4,16 @@
  * across the shards.
  * argv: port; three lock names, owned by shards s0, s1 and s2; two names
  * with the same djb2 hash owned by different shards; an object name owned
- * by a shard other than s0. The batch names "shard batch <i>" span the
- * three shards (the Go test checks). */
+ * by a shard other than s0; the pid of shard s1's primary (on 127.0.0.2;
+ * its standby is on 127.0.0.4). The batch names "shard batch <i>" span the
+ * three shards (the Go test checks).
+ * At the end the program kills s1's primary (SIGKILL): client_reinit on the
+ * standby's address re-registers every shard's session, update_all_locks
+ * uploads to the new primary of s1, and every hold on the three shards is
+ * kept. */
+#include <signal.h>
+#include <sys/types.h>
+
 #include "dlock_client_api.h"
 
 #include "check.h"
@@ -25,6 +33,21 @@ static int try_x(int client, int id)
     struct lock_request r = req_of(id, LOCK_EXCLUSIVE, 60);
     lock_state s;
     return trylock(client, &r, &s);
+}
+
+/* recover runs the recovery calls of a client after a failover, retrying
+ * while the new primary is not ready (at most 20 s each). */
+static void recover(int client, const char *ip)
+{
+    int rc, tries = 0;
+    while ((rc = client_reinit(client, ip)) == DLOCK_NOT_READY && tries++ < 400)
+        usleep(50000);
+    CHECK(rc, 0);
+    tries = 0;
+    while ((rc = update_all_locks(client)) == DLOCK_EAGAIN && tries++ < 200)
+        usleep(100000);
+    CHECK(rc, 0);
+    CHECK(client_reinit_done(client), 0);
 }
 
 static int unlock_x(int client, int id)
@@ -48,8 +71,8 @@ int main(int argc, char **argv)
     struct lock_op_res res[N];
     uint64_t v = 0;
 
-    if (argc < 8) {
-        fprintf(stderr, "usage: shards port name0 name1 name2 collA collB object\n");
+    if (argc < 9) {
+        fprintf(stderr, "usage: shards port name0 name1 name2 collA collB object s1pid\n");
         return 2;
     }
     CHECK(dclient_lib_init(&ccfg), 0);
@@ -170,6 +193,20 @@ int main(int argc, char **argv)
     CHECK(umo_atomic64_destroy(c0, obj), 0);
     CHECK(umo_atomic64_get(c1, &od, &obj1), DLOCK_OBJECT_NOT_CREATE);
     CHECK(umo_atomic64_destroy(c0, 1234567), DLOCK_OBJECT_NOT_CREATE);
+
+    /* c0 holds a lock on each shard; s1's primary dies */
+    for (i = 0; i < 3; i++)
+        CHECK(try_x(c0, ids[i]), 0);
+    CHECK(kill((pid_t)arg(argc, argv, 8), SIGKILL), 0);
+    recover(c0, "127.0.0.4");
+    recover(c1, "127.0.0.4");
+    CHECK(client_heartbeat(c0, 5), 0);
+    for (i = 0; i < 3; i++) {
+        CHECK(try_x(c1, ids1[i]), DLOCK_FAIL); /* kept, s1's too */
+        CHECK(unlock_x(c0, ids[i]), 0);
+        CHECK(try_x(c1, ids1[i]), 0);
+        CHECK(unlock_x(c1, ids1[i]), 0);
+    }
 
     for (i = 0; i < 3; i++) {
         CHECK(release_lock(c0, ids[i]), 0);

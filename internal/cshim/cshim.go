@@ -56,4 +56,10 @@ var (
 	//
 	//	func(r *dlock.Router, ctx context.Context) error
 	RouterDialShards any
+
+	// ClientNewPrimary reports whether a Client's last Reinit found a new
+	// primary in recovery:
+	//
+	//	func(c *dlock.Client) bool
+	ClientNewPrimary any
 )
