@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dlock-io/dlock"
@@ -370,7 +372,15 @@ func (in *instance) reinitShards(ctx context.Context, addr string) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := c.Reinit(ctx, to); err != nil {
+			err := c.Reinit(ctx, to)
+			switch {
+			case err == nil:
+			case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF):
+				// A failover in progress: a standby's redirect led to
+				// the old primary as it died. The program retries, as
+				// on a refused connection.
+				errs[i] = fmt.Errorf("shard %s: %w: %w", names[i], dlock.ErrNotReady, err)
+			default:
 				errs[i] = fmt.Errorf("shard %s: %w", names[i], err)
 			}
 		}()

@@ -70,6 +70,8 @@ int main(int argc, char **argv)
     struct lock_request reqs[N];
     struct lock_op_res res[N];
     uint64_t v = 0;
+    struct debug_stats st;
+    lock_state s;
 
     if (argc < 9) {
         fprintf(stderr, "usage: shards port name0 name1 name2 collA collB object s1pid\n");
@@ -98,15 +100,35 @@ int main(int argc, char **argv)
         CHECK(get_lock(c0, &d, &id), -1);
         CHECK(id, ids[2]);
     }
+    CHECK(clear_client_debug_stats(c1), 0);
     for (i = 0; i < 3; i++) {
         CHECK(try_x(c0, ids[i]), 0);
         CHECK(try_x(c1, ids1[i]), DLOCK_FAIL);
     }
+    /* the counters are the sum of the shards' */
+    memset(&st, 0xff, sizeof(st));
+    CHECK(get_client_debug_stats(c1, &st), 0);
+    CHECK(st.stats[DEBUG_STATS_EINVAL_LOCK_RET], 3);
+    CHECK(clear_client_debug_stats(c1), 0);
+    CHECK(get_client_debug_stats(c1, &st), 0);
+    CHECK(st.stats[DEBUG_STATS_EINVAL_LOCK_RET], 0);
     for (i = 0; i < 3; i++) {
         CHECK(unlock_x(c0, ids[i]), 0);
         CHECK(try_x(c1, ids1[i]), 0);
         CHECK(try_x(c0, ids[i]), DLOCK_FAIL);
         CHECK(unlock_x(c1, ids1[i]), 0);
+    }
+
+    /* an async lock on the last shard's lock */
+    {
+        struct lock_request r = req_of(ids[2], LOCK_EXCLUSIVE, 60);
+        int rc, tries = 0;
+        CHECK(lock_request_async(c0, &r), 0);
+        while ((rc = lock_result_check(c0, &s)) == DLOCK_ASYNC_AGAIN && tries++ < 500)
+            usleep(10000);
+        CHECK(rc, 0);
+        CHECK(try_x(c1, ids1[2]), DLOCK_FAIL);
+        CHECK(unlock_x(c0, ids[2]), 0);
     }
 
     /* two names with one djb2 hash on two shards: each server gives the
