@@ -121,6 +121,9 @@ func (in *instance) clients() []*dlock.Client {
 // parallel, and returns the first error in shard order.
 func (in *instance) eachClient(f func(c *dlock.Client) error) error {
 	cs := in.clients()
+	if len(cs) == 1 {
+		return f(cs[0])
+	}
 	errs := make([]error, len(cs))
 	var wg sync.WaitGroup
 	for i, c := range cs {
