@@ -56,7 +56,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func waiters(srv *dlocktest.Server, l *dlock.Lock) int {
-	info, _ := srv.Lock(l.ID())
+	info, _ := srv.LockInfo(l.ID())
 	return info.Waiters
 }
 
@@ -134,7 +134,7 @@ func TestReentrancy(t *testing.T) {
 				if !la.Held() {
 					t.Fatalf("after %d of 3 unlocks the hold is gone", i+1)
 				}
-				if info, _ := srv.Lock(la.ID()); info.State == (dlock.LockState{}) {
+				if info, _ := srv.LockInfo(la.ID()); info.State == (dlock.LockState{}) {
 					t.Fatalf("server shows the lock free after %d of 3 unlocks", i+1)
 				}
 			}

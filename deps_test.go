@@ -15,15 +15,16 @@ import (
 func TestImportRules(t *testing.T) {
 	const mod = "github.com/dlock-io/dlock"
 	allowed := map[string][]string{
-		"internal/wire":     {},
-		"internal/mtls":     {},
-		"internal/cshim":    {},
-		"internal/lockcore": {""},
-		"internal/umo":      {""},
-		"":                  {"internal/wire", "internal/mtls", "internal/cshim"},
-		"dlockserver":       {"", "internal/wire", "internal/mtls", "internal/lockcore", "internal/umo"},
-		"dlockserver/ha":    {"dlockserver"},
-		"capi":              {"", "dlockserver", "internal/cshim"},
+		"internal/wire":       {},
+		"internal/mtls":       {},
+		"internal/cshim":      {},
+		"internal/lockcore":   {""},
+		"internal/umo":        {""},
+		"internal/scripttest": {},
+		"":                    {"internal/wire", "internal/mtls", "internal/cshim"},
+		"dlockserver":         {"", "internal/wire", "internal/mtls", "internal/lockcore", "internal/umo"},
+		"dlockserver/ha":      {"dlockserver"},
+		"capi":                {"", "dlockserver", "internal/cshim"},
 	}
 	for pkg, ok := range allowed {
 		path := mod
@@ -46,6 +47,20 @@ func TestImportRules(t *testing.T) {
 			if !permitted {
 				t.Errorf("%s depends on %s, which the layering does not allow", path, dep)
 			}
+		}
+	}
+}
+
+// TestScripttestOnlyInTests: the script-test harness is linked only into
+// test binaries.
+func TestScripttestOnlyInTests(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}} {{join .Imports " "}}`, "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, " github.com/dlock-io/dlock/internal/scripttest") {
+			t.Errorf("%s imports internal/scripttest outside its tests", strings.Fields(line)[0])
 		}
 	}
 }

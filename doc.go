@@ -25,6 +25,9 @@
 // when their context ends the request is withdrawn and a grant that raced
 // the withdrawal is released before the call returns.
 //
+// [Client.OpenAndLock] and [Client.OpenAndTryLock] open a lock and take it
+// in one round trip, for a lock used once or the first use of many.
+//
 // Ownership belongs to the [Client], not to a goroutine, as in DLock: any
 // goroutine of the client may unlock what another locked, and locking a lock
 // the client already holds is a reentrant hold that needs one more Unlock.

@@ -84,6 +84,7 @@ type Lock struct {
 	e        lockEntry  // guarded by c.mu while a step is applied
 	last     LockState  // guarded by mu
 	released bool
+	opening  bool // guarded by mu: an open-and-lock's handle the server has not confirmed (openlock.go)
 
 	// Recovery (guarded by c.mu): pending while uploaded to a new primary
 	// and not yet confirmed; confirmed once it was, until ReinitDone.
@@ -125,7 +126,7 @@ func (c *Client) OpenLock(ctx context.Context, name string, opts LockOptions) (*
 func (c *Client) adoptLock(id int32, name string, opts LockOptions) *Lock {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if l := c.locks[id]; l != nil {
+	if l := c.locks[id]; l != nil && l.name == name { // (another name: a stale open-and-lock guess)
 		return l
 	}
 	l := &Lock{c: c, name: name, ttl: ttlSeconds(opts.TTL)}

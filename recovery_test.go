@@ -99,7 +99,7 @@ func TestRecoveryManual(t *testing.T) {
 		t.Errorf("a: Revalidate kept %d lost %d err %v; want 2, 0", len(kept), len(lost), err)
 	}
 	mustTry(t, atomicB, false, false)
-	if info, _ := srv.Lock(rwA.ID()); info.State.RW().RCount != 2 {
+	if info, _ := srv.LockInfo(rwA.ID()); info.State.RW().RCount != 2 {
 		t.Errorf("rw-shared: rcount %d after recovery, want 2", info.State.RW().RCount)
 	}
 	if ok, _ := open(t, a, "rw-excl", opts(dlock.RW)).TryRLock(ctx); ok {

@@ -255,7 +255,7 @@ func TestRecoveryConflicts(t *testing.T) {
 		if err != nil || len(keptB) != 1 {
 			t.Fatalf("b: Revalidate kept %v, %v; want its hold kept", keptB, err)
 		}
-		if info, _ := srv.Lock(lb.ID()); info.State.Atomic().Owner != b.ID() {
+		if info, _ := srv.LockInfo(lb.ID()); info.State.Atomic().Owner != b.ID() {
 			t.Errorf("owner %d after the merge, want b %d", info.State.Atomic().Owner, b.ID())
 		}
 	})

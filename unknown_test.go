@@ -147,7 +147,7 @@ func TestLostBatchGrantReleased(t *testing.T) {
 		got <- s.x.BatchTryLock(ctx, []dlock.LockRequest{{Lock: s.lx}}, res[:])
 	}()
 	waitFor(t, "the server to grant the batch", func() bool {
-		info, _ := s.srv.Lock(s.lx.ID())
+		info, _ := s.srv.LockInfo(s.lx.ID())
 		return info.State.RW().Owner == s.x.ID()
 	})
 	time.Sleep(20 * time.Millisecond)
@@ -173,7 +173,7 @@ func TestLostAsyncGrantReleased(t *testing.T) {
 		t.Fatalf("Start answered locally: %v", st)
 	}
 	waitFor(t, "the server to grant the async request", func() bool {
-		info, _ := s.srv.Lock(s.lx.ID())
+		info, _ := s.srv.LockInfo(s.lx.ID())
 		return info.State.Atomic().Owner == s.x.ID()
 	})
 	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
@@ -202,7 +202,7 @@ func TestLostUnlockResolved(t *testing.T) {
 	got := make(chan error, 1)
 	go func() { got <- s.lx.Unlock(ctx) }()
 	waitFor(t, "the server to apply the unlock", func() bool {
-		info, _ := s.srv.Lock(s.lx.ID())
+		info, _ := s.srv.LockInfo(s.lx.ID())
 		return info.State.RW().Owner == 0
 	})
 	time.Sleep(20 * time.Millisecond)
@@ -277,7 +277,7 @@ func TestRecoveryConnectionBlip(t *testing.T) {
 	if err != nil || len(kept) != 2 || len(lost) != 0 {
 		t.Fatalf("Revalidate = kept %d lost %d, %v; want both kept", len(kept), len(lost), err)
 	}
-	info, _ := srv.Lock(la.ID())
+	info, _ := srv.LockInfo(la.ID())
 	if n := info.State.RW().RCount; n != 1 {
 		t.Fatalf("rw shared count after uploading twice = %d, want 1", n)
 	}

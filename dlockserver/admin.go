@@ -140,7 +140,7 @@ func (s *Server) lockInfo(id int32, l *lockcore.Lock, waits []*waiter, now uint3
 			}
 		}
 		h := dlock.HolderInfo{Client: client, Mode: modeName(shared)}
-		if rec := s.obs.holds[holdKey{id, client}]; rec != nil && rec.active {
+		if rec := s.stripeOf(id).obs.holds[holdKey{id, client}]; rec != nil && rec.active {
 			h.Since, h.Token = s.clk.wall(rec.since).UTC(), rec.token
 		}
 		if hasLease {
@@ -210,22 +210,17 @@ func (s *Server) listLocks(prefix, after string, limit int) (any, dlock.Status) 
 	slices.SortFunc(match, func(a, b named) int { return strings.Compare(a.name, b.name) })
 	page := locksPage{Locks: []dlock.LockInfo{}, More: len(match) > limit}
 	match = match[:min(len(match), limit)]
-	now := s.now()
-	waits := make(map[int32][]*waiter, len(match))
+	now := s.instant().sec
 	for _, m := range match {
+		var waits []*waiter
 		if m.l.Waiters() > 0 {
-			waits[m.id] = nil
-		}
-	}
-	if len(waits) > 0 {
-		for _, w := range s.waits { // one pass over every queued request
-			if ws, ok := waits[w.lockID]; ok {
-				waits[w.lockID] = append(ws, w)
+			for _, w := range s.stripeOf(m.id).waits { // the requests queued in the lock's stripe
+				if w.lockID == m.id {
+					waits = append(waits, w)
+				}
 			}
 		}
-	}
-	for _, m := range match {
-		page.Locks = append(page.Locks, s.lockInfo(m.id, m.l, waits[m.id], now))
+		page.Locks = append(page.Locks, s.lockInfo(m.id, m.l, waits, now))
 	}
 	s.mu.Unlock()
 	// Keep the reply within a frame: drop locks from the end (the client
@@ -258,10 +253,24 @@ func (s *Server) topLocks(n int) (any, dlock.Status) {
 	out := struct {
 		Locks []dlock.LockContention `json:"locks"`
 	}{Locks: []dlock.LockContention{}}
-	for id, c := range s.obs.contended {
-		l := s.locks.Lock(id)
+	for i := range s.stripes {
+		s.stripes[i].top(epoch, span, &out.Locks)
+	}
+	slices.SortFunc(out.Locks, func(a, b dlock.LockContention) int {
+		return cmp.Or(cmp.Compare(b.WaitSeconds, a.WaitSeconds), cmp.Compare(b.Waiters, a.Waiters),
+			cmp.Compare(b.Handovers, a.Handovers), strings.Compare(a.Name, b.Name))
+	})
+	out.Locks = out.Locks[:min(len(out.Locks), n)]
+	return &out, dlock.Success
+}
+
+// top appends the contended locks of the stripe to dst and forgets those
+// that are gone or quiet. Called with mu held.
+func (st *stripe) top(epoch int64, span float64, dst *[]dlock.LockContention) {
+	for id, c := range st.obs.contended {
+		l := st.s.locks.Lock(id)
 		if l == nil || l.Descriptor() != c.name {
-			delete(s.obs.contended, id) // the lock is gone
+			delete(st.obs.contended, id) // the lock is gone
 			continue
 		}
 		c.roll(epoch)
@@ -273,20 +282,14 @@ func (s *Server) topLocks(n int) (any, dlock.Status) {
 		}
 		if w.waits == 0 && w.handovers == 0 && l.Waiters() == 0 {
 			if epoch-c.epoch > 1 || (c.prev == window{} && c.cur == window{}) {
-				delete(s.obs.contended, id) // quiet for two windows
+				delete(st.obs.contended, id) // quiet for two windows
 			}
 			continue
 		}
-		out.Locks = append(out.Locks, dlock.LockContention{Name: c.name, Type: c.typ.String(), Waiters: l.Waiters(),
+		*dst = append(*dst, dlock.LockContention{Name: c.name, Type: c.typ.String(), Waiters: l.Waiters(),
 			Queued: w.waits, Handovers: w.handovers, WaitSeconds: float64(w.waitNs) / 1e9,
 			MaxQueue: max(w.maxDepth, l.Waiters()), WindowSeconds: span})
 	}
-	slices.SortFunc(out.Locks, func(a, b dlock.LockContention) int {
-		return cmp.Or(cmp.Compare(b.WaitSeconds, a.WaitSeconds), cmp.Compare(b.Waiters, a.Waiters),
-			cmp.Compare(b.Handovers, a.Handovers), strings.Compare(a.Name, b.Name))
-	})
-	out.Locks = out.Locks[:min(len(out.Locks), n)]
-	return &out, dlock.Success
 }
 
 // forceRelease answers TAdminRelease: every holder of the lock named name
@@ -303,8 +306,9 @@ func (s *Server) forceRelease(name string, by *conn) (any, dlock.Status) {
 		return nil, dlock.ErrInval
 	}
 	id := l.ID()
-	now := s.now()
-	ns := s.obs.ns
+	at := s.instant()
+	now := at.sec
+	st := s.stripeOf(id)
 	var buf [dlock.MaxFairShared]int32
 	ex, shared := l.Holders(buf[:0])
 	var victims []int32
@@ -317,12 +321,12 @@ func (s *Server) forceRelease(name string, by *conn) (any, dlock.Status) {
 		}
 	}
 	for _, cl := range victims {
-		s.cancelWaitersOn(cl, id)
-		s.endHold(id, l.Type(), cl, ns)
-		s.deliver(l.Drop(now, cl, s.wake[:0]))
+		s.cancelWaitersOn(at, cl, id)
+		st.endHold(id, l.Type(), cl, at.ns)
+		st.deliver(at, l.Drop(now, cl, st.wake[:0]))
 		s.obs.forced++
 	}
-	s.schedule(id, l)
+	st.schedule(id, l)
 	s.cfg.Logger.Warn("lock force-released", "lock", name, "holders", victims, "by_client", by.client.id, "remote", by.remote())
 	return &struct {
 		Released []int32 `json:"released"`

@@ -290,9 +290,7 @@ func (s *Server) resetState() {
 	s.ha.tokens.Store(s.locks.Tokens())
 	s.objs = umo.NewTable(umo.Limits{MaxObjects: s.cfg.MaxObjects})
 	s.clients = make(map[int32]*client)
-	s.waits = make(map[uint64]*waiter)
-	s.scheduled = make(map[int32]uint32)
-	s.events = s.events[:0]
+	s.forgetWaiters()
 	s.recovery = 0
 	s.state = wire.StateWaitClientReinit
 }
@@ -395,7 +393,7 @@ func (s *Server) tokenRoom() bool {
 		s.wg.Add(1)
 		go s.reserve(epoch, last+tokenWindow)
 	}
-	return last+uint64(len(s.waits))+2*wire.MaxBatch < ceil
+	return last+uint64(s.queued())+2*wire.MaxBatch < ceil
 }
 
 // reserve asks the coordinator to move the saved mark to need.

@@ -1,8 +1,6 @@
 package dlockserver
 
 import (
-	"time"
-
 	"github.com/dlock-io/dlock"
 	"github.com/dlock-io/dlock/internal/lockcore"
 	"github.com/dlock-io/dlock/internal/wire"
@@ -203,23 +201,24 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 			c.reply(t, h.ID(), dlock.ErrNotReady)
 			return true
 		}
-		c.stats.Counters = s.stats
+		stats := &c.rareMsg().stats
+		stats.Counters = s.statsLocked()
 		c.outMu.Lock()
-		c.out = c.stats.Append(c.out, h.ID(), 0)
+		c.out = stats.Append(c.out, h.ID(), 0)
 		c.outMu.Unlock()
 	case wire.TResetStats:
 		if !ready {
 			c.reply(t, h.ID(), dlock.ErrNotReady)
 			return true
 		}
-		s.stats = dlock.Stats{}
+		s.resetStatsLocked()
 		c.reply(t, h.ID(), dlock.Success)
 	case wire.TUpdateLocks:
 		if ready || !cl.reinit {
 			c.reply(t, h.ID(), dlock.ErrGeneric)
 			return true
 		}
-		if c.upd.Decode(body) != nil {
+		if c.rareMsg().upd.Decode(body) != nil {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
 		}
@@ -256,7 +255,7 @@ func (s *Server) recoveryDeadline() {
 
 // updateLocks merges a recovery upload (SEMANTICS.md §9). Called with mu held.
 func (s *Server) updateLocks(cl *client, reqID uint32, c *conn) {
-	m := &c.upd
+	m := &c.rareMsg().upd
 	c.ids.N = m.N
 	for i := 0; i < m.N; i++ {
 		it := &m.Items[i]
@@ -306,16 +305,9 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
 		}
-		s.cancelWaitersOn(id, m.ID)
-		s.forgetHold(m.ID, id)
-		st, wake := s.locks.Release(s.now(), id, m.ID, s.wake[:0])
-		s.deliver(wake)
-		if l := s.locks.Lock(m.ID); l != nil {
-			s.schedule(m.ID, l)
-		}
-		c.reply(t, h.ID(), st)
+		c.reply(t, h.ID(), s.releaseLock(s.instant(), id, m.ID))
 	case wire.TBatchGetLock:
-		m := &c.bget
+		m := &c.rareMsg().bget
 		if m.Decode(body) != nil {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
@@ -342,37 +334,21 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
 		}
-		now := s.now()
+		at := s.instant()
 		for i := 0; i < m.N; i++ {
 			lid := m.IDs[i]
 			if !s.locks.Has(id, lid) {
 				continue // ids the client does not hold are ignored, as in DLock
 			}
-			s.cancelWaitersOn(id, lid)
-			s.forgetHold(lid, id)
-			_, wake := s.locks.Release(now, id, lid, s.wake[:0])
-			s.deliver(wake)
-			if l := s.locks.Lock(lid); l != nil {
-				s.schedule(lid, l)
-			}
+			s.releaseLock(at, id, lid)
 		}
 		c.reply(t, h.ID(), dlock.Success)
 	}
 	return true
 }
 
-// cancelWaitersOn answers client's queued requests on lock id before the
-// client lets go of the lock. Called with mu held.
-func (s *Server) cancelWaitersOn(client, id int32) {
-	now := s.now()
-	for tag, w := range s.waits {
-		if w.client == client && w.lockID == id {
-			s.withdraw(now, tag, w, lockGone)
-		}
-	}
-}
-
-// lockOp executes one lock command: the hot path.
+// lockOp executes one lock command: the hot path. It holds the stripe of
+// the lock (opLock).
 func (c *conn) lockOp(h *wire.Header, body []byte) bool {
 	m := &c.op
 	if m.Decode(body) != nil {
@@ -381,18 +357,19 @@ func (c *conn) lockOp(h *wire.Header, body []byte) bool {
 	s := c.s
 	r := lockcore.Reply{}
 	queued := false
-	s.mu.Lock()
+	st := s.stripeOf(m.LockID)
+	s.opLock(st)
 	switch {
 	case c.client == nil:
 		r.Status = dlock.ErrGeneric
 	case s.state != wire.StateReady:
 		r.Status = dlock.ErrNotReady
 	case m.Flags&wire.FlagBlock != 0:
-		r, queued = s.acquire(c, h.ID(), m)
+		r, queued = st.acquire(s.instant(), c, c.client.id, h.ID(), m)
 	default:
-		r = s.exec(s.now(), c.client.id, m.LockID, dlock.Cmd(m.Cmd), dlock.LockState(m.Arg))
+		r = st.exec(s.instant(), c.client.id, m.LockID, dlock.Cmd(m.Cmd), dlock.LockState(m.Arg))
 	}
-	s.mu.Unlock()
+	s.opUnlock(st)
 	if !queued {
 		c.res.State, c.res.Token = r.State, r.Token
 		c.outMu.Lock()
@@ -402,88 +379,6 @@ func (c *conn) lockOp(h *wire.Header, body []byte) bool {
 	return true
 }
 
-// lookup finds lock id for client, answering what the upstream data plane
-// answers for an unknown lock. Called with mu held.
-func (s *Server) lookup(client, id int32) (*lockcore.Lock, dlock.Status) {
-	l := s.locks.Lock(id)
-	if l == nil {
-		s.stats.Inc(dlock.StatEInvalLockOffset)
-		return nil, dlock.ErrInval
-	}
-	if !l.Referenced(client) {
-		return nil, dlock.ErrLockNotGet
-	}
-	return l, dlock.Success
-}
-
-// exec runs one non-blocking command at second now. Called with mu held.
-func (s *Server) exec(now uint32, client, id int32, cmd dlock.Cmd, arg dlock.LockState) lockcore.Reply {
-	l, st := s.lookup(client, id)
-	if l == nil {
-		return lockcore.Reply{Status: st}
-	}
-	r, wake := l.Exec(now, client, cmd, arg, &s.stats, s.wake[:0])
-	s.observeOp(id, l, client, cmd, &r, now)
-	if len(wake) > 0 {
-		s.deliver(wake)
-	}
-	if l.Waiters() > 0 {
-		s.schedule(id, l)
-	}
-	return r
-}
-
-// acquire runs a blocking request: granted now, or queued. Called with mu
-// held.
-func (s *Server) acquire(c *conn, reqID uint32, m *wire.LockOp) (lockcore.Reply, bool) {
-	client := c.client.id
-	l, st := s.lookup(client, m.LockID)
-	if l == nil {
-		return lockcore.Reply{Status: st}, false
-	}
-	cmd := dlock.Cmd(m.Cmd)
-	arg := dlock.LockState(m.Arg)
-	w := lockcore.Waiter{Tag: c.tag(reqID), Client: client, Mode: dlock.Exclusive}
-	if cmd.Shared() {
-		w.Mode = dlock.Shared
-	}
-	switch l.Type() {
-	case dlock.Atomic:
-		w.Expire = arg.Atomic().Timeout
-	case dlock.Fair:
-		f := arg.Fair()
-		w.Expire = f.Timeout
-		if cmd == dlock.CmdExclusiveTicketTrylock || cmd == dlock.CmdSharedTicketTrylock {
-			w.Ticket, w.HasTicket = f, true
-		}
-	}
-	switch cmd {
-	case dlock.CmdExclusiveTrylock, dlock.CmdSharedTrylock, dlock.CmdExclusiveTicketTrylock, dlock.CmdSharedTicketTrylock:
-	default:
-		return lockcore.Reply{Status: dlock.ErrInval}, false
-	}
-	if _, dup := s.waits[w.Tag]; dup {
-		return lockcore.Reply{Status: dlock.ErrInval}, false
-	}
-	now := s.now()
-	r, queued, wake := l.Acquire(now, w, &s.stats, s.wake[:0])
-	s.deliver(wake)
-	if !queued {
-		s.observeImmediate(m.LockID, l, client, cmd, &r, now)
-	}
-	if queued {
-		ns := s.obs.ns // read by s.now() above
-		s.waits[w.Tag] = &waiter{c: c, reqID: reqID, lockID: m.LockID, client: client, keepTicket: m.Flags&wire.FlagKeepTicket != 0,
-			shared: w.Mode == dlock.Shared, since: ns}
-		s.observeQueued(m.LockID, l, ns)
-		if m.WaitMillis > 0 {
-			s.push(event{at: s.clk.now().Add(time.Duration(m.WaitMillis) * time.Millisecond), kind: evWait, tag: w.Tag})
-		}
-	}
-	s.schedule(m.LockID, l)
-	return r, queued
-}
-
 // cancel handles TCancel: the client gives up a blocking request.
 func (c *conn) cancel(h *wire.Header, body []byte) bool {
 	m := &c.id
@@ -491,12 +386,7 @@ func (c *conn) cancel(h *wire.Header, body []byte) bool {
 		return c.malformed(h)
 	}
 	s := c.s
-	tag := c.tag(uint32(m.ID))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if w := s.waits[tag]; w != nil { // else already answered
-		s.withdraw(s.now(), tag, w, giveUp)
-	}
+	s.cancel(c, uint32(m.ID))
 	return true
 }
 
@@ -509,21 +399,22 @@ func (c *conn) batchLockOp(h *wire.Header, body []byte) bool {
 	s := c.s
 	res := &c.bres
 	res.N = m.N
-	s.mu.Lock()
-	now := s.now() // one clock reading for the whole batch
+	at := s.instant() // one clock reading for the whole batch
 	for i := 0; i < m.N; i++ {
 		it := &m.Items[i]
 		var r lockcore.Reply
+		st := s.stripeOf(it.LockID)
+		s.opLock(st)
 		if c.client == nil {
 			r.Status = dlock.ErrGeneric
 		} else if s.state != wire.StateReady {
 			r.Status = dlock.ErrNotReady
 		} else {
-			r = s.exec(now, c.client.id, it.LockID, dlock.Cmd(it.Cmd), dlock.LockState(it.Arg))
+			r = st.exec(at, c.client.id, it.LockID, dlock.Cmd(it.Cmd), dlock.LockState(it.Arg))
 		}
+		s.opUnlock(st)
 		res.Items[i] = wire.LockResult{Status: int32(r.Status), State: r.State, Token: r.Token}
 	}
-	s.mu.Unlock()
 	c.outMu.Lock()
 	c.out = res.Append(c.out, h.ID(), 0)
 	c.outMu.Unlock()
@@ -538,32 +429,39 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 	rep := &c.orep
 	*rep = wire.ObjReply{}
 	var st dlock.Status
+	var sp *stripe
 	if t == wire.TObjLoad {
 		if c.id.Decode(body) != nil {
 			return c.malformed(h)
 		}
 		rep.ID = c.id.ID
-		s.mu.Lock()
+		sp = s.stripeOf(c.id.ID)
+		s.opLock(sp)
+		s.objMu.Lock()
 		rep.Value, st = s.objs.Load(c.id.ID)
-		s.obs.ops[OpLoad][statusSlot(st)]++
+		sp.obs.ops[OpLoad][statusSlot(st)]++
 	} else {
 		m := &c.oop
 		if m.Decode(body) != nil {
 			return c.malformed(h)
 		}
 		rep.ID = m.ID
-		s.mu.Lock()
+		sp = s.stripeOf(m.ID)
+		s.opLock(sp)
+		s.objMu.Lock()
 		if t == wire.TObjFAA {
 			rep.Value, st = s.objs.FetchAndAdd(m.ID, m.A)
-			s.obs.ops[OpFetchAndAdd][statusSlot(st)]++
+			sp.obs.ops[OpFetchAndAdd][statusSlot(st)]++
 		} else {
 			st = s.objs.CompareAndSwap(m.ID, m.A, m.B)
-			s.obs.ops[OpCompareAndSwap][statusSlot(st)]++
+			sp.obs.ops[OpCompareAndSwap][statusSlot(st)]++
 		}
 	}
-	// With durable objects the reply waits for the change to be committed.
+	// With durable objects the reply waits for the change to be committed
+	// (in a cluster opLock holds g, which serialises that bookkeeping).
 	deferred := s.ha != nil && s.haObjReply(c, t, h.ID(), rep, st, rep.ID)
-	s.mu.Unlock()
+	s.objMu.Unlock()
+	s.opUnlock(sp)
 	if deferred {
 		return true
 	}
@@ -573,15 +471,20 @@ func (c *conn) objOp(h *wire.Header, body []byte) bool {
 	return true
 }
 
-// objLifecycle handles object create/get/release/destroy.
+// objLifecycle handles object create/get/release/destroy. Objects have
+// their own mutex (objMu), so these are requests, not transitions: they
+// hold one stripe (which keeps the server-wide state still) and objMu.
 func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 	t := h.Type()
 	s := c.s
 	rep := &c.orep
 	*rep = wire.ObjReply{}
 	var st dlock.Status
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	home := s.stripeOf(int32(c.seq))
+	s.opLock(home)
+	defer s.opUnlock(home)
+	s.objMu.Lock()
+	defer s.objMu.Unlock()
 	if c.client == nil {
 		c.reply(t, h.ID(), dlock.ErrGeneric)
 		return true
@@ -590,7 +493,7 @@ func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 		c.reply(t, h.ID(), dlock.ErrNotReady)
 		return true
 	}
-	id, now := c.client.id, s.now()
+	id, now := c.client.id, s.instant().sec
 	switch t {
 	case wire.TObjCreate, wire.TObjGet:
 		m := &c.obj
@@ -624,20 +527,6 @@ func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 	return true
 }
 
-// holds answers TLockQuery: Success when client holds lock id now (an
-// ATOMIC or FAIR hold whose lease ran out does not count), ErrFail when it
-// does not, ErrLockNotGet when it has no reference. Called with mu held.
-func (s *Server) holds(client, id int32) dlock.Status {
-	l, st := s.lookup(client, id)
-	if l == nil {
-		return st
-	}
-	if holding(l, client, s.now()) {
-		return dlock.Success
-	}
-	return dlock.ErrFail
-}
-
 // abandon handles TAbandon: the client gave a fair ticket up (unlock in the
 // ticketed state), so the hand-over need not wait for it. No reply.
 func (c *conn) abandon(h *wire.Header, body []byte) bool {
@@ -651,13 +540,15 @@ func (c *conn) abandon(h *wire.Header, body []byte) bool {
 	if c.client == nil || s.state != wire.StateReady {
 		return true
 	}
-	l, _ := s.lookup(c.client.id, m.LockID)
+	st := s.stripeOf(m.LockID)
+	l, _ := st.lookup(c.client.id, m.LockID)
 	if l == nil {
 		return true
 	}
 	shared := dlock.Cmd(m.Cmd).Shared()
-	s.deliver(l.Abandon(s.now(), dlock.LockState(m.Arg).Fair(), shared, s.wake[:0]))
-	s.schedule(m.LockID, l)
+	at := s.instant()
+	st.deliver(at, l.Abandon(at.sec, dlock.LockState(m.Arg).Fair(), shared, st.wake[:0]))
+	st.schedule(m.LockID, l)
 	return true
 }
 
@@ -684,19 +575,20 @@ func (c *conn) resolve(h *wire.Header, body []byte) bool {
 		return true
 	}
 	client := c.client.id
-	l, st := s.lookup(client, m.LockID)
+	sp := s.stripeOf(m.LockID)
+	l, st := sp.lookup(client, m.LockID)
 	if l == nil {
 		c.reply(t, h.ID(), st)
 		return true
 	}
-	now := s.now()
+	at := s.instant()
 	held := l.HeldBy(client)
-	wake := l.Drop(now, client, s.wake[:0])
+	wake := l.Drop(at.sec, client, sp.wake[:0])
 	if l.Type() == dlock.Fair && m.Arg != ([16]byte{}) {
-		wake = l.Abandon(now, dlock.LockState(m.Arg).Fair(), dlock.Cmd(m.Cmd).Shared(), wake)
+		wake = l.Abandon(at.sec, dlock.LockState(m.Arg).Fair(), dlock.Cmd(m.Cmd).Shared(), wake)
 	}
-	s.deliver(wake)
-	s.schedule(m.LockID, l)
+	sp.deliver(at, wake)
+	sp.schedule(m.LockID, l)
 	if held {
 		s.cfg.Logger.Info("released a hold whose grant the client never received", "client", client, "lock", m.LockID)
 		c.reply(t, h.ID(), dlock.Success)

@@ -10,9 +10,10 @@ import (
 
 // This file keeps what operators observe (metrics, lock introspection)
 // beside the lock state: operation counts, wait and hold times, the start
-// and fencing token of each hold, and per-lock contention. Everything is
-// updated under Server.mu with fixed-size arrays or map entries that are
-// reused, so the lock hot path allocates nothing for it.
+// and fencing token of each hold, and per-lock contention. Each stripe
+// (state.go) keeps these for its own locks, updated under its mutex with
+// fixed-size arrays or map entries that are reused, so the lock hot path
+// allocates nothing for it; Observe adds the stripes up.
 
 // HistogramBounds are the upper bounds, in seconds, of the buckets of the
 // wait and hold time histograms.
@@ -136,18 +137,21 @@ func (c *contention) roll(epoch int64) {
 	c.epoch = epoch
 }
 
-type observer struct {
-	// ns is the latest clock reading in nanoseconds, taken by Server.now:
-	// the operation being observed read the clock just before, so the
-	// observations cost no clock reading of their own.
-	ns        int64
+// lockObs is what a stripe observes of the requests on its locks and
+// objects. Server.Observe adds the stripes up.
+type lockObs struct {
 	ops       [NumOpKinds][OpStatusOther + 1]uint64
-	wait      [3]histogram // by lock type
-	hold      [3]histogram
+	wait      [3]histogram         // by lock type
+	hold      [3]histogram         // by lock type
 	holds     map[holdKey]*holdRec // entries are reused: a grant writes in place
 	contended map[int32]*contention
-	forced    uint64 // force-released holds
-	admin     uint64 // admin requests served
+}
+
+// observer is what the server observes outside the stripes. Guarded by
+// Server.mu.
+type observer struct {
+	forced uint64 // force-released holds
+	admin  uint64 // admin requests served
 }
 
 // nanos returns the clock's reading at t in nanoseconds since it started.
@@ -157,7 +161,7 @@ func (c *clock) nanos(t time.Time) int64 { return int64(t.Sub(c.start)) }
 func (c *clock) wall(ns int64) time.Time { return c.start.Add(time.Duration(ns)).Round(0) }
 
 // holding reports whether client holds l at second now (a lease that ran
-// out does not count). Called with mu held.
+// out does not count).
 func holding(l *lockcore.Lock, client int32, now uint32) bool {
 	if !l.HeldBy(client) {
 		return false
@@ -184,11 +188,10 @@ func releasing(cmd dlock.Cmd) bool {
 	return cmd == dlock.CmdExclusiveUnlock || cmd == dlock.CmdSharedUnlock
 }
 
-// observeOp records the outcome r of cmd by client on lock id. Called with
-// mu held.
-func (s *Server) observeOp(id int32, l *lockcore.Lock, client int32, cmd dlock.Cmd, r *lockcore.Reply, now uint32) {
+// observeOp records the outcome r of cmd by client on lock id.
+func (st *stripe) observeOp(id int32, l *lockcore.Lock, client int32, cmd dlock.Cmd, r *lockcore.Reply, at instant) {
 	if int(cmd) < int(dlock.CmdMax) {
-		s.obs.ops[cmd][statusSlot(r.Status)]++
+		st.obs.ops[cmd][statusSlot(r.Status)]++
 	}
 	if r.Status != dlock.Success {
 		return
@@ -200,109 +203,107 @@ func (s *Server) observeOp(id int32, l *lockcore.Lock, client int32, cmd dlock.C
 		// exclusive grants: a record still active belongs to a hold whose
 		// lease ran out); a shared one starts it unless the client holds
 		// the lock shared already.
-		s.beginHold(id, client, r.Token, s.obs.ns, !cmd.Shared())
+		st.beginHold(id, client, r.Token, at.ns, !cmd.Shared())
 	case releasing(cmd):
-		if !holding(l, client, now) {
-			s.endHold(id, l.Type(), client, s.obs.ns)
+		if !holding(l, client, at.sec) {
+			st.endHold(id, l.Type(), client, at.ns)
 		}
 	}
 }
 
 // beginHold records that client was granted lock id at ns; unless
-// restart, a hold already recorded is kept. Called with mu held.
-func (s *Server) beginHold(id, client int32, token uint64, ns int64, restart bool) {
+// restart, a hold already recorded is kept.
+func (st *stripe) beginHold(id, client int32, token uint64, ns int64, restart bool) {
 	k := holdKey{id, client}
-	if h := s.obs.holds[k]; h != nil {
+	if h := st.obs.holds[k]; h != nil {
 		if restart || !h.active {
 			*h = holdRec{since: ns, token: token, active: true}
 		}
 		return
 	}
-	if s.obs.holds == nil {
-		s.obs.holds = make(map[holdKey]*holdRec)
+	if st.obs.holds == nil {
+		st.obs.holds = make(map[holdKey]*holdRec)
 	}
-	s.obs.holds[k] = &holdRec{since: ns, token: token, active: true}
+	st.obs.holds[k] = &holdRec{since: ns, token: token, active: true}
 }
 
 // endHold records that client let go of lock id at ns. The entry stays (for
-// the next grant) until the client releases the lock. Called with mu held.
-func (s *Server) endHold(id int32, typ dlock.LockType, client int32, ns int64) {
-	h := s.obs.holds[holdKey{id, client}]
+// the next grant) until the client releases the lock.
+func (st *stripe) endHold(id int32, typ dlock.LockType, client int32, ns int64) {
+	h := st.obs.holds[holdKey{id, client}]
 	if h == nil || !h.active {
 		return
 	}
-	if int(typ) < len(s.obs.hold) {
-		s.obs.hold[typ].observe(float64(ns-h.since) / 1e9)
+	if int(typ) < len(st.obs.hold) {
+		st.obs.hold[typ].observe(float64(ns-h.since) / 1e9)
 	}
 	h.active = false
 }
 
 // forgetHold drops what is known of client's holds of lock id (it released
-// the lock). Called with mu held.
-func (s *Server) forgetHold(id, client int32) {
-	delete(s.obs.holds, holdKey{id, client})
-}
-
-// forgetClient drops what is known of client's holds. Called with mu held.
-func (s *Server) forgetClient(client int32) {
-	for k := range s.obs.holds {
-		if k.client == client {
-			delete(s.obs.holds, k)
-		}
-	}
+// the lock).
+func (st *stripe) forgetHold(id, client int32) {
+	delete(st.obs.holds, holdKey{id, client})
 }
 
 // observeQueued records that a blocking request on lock id had to wait.
-// Called with mu held.
-func (s *Server) observeQueued(id int32, l *lockcore.Lock, ns int64) {
-	c := s.contentionOf(id, l, ns)
+func (st *stripe) observeQueued(id int32, l *lockcore.Lock, at instant) {
+	c := st.contentionOf(id, l, at.ns)
 	c.cur.waits++
 	c.cur.maxDepth = max(c.cur.maxDepth, l.Waiters())
 }
 
 // contentionOf returns the contention record of lock id, rolled to the
-// window of ns. Called with mu held.
-func (s *Server) contentionOf(id int32, l *lockcore.Lock, ns int64) *contention {
-	if s.obs.contended == nil {
-		s.obs.contended = make(map[int32]*contention)
+// window of ns.
+func (st *stripe) contentionOf(id int32, l *lockcore.Lock, ns int64) *contention {
+	if st.obs.contended == nil {
+		st.obs.contended = make(map[int32]*contention)
 	}
-	c := s.obs.contended[id]
+	c := st.obs.contended[id]
 	if c == nil || c.name != l.Descriptor() {
 		c = &contention{name: l.Descriptor(), typ: l.Type()}
-		s.obs.contended[id] = c
+		st.obs.contended[id] = c
 	}
 	c.roll(ns / int64(contentionWindow))
 	return c
 }
 
 // observeGrant records a blocking request of client answered with r after
-// waiting since the clock reading since (ns is now). Called with mu held.
-func (s *Server) observeGrant(w *waiter, r *lockcore.Reply, ns int64) {
+// waiting since the clock reading since (ns is now).
+func (st *stripe) observeGrant(w *waiter, r *lockcore.Reply, ns int64) {
 	if r.Status != dlock.Success {
 		return
 	}
-	l := s.locks.Lock(w.lockID)
+	l := st.s.locks.Lock(w.lockID)
 	if l == nil {
 		return
 	}
-	if t := l.Type(); int(t) < len(s.obs.wait) {
-		s.obs.wait[t].observe(float64(ns-w.since) / 1e9)
+	if t := l.Type(); int(t) < len(st.obs.wait) {
+		st.obs.wait[t].observe(float64(ns-w.since) / 1e9)
 	}
-	s.beginHold(w.lockID, w.client, r.Token, ns, !w.shared)
-	c := s.contentionOf(w.lockID, l, ns)
+	st.beginHold(w.lockID, w.client, r.Token, ns, !w.shared)
+	c := st.contentionOf(w.lockID, l, ns)
 	c.cur.handovers++
 	c.cur.waitNs += ns - w.since
 }
 
-// observeImmediate records a blocking request granted at once. Called with
-// mu held.
-func (s *Server) observeImmediate(id int32, l *lockcore.Lock, client int32, cmd dlock.Cmd, r *lockcore.Reply, now uint32) {
-	s.observeOp(id, l, client, cmd, r, now)
+// observeImmediate records a blocking request granted at once.
+func (st *stripe) observeImmediate(id int32, l *lockcore.Lock, client int32, cmd dlock.Cmd, r *lockcore.Reply, at instant) {
+	st.observeOp(id, l, client, cmd, r, at)
 	if r.Status == dlock.Success {
-		if t := l.Type(); int(t) < len(s.obs.wait) {
-			s.obs.wait[t].observe(0)
+		if t := l.Type(); int(t) < len(st.obs.wait) {
+			st.obs.wait[t].observe(0)
 		}
 	}
+}
+
+// merge adds h to g.
+func (g *histogram) merge(h *histogram) {
+	for i, n := range h.counts {
+		g.counts[i] += n
+	}
+	g.count += h.count
+	g.sum += h.sum
 }
 
 // Observation is a snapshot of the server's state for metrics, taken under
@@ -332,13 +333,13 @@ type Observation struct {
 }
 
 // Observe returns a snapshot of the server for metrics. It walks every lock
-// under the server's mutex, so requests wait while it runs: in proportion to
-// the number of locks, 5 to 8 ms at the limit of 51 200 on the 2-core
+// holding the server's mutex, so requests wait while it runs: in proportion
+// to the number of locks, 5 to 8 ms at the limit of 51 200 on the 2-core
 // development VM (BenchmarkObserveFull).
 func (s *Server) Observe() Observation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
+	now := s.instant().sec
 	o := Observation{
 		Ready:           s.state == wire.StateReady,
 		Serving:         !s.closed,
@@ -347,19 +348,31 @@ func (s *Server) Observe() Observation {
 		Conns:           len(s.conns),
 		Handshakes:      len(s.shaking),
 		Objects:         s.objs.Len(),
-		Ops:             s.obs.ops,
 		ForceReleased:   s.obs.forced,
 		AdminRequests:   s.obs.admin,
-		Counters:        s.stats,
+		Counters:        s.statsLocked(),
 	}
 	for _, cl := range s.clients {
 		if cl.conn == nil {
 			o.AbnormalClients++
 		}
 	}
+	var wait, hold [3]histogram
+	for i := range s.stripes {
+		st := &s.stripes[i]
+		for k := range st.obs.ops {
+			for j, n := range st.obs.ops[k] {
+				o.Ops[k][j] += n
+			}
+		}
+		for t := range wait {
+			wait[t].merge(&st.obs.wait[t])
+			hold[t].merge(&st.obs.hold[t])
+		}
+	}
 	for i := range o.Wait {
-		o.Wait[i] = s.obs.wait[i].snapshot()
-		o.Hold[i] = s.obs.hold[i].snapshot()
+		o.Wait[i] = wait[i].snapshot()
+		o.Hold[i] = hold[i].snapshot()
 	}
 	var buf [dlock.MaxFairShared]int32
 	s.locks.Range(func(_ int32, l *lockcore.Lock) bool {

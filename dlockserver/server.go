@@ -25,19 +25,23 @@ type Server struct {
 	cfg Config
 	clk clock
 
-	mu        sync.Mutex
-	state     uint8 // wire.StateReady or wire.StateWaitClientReinit
-	recovery  int   // clients still to finish recovery
-	locks     *lockcore.Table
-	objs      *umo.Table
-	clients   map[int32]*client
-	waits     map[uint64]*waiter
-	stats     dlock.Stats
-	wake      []lockcore.Grant // scratch for grants, reused under mu
-	events    eventHeap
-	scheduled map[int32]uint32 // lock id → second of its pending event
-	timer     *time.Timer
-	timerAt   time.Time
+	// mu guards the server-wide state; requests on existing locks take
+	// only their stripe's mutex (the lock order is in state.go).
+	mu       modeMutex
+	state    uint8 // wire.StateReady or wire.StateWaitClientReinit
+	recovery int   // clients still to finish recovery
+	locks    *lockcore.Table
+	objs     *umo.Table // its contents guarded by objMu too (state.go)
+	objMu    sync.Mutex
+	clients  map[int32]*client
+	stats    dlock.Stats // counters kept outside the stripes
+	stripes  [numStripes]stripe
+
+	evMu    sync.Mutex // guards events, timer and timerAt
+	events  eventHeap
+	timer   *time.Timer
+	timerAt time.Time
+
 	conns     map[*conn]struct{}
 	shaking   map[*conn]struct{} // connections in the TLS handshake
 	connSeq   uint64
@@ -69,17 +73,6 @@ type client struct {
 	addr string
 }
 
-// waiter is a blocking lock request queued in a lock.
-type waiter struct {
-	c          *conn
-	reqID      uint32
-	lockID     int32
-	client     int32
-	keepTicket bool
-	shared     bool
-	since      int64 // clock nanoseconds when it was queued
-}
-
 // New returns a server for cfg. It listens nowhere until Serve or
 // ListenAndServe.
 func New(cfg Config) (*Server, error) {
@@ -98,8 +91,6 @@ func New(cfg Config) (*Server, error) {
 		locks:     lockcore.NewTable(lockcore.Limits{MaxLocks: cfg.MaxLocks}),
 		objs:      umo.NewTable(umo.Limits{MaxObjects: cfg.MaxObjects}),
 		clients:   make(map[int32]*client),
-		waits:     make(map[uint64]*waiter),
-		scheduled: make(map[int32]uint32),
 		conns:     make(map[*conn]struct{}),
 		shaking:   make(map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
@@ -115,6 +106,8 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("%w: TLS: %v", ErrInvalidConfig, err)
 		}
 	}
+	s.mu.stripes = &s.stripes
+	s.initStripes()
 	s.timer = s.clk.afterFunc(time.Hour, s.fire)
 	s.timer.Stop()
 	s.initHA()
@@ -223,7 +216,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for c := range s.conns {
 		c.raw.Close()
 	}
+	s.evMu.Lock()
 	s.timer.Stop()
+	s.evMu.Unlock()
 	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
@@ -247,14 +242,34 @@ func (s *Server) Close() error {
 func (s *Server) Stats() dlock.Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.stats
+	return s.statsLocked()
+}
+
+// statsLocked adds up the counters of the server and of its stripes.
+// Called with mu held.
+func (s *Server) statsLocked() dlock.Stats {
+	sum := s.stats
+	for i := range s.stripes {
+		for j, n := range s.stripes[i].stats {
+			sum[j] += n
+		}
+	}
+	return sum
 }
 
 // ResetStats zeroes the server's debug counters.
 func (s *Server) ResetStats() {
 	s.mu.Lock()
-	s.stats = dlock.Stats{}
+	s.resetStatsLocked()
 	s.mu.Unlock()
+}
+
+// resetStatsLocked zeroes the counters. Called with mu held.
+func (s *Server) resetStatsLocked() {
+	s.stats = dlock.Stats{}
+	for i := range s.stripes {
+		s.stripes[i].stats = dlock.Stats{}
+	}
 }
 
 // Ready reports whether the server serves requests (it is not waiting for
@@ -279,14 +294,9 @@ func (s *Server) Locks() int {
 	return s.locks.Len()
 }
 
-// now reads the clock: the second the lock state machines use. It also
-// keeps the reading in nanoseconds for the wait and hold times (observe.go).
-// Called with mu held.
-func (s *Server) now() uint32 {
-	t := s.clk.now()
-	s.obs.ns = s.clk.nanos(t)
-	return s.clk.seconds(t)
-}
+// now reads the clock's second for the lock and object tables. Called
+// with mu held.
+func (s *Server) now() uint32 { return s.instant().sec }
 
 // newClientID returns a random unused id in 1..0x7FFFFFFF. Called with mu held.
 func (s *Server) newClientID() int32 {
@@ -393,111 +403,6 @@ func (s *Server) connClosed(c *conn) {
 	}
 }
 
-// dropConnWaiters abandons the blocking requests queued from c: nobody
-// would receive their grants. Called with mu held.
-func (s *Server) dropConnWaiters(c *conn) {
-	now := s.now()
-	for tag, w := range s.waits {
-		if w.c == c {
-			s.withdraw(now, tag, w, connGone)
-		}
-	}
-}
-
-// Why a queued blocking request is withdrawn, which decides its answer.
-type withdrawal uint8
-
-const (
-	giveUp     withdrawal = iota // TCancel or its deadline: the lock's answer (ErrTimeout, or ErrAgain with the ticket kept if asked)
-	lockGone                     // its client let go of the lock: ErrLockNotGet
-	clientGone                   // its client was removed: ErrClientNotInit
-	connGone                     // its connection is gone: no answer
-)
-
-// withdraw takes the queued request tag (waiter w) off its lock, answers it
-// as why says, and grants whoever that lets in. Called with mu held.
-func (s *Server) withdraw(now uint32, tag uint64, w *waiter, why withdrawal) {
-	delete(s.waits, tag)
-	l := s.locks.Lock(w.lockID)
-	if l == nil {
-		return
-	}
-	r, _, wake := l.Cancel(now, tag, why == giveUp && w.keepTicket, s.wake[:0])
-	switch why {
-	case lockGone:
-		r.Status = dlock.ErrLockNotGet
-	case clientGone:
-		r.Status = dlock.ErrClientNotInit
-	}
-	if why != connGone {
-		w.c.sendLock(w.reqID, &r)
-	}
-	s.deliver(wake)
-	s.schedule(w.lockID, l)
-}
-
-// removeClient deletes a client and everything it holds: holds are
-// released and whoever waits behind them is granted. Called with mu held.
-func (s *Server) removeClient(cl *client) {
-	now := s.now()
-	for tag, w := range s.waits {
-		if w.client == cl.id {
-			s.withdraw(now, tag, w, clientGone)
-		}
-	}
-	wake := s.locks.RemoveClient(now, cl.id, s.wake[:0])
-	s.deliver(wake)
-	s.haObjectsTouched(cl.id)
-	s.objs.RemoveClient(now, cl.id)
-	delete(s.clients, cl.id)
-	s.forgetClient(cl.id)
-	if cl.conn != nil && cl.conn.client == cl {
-		cl.conn.client = nil
-	}
-	// Locks whose waiters were granted may have new events.
-	for id := range s.scheduled {
-		if l := s.locks.Lock(id); l != nil {
-			s.schedule(id, l)
-		}
-	}
-}
-
-// deliver sends the replies of granted waiters. Called with mu held.
-func (s *Server) deliver(wake []lockcore.Grant) {
-	if len(wake) > 0 && s.ha != nil && !s.haMayGrant() {
-		return // a fenced primary pushes nothing; its state is about to go
-	}
-	for i := range wake {
-		g := &wake[i]
-		w := s.waits[g.Tag]
-		if w == nil {
-			continue
-		}
-		delete(s.waits, g.Tag)
-		s.shardWithhold(w.lockID, &g.Reply) // sharded: a slot taken away grants nothing
-		s.observeGrant(w, &g.Reply, s.obs.ns)
-		w.c.sendLock(w.reqID, &g.Reply)
-	}
-	if cap(wake) > cap(s.wake) {
-		s.wake = wake[:0]
-	}
-}
-
-// schedule makes sure the lock's next self-driven event (lease expiry, end
-// of a hand-over window) is in the deadline heap. Called with mu held.
-func (s *Server) schedule(id int32, l *lockcore.Lock) {
-	at, ok := l.NextEvent()
-	if !ok {
-		delete(s.scheduled, id)
-		return
-	}
-	if cur, ok := s.scheduled[id]; ok && cur == at {
-		return
-	}
-	s.scheduled[id] = at
-	s.push(event{at: s.clk.at(at), kind: evLock, lock: id, sec: at})
-}
-
 // Events of the deadline heap. Entries are validated when they fire, so a
 // stale entry (a waiter already granted, a client that came back) is simply
 // dropped.
@@ -511,7 +416,7 @@ const (
 type event struct {
 	at     time.Time
 	kind   uint8
-	lock   int32
+	lock   int32 // evLock, evWait
 	sec    uint32
 	tag    uint64
 	client int32
@@ -532,13 +437,15 @@ func (h *eventHeap) Pop() any {
 }
 
 // push adds an event and re-arms the timer if it is the earliest. Called
-// with mu held.
+// with mu held or a stripe (opLock).
 func (s *Server) push(e event) {
+	s.evMu.Lock()
 	heap.Push(&s.events, e)
 	s.arm()
+	s.evMu.Unlock()
 }
 
-// arm sets the timer to the earliest event. Called with mu held.
+// arm sets the timer to the earliest event. Called with mu held and evMu.
 func (s *Server) arm() {
 	if s.closed || len(s.events) == 0 {
 		return
@@ -555,42 +462,54 @@ func (s *Server) arm() {
 func (s *Server) fire() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.evMu.Lock()
 	s.timerAt = time.Time{}
+	s.evMu.Unlock()
 	if s.closed || !s.haServing() {
 		return
 	}
 	t := s.clk.now()
-	for len(s.events) > 0 && !s.events[0].at.After(t) {
+	for {
+		s.evMu.Lock()
+		if len(s.events) == 0 || s.events[0].at.After(t) {
+			s.arm()
+			s.evMu.Unlock()
+			return
+		}
 		e := heap.Pop(&s.events).(event)
+		s.evMu.Unlock()
 		s.run(e)
 	}
-	s.arm()
 }
 
 // run executes one due event. Called with mu held.
 func (s *Server) run(e event) {
-	now := s.now()
+	at := s.instant()
 	switch e.kind {
 	case evLock:
-		if cur, ok := s.scheduled[e.lock]; !ok || cur != e.sec {
+		st := s.stripeOf(e.lock)
+		if cur, ok := st.scheduled[e.lock]; !ok || cur != e.sec {
 			return
 		}
-		delete(s.scheduled, e.lock)
+		delete(st.scheduled, e.lock)
 		l := s.locks.Lock(e.lock)
 		if l == nil {
 			return
 		}
-		if now < e.sec {
+		if at.sec < e.sec {
 			// The timer fired a hair early for the seconds clock; retry.
-			s.scheduled[e.lock] = e.sec
+			st.scheduled[e.lock] = e.sec
+			s.evMu.Lock()
 			heap.Push(&s.events, event{at: s.clk.now().Add(time.Millisecond), kind: evLock, lock: e.lock, sec: e.sec})
+			s.evMu.Unlock()
 			return
 		}
-		s.deliver(l.Advance(now, s.wake[:0]))
-		s.schedule(e.lock, l)
+		st.deliver(at, l.Advance(at.sec, st.wake[:0]))
+		st.schedule(e.lock, l)
 	case evWait:
-		if w := s.waits[e.tag]; w != nil {
-			s.withdraw(now, e.tag, w, giveUp)
+		st := s.stripeOf(e.lock)
+		if w := st.waits[e.tag]; w != nil {
+			st.withdraw(at, w, giveUp)
 		}
 	case evRecovery:
 		s.haRecoveryDeadline()
@@ -615,9 +534,9 @@ type LockInfo struct {
 	Waiters int // queued blocking requests
 }
 
-// Lock returns what the server knows of lock id, and false if there is no
-// such lock.
-func (s *Server) Lock(id int32) (LockInfo, bool) {
+// LockInfo returns what the server knows of lock id, and false if there is
+// no such lock. It is a query: it takes nothing.
+func (s *Server) LockInfo(id int32) (LockInfo, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.locks.Lock(id)

@@ -176,6 +176,11 @@ func (c *conn) shardGate(h *wire.Header, body []byte) bool {
 		if m.Decode(body) == nil {
 			err = st.check(m.Desc)
 		}
+	case wire.TOpenLockOp:
+		var m wire.OpenLockOp
+		if m.Decode(body) == nil {
+			err = st.check(m.Open.Desc)
+		}
 	case wire.TBatchGetLock:
 		var m wire.BatchGetLock
 		if m.Decode(body) == nil {

@@ -202,7 +202,7 @@ func TestCheckTicketOrder(t *testing.T) {
 }
 
 func TestMemoryFill(t *testing.T) {
-	srv, err := startServer(true, true, false, "")
+	srv, err := startServer(true, true, false, "", -1)
 	if err != nil {
 		t.Fatal(err)
 	}

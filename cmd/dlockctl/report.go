@@ -53,6 +53,8 @@ type runResult struct {
 	OrderChecked        bool    `json:"order_checked,omitempty"`
 	OrderViolations     int64   `json:"order_violations"`
 	OrderFirst          string  `json:"order_first_violation,omitempty"`
+	TurnsChecked        bool    `json:"turns_checked,omitempty"`
+	TurnBreaks          int64   `json:"round_robin_breaks"`
 }
 
 // ratios of a dlock run to the echo floor of the same run.
@@ -102,7 +104,9 @@ func (r *benchReport) print(w io.Writer) {
 	fmt.Fprintf(w, "bench %s\n", r.Config)
 	if e := r.Echo; e != nil {
 		fmt.Fprintf(w, "echo   %d pairs in %.2fs = %.0f pairs/s (%.0f ping-pongs/s)\n", e.Ops, e.Seconds, e.OpsPerSec, e.LockOpsPerSec)
-		fmt.Fprintf(w, "       pair      %s\n", fmtLatency(e.Latency))
+		if e.Latency.Count > 0 { // not measured by the pipelined window
+			fmt.Fprintf(w, "       pair      %s\n", fmtLatency(e.Latency))
+		}
 		fmt.Fprintf(w, "       ping-pong %s\n", fmtLatency(e.Acquire))
 		fmt.Fprintf(w, "       server CPU %s\n", fmtCPU(e.ServerCPUMicros, "pair"))
 	}
@@ -118,6 +122,9 @@ func (r *benchReport) print(w io.Writer) {
 		fmt.Fprintf(w, "       acq+rel   %s\n", fmtLatency(d.Latency))
 		fmt.Fprintf(w, "       acquire   %s\n", fmtLatency(d.Acquire))
 		fmt.Fprintf(w, "       server CPU %s\n", fmtCPU(d.ServerCPUMicros, "op"))
+		if d.TurnsChecked {
+			fmt.Fprintf(w, "       round-robin breaks %d\n", d.TurnBreaks)
+		}
 		if d.OrderChecked || d.ExclusionViolations > 0 {
 			fmt.Fprintf(w, "       ticket order violations %d, mutual exclusion violations %d", d.OrderViolations, d.ExclusionViolations)
 			if d.OrderFirst != "" {

@@ -218,7 +218,8 @@ type server struct {
 
 // startServer starts a server with a dlock listener (unless dlock is
 // false) and an echo listener (if echo). inproc runs them in this process.
-func startServer(inproc, dlock, echo bool, cpuprofile string) (*server, error) {
+// A child is pinned to CPU cpu unless it is negative.
+func startServer(inproc, dlock, echo bool, cpuprofile string, cpu int) (*server, error) {
 	addr, echoAddr := "", ""
 	if dlock {
 		addr = "127.0.0.1:0"
@@ -251,7 +252,12 @@ func startServer(inproc, dlock, echo bool, cpuprofile string) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
+	if cpu >= 0 {
+		err = startPinned(cmd.Start, cpu)
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("spawn server: %w", err)
 	}
 	s := &server{pid: cmd.Process.Pid, cmd: cmd, stdin: stdin}

@@ -36,7 +36,7 @@ type Lock struct {
 	// Table bookkeeping.
 	id   int32
 	desc string
-	refs map[int32]uint32 // client → lease_time
+	refs refSet // clients that have it open, with their lease_time
 }
 
 // NewLock returns a free lock of type t whose grants draw fencing tokens from
@@ -59,12 +59,11 @@ func (l *Lock) Descriptor() string { return l.desc }
 
 // Referenced reports whether client holds a reference to the lock.
 func (l *Lock) Referenced(client int32) bool {
-	_, ok := l.refs[client]
-	return ok
+	return l.refs.has(client)
 }
 
 // Refs returns the number of clients holding a reference to the lock.
-func (l *Lock) Refs() int { return len(l.refs) }
+func (l *Lock) Refs() int { return l.refs.len() }
 
 // State returns the lock's current 16-byte value as the server would report it.
 func (l *Lock) State() dlock.LockState {

@@ -1,7 +1,6 @@
 package lockcore
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,16 +10,16 @@ import (
 	"testing"
 
 	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/internal/scripttest"
 )
 
 // The scenario scripts in testdata/*.txt drive one lock at a time with server
-// commands and assert every reply. Grammar (one statement per line, # starts
-// a comment):
+// commands; internal/scripttest runs them and compares every output (go test
+// -rewrite regenerates the expectations). Commands:
 //
 //	lock atomic|rw|fair          new lock (clients' caches and counters reset)
 //	at N | tick N                set the clock / advance it by N seconds
-//	cK CMD [k=v...] -> CODE [k=v...]
-//	                             Exec command CMD from client cK (id K+1).
+//	cK CMD [k=v...] -> REPLY     Exec command CMD from client cK (id K+1).
 //	                             CMD: exclusive-trylock, exclusive-unlock,
 //	                             exclusive-lock-extend, exclusive-ticket-trylock,
 //	                             shared-trylock, shared-unlock,
@@ -30,37 +29,66 @@ import (
 //	                             (last SUCCESS reply or ticket) with time_out=e;
 //	                             any field may be overridden (id, e, nx, ns, mx,
 //	                             ms).
-//	cK acquire exclusive|shared [e=N] tag=T [ticket] -> queued | CODE [k=v...]
+//	cK acquire exclusive|shared [e=N] tag=T [ticket] -> queued | REPLY
 //	cK drop                      Lock.Drop for cK
-//	cancel tag=T [keep] -> CODE [k=v...] | notfound
+//	cancel tag=T [keep] -> REPLY | notfound
 //	advance                      Lock.Advance at the current time
-//	woke tag=T CODE [k=v...]     assert the next pending grant
+//	woke -> tag=T REPLY          the next pending grant
 //	next-event -> N | none
-//	state k=v...                 assert the lock state
+//	state -> STATE               the lock state
 //	set k=v...                   overwrite FAIR counters (nx, ns, mx, ms, rms)
-//	holders excl=cK|0 shared=cK,cL|none
-//	waiters N
-//	stat NAME=N                  assert a server counter (e.g. EAGAIN=1)
+//	holders -> excl=cK|0 shared=cK,cL|none
+//	waiters -> N
+//	stat NAME... -> NAME=N...    server counters (e.g. stat EAGAIN -> EAGAIN=1)
 //
-// State keys: owner, timeout, rcount (atomic, rw); nx, ns, mx, ms, timeout,
-// rms, rflag, rcnt (fair); token=0 or token=+ (non-zero, larger than every
-// earlier token) on replies. Every grant must be asserted with woke before the
-// next command.
+// A REPLY is the status name then the STATE it carries, then token=+ when it
+// carries a fencing token (which must be larger than every earlier one).
+// STATE is owner, timeout (atomic); owner, timeout, rcount (rw); nx, ns, mx,
+// ms, timeout, rms, rflag, rcnt (fair). An owner is written cK. Invariants
+// (a token on a non-grant, a token that does not grow, a grant left
+// unasserted before the next command) fail the script outright.
 
 func TestScripts(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scripts: %v", err)
+	scripttest.Run(t, "testdata/*.txt", func() scripttest.Script { return &scriptRunner{} })
+}
+
+// TestScriptRewrite: a wrong expectation is reported on its line, and the
+// rewrite mode puts the actual output back.
+func TestScriptRewrite(t *testing.T) {
+	orig, err := os.ReadFile("testdata/atomic.txt")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) { runScript(t, f) })
+	const right = "c1 exclusive-trylock e=5 -> SUCCESS owner=c1 timeout=1011 token=+"
+	line := slices.Index(strings.Split(string(orig), "\n"), right) + 1
+	if line == 0 {
+		t.Fatalf("testdata/atomic.txt has no line %q", right)
+	}
+	wrong := strings.Replace(string(orig), right, "c1 exclusive-trylock e=5 -> FAIL owner=c0 timeout=1005", 1)
+	file := filepath.Join(t.TempDir(), "atomic.txt")
+	if err := os.WriteFile(file, []byte(wrong), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mism, _, err := scripttest.Execute([]byte(wrong), &scriptRunner{})
+	if err != nil || len(mism) != 1 || mism[0].Line != line || mism[0].Got != "SUCCESS owner=c1 timeout=1011 token=+" {
+		t.Fatalf("wrong expectation: mismatches %v, error %v; want one on line %d", mism, err, line)
+	}
+	t.Run("rewrite", func(t *testing.T) {
+		scripttest.Files(t, file, func() scripttest.Script { return &scriptRunner{} }, scripttest.Options{Rewrite: true})
+	})
+	fixed, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(fixed) != string(orig) {
+		t.Fatalf("rewritten script differs from the original:\n%s", fixed)
+	}
+	if mism, _, err := scripttest.Execute(fixed, &scriptRunner{}); len(mism) != 0 || err != nil {
+		t.Fatalf("rewritten script: mismatches %v, error %v", mism, err)
 	}
 }
 
 type scriptRunner struct {
-	t       testing.TB
-	file    string
-	line    int
 	lock    *Lock
 	tokens  Tokens
 	st      dlock.Stats
@@ -71,50 +99,47 @@ type scriptRunner struct {
 	tags    map[uint64]int32 // tag → client that queued it
 }
 
-func runScript(t *testing.T, file string) {
-	fh, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	r := &scriptRunner{t: t, file: file}
-	sc := bufio.NewScanner(fh)
-	for sc.Scan() {
-		r.line++
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		line = strings.TrimSpace(line)
-		if line == "" {
-			continue
-		}
-		r.exec(line)
-	}
-	if len(r.pending) > 0 {
-		r.failf("unasserted grants at end: %+v", r.pending)
-	}
-}
+// scriptError carries a failure out of the helpers to Exec.
+type scriptError struct{ err error }
 
 func (r *scriptRunner) failf(format string, args ...any) {
-	r.t.Helper()
-	r.t.Fatalf("%s:%d: %s", r.file, r.line, fmt.Sprintf(format, args...))
+	panic(scriptError{fmt.Errorf(format, args...)})
 }
 
-func (r *scriptRunner) exec(line string) {
-	r.t.Helper()
-	lhs, rhs, hasArrow := strings.Cut(line, "->")
-	words := strings.Fields(lhs)
-	var exp []string
-	if hasArrow {
-		exp = strings.Fields(rhs)
+func (r *scriptRunner) End() error {
+	if len(r.pending) > 0 {
+		return fmt.Errorf("unasserted grants at end: %+v", r.pending)
 	}
+	return nil
+}
+
+func (r *scriptRunner) Exec(line, _ string) (out string, err error) {
+	defer func() {
+		if e := recover(); e != nil {
+			se, ok := e.(scriptError)
+			if !ok {
+				panic(e)
+			}
+			err = se.err
+		}
+	}()
+	return r.exec(line), nil
+}
+
+func (r *scriptRunner) exec(line string) string {
+	words := strings.Fields(line)
 	if words[0] != "woke" && len(r.pending) > 0 {
-		r.failf("unasserted grants before %q: %+v", line, r.pending)
+		r.failf("unasserted grants: %+v", r.pending)
+	}
+	if words[0] != "lock" && r.lock == nil {
+		r.failf("no lock yet")
 	}
 	switch words[0] {
 	case "lock":
-		typ := map[string]dlock.LockType{"atomic": dlock.Atomic, "rw": dlock.RW, "fair": dlock.Fair}[words[1]]
+		typ, ok := map[string]dlock.LockType{"atomic": dlock.Atomic, "rw": dlock.RW, "fair": dlock.Fair}[words[1]]
+		if !ok {
+			r.failf("unknown lock type %q", words[1])
+		}
 		r.tokens = Tokens{}
 		r.lock = NewLock(typ, &r.tokens)
 		r.st = dlock.Stats{}
@@ -133,41 +158,29 @@ func (r *scriptRunner) exec(line string) {
 		}
 		g := r.pending[0]
 		r.pending = r.pending[1:]
-		kv := r.kv(words[1:2])
-		if g.Tag != uint64(kv["tag"]) {
-			r.failf("grant tag = %d, want %d", g.Tag, kv["tag"])
-		}
-		r.checkReply(g.Client, g.Reply, words[2], words[3:], false)
 		if g.Reply.Status == dlock.Success {
 			r.cache[g.Client] = g.Reply.State
 		}
+		return fmt.Sprintf("tag=%d %s", g.Tag, r.reply(g.Reply, false))
 	case "next-event":
-		at, ok := r.lock.NextEvent()
-		got := "none"
-		if ok {
-			got = strconv.FormatUint(uint64(at), 10)
+		if at, ok := r.lock.NextEvent(); ok {
+			return strconv.FormatUint(uint64(at), 10)
 		}
-		if got != exp[0] {
-			r.failf("next-event = %s, want %s", got, exp[0])
-		}
+		return "none"
 	case "set":
 		r.set(r.kv(words[1:]))
 	case "state":
-		r.checkState(r.lock.State(), r.kv(words[1:]))
+		return r.state(r.lock.State())
 	case "waiters":
-		if got := r.lock.Waiters(); got != int(r.num(words[1])) {
-			r.failf("waiters = %d, want %s", got, words[1])
-		}
+		return strconv.Itoa(r.lock.Waiters())
 	case "holders":
-		r.checkHolders(words[1:])
+		return r.holders()
 	case "stat":
-		for _, w := range words[1:] {
-			name, v, _ := strings.Cut(w, "=")
-			c := counterByName(r, name)
-			if got := r.st[c]; got != uint64(r.num(v)) {
-				r.failf("stat %s = %d, want %s", name, got, v)
-			}
+		var out []string
+		for _, name := range words[1:] {
+			out = append(out, fmt.Sprintf("%s=%d", name, r.st[counterByName(r, name)]))
 		}
+		return strings.Join(out, " ")
 	case "cancel":
 		kv := r.kv(words[1:2])
 		keep := len(words) > 2 && words[2] == "keep"
@@ -177,16 +190,12 @@ func (r *scriptRunner) exec(line string) {
 		)
 		rep, found, r.pending = r.lock.Cancel(r.now, uint64(kv["tag"]), keep, r.pending)
 		if !found {
-			if exp[0] != "notfound" {
-				r.failf("cancel: not found, want %s", exp[0])
-			}
-			return
+			return "notfound"
 		}
-		c := r.tagClient(uint64(kv["tag"]))
-		r.checkReply(c, rep, exp[0], exp[1:], false)
 		if rep.Status == dlock.ErrAgain {
-			r.cache[c] = rep.State
+			r.cache[r.tags[uint64(kv["tag"])]] = rep.State
 		}
+		return r.reply(rep, true)
 	default:
 		if !strings.HasPrefix(words[0], "c") || len(words) < 2 {
 			r.failf("unknown statement %q", line)
@@ -196,18 +205,19 @@ func (r *scriptRunner) exec(line string) {
 		case "drop":
 			r.pending = r.lock.Drop(r.now, client, r.pending)
 		case "acquire":
-			r.acquire(client, words[2:], exp)
+			return r.acquire(client, words[2:])
 		default:
-			r.command(client, words[1], words[2:], exp)
+			return r.command(client, words[1], words[2:])
 		}
 	}
+	return ""
 }
 
-func (r *scriptRunner) tagClient(tag uint64) int32 { return r.tags[tag] }
-
-func (r *scriptRunner) acquire(client int32, args, exp []string) {
-	r.t.Helper()
+func (r *scriptRunner) acquire(client int32, args []string) string {
 	w := Waiter{Client: client, Expire: 5}
+	if len(args) == 0 {
+		r.failf("acquire needs a mode")
+	}
 	if args[0] == "shared" {
 		w.Mode = dlock.Shared
 	}
@@ -229,15 +239,12 @@ func (r *scriptRunner) acquire(client int32, args, exp []string) {
 	rep, queued, wake := r.lock.Acquire(r.now, w, &r.st, r.pending)
 	r.pending = wake
 	if queued {
-		if exp[0] != "queued" {
-			r.failf("acquire queued, want %s", exp[0])
-		}
-		return
+		return "queued"
 	}
-	r.checkReply(client, rep, exp[0], exp[1:], false)
 	if rep.Status == dlock.Success {
 		r.cache[client] = rep.State
 	}
+	return r.reply(rep, false)
 }
 
 var cmdNames = map[string]dlock.Cmd{
@@ -251,8 +258,7 @@ var cmdNames = map[string]dlock.Cmd{
 	"shared-ticket-trylock":    dlock.CmdSharedTicketTrylock,
 }
 
-func (r *scriptRunner) command(client int32, name string, args, exp []string) {
-	r.t.Helper()
+func (r *scriptRunner) command(client int32, name string, args []string) string {
 	cmd, ok := cmdNames[name]
 	if !ok {
 		if !strings.HasPrefix(name, "cmd") {
@@ -292,83 +298,62 @@ func (r *scriptRunner) command(client int32, name string, args, exp []string) {
 	r.pending = wake
 	isGrant := cmd == dlock.CmdExclusiveTrylock || cmd == dlock.CmdSharedTrylock ||
 		cmd == dlock.CmdExclusiveTicketTrylock || cmd == dlock.CmdSharedTicketTrylock
-	r.checkReply(client, rep, exp[0], exp[1:], !isGrant)
 	if rep.Status == dlock.Success ||
 		(rep.Status == dlock.ErrAgain && (cmd == dlock.CmdExclusiveTrylock || cmd == dlock.CmdSharedTrylock)) {
 		r.cache[client] = rep.State
 	}
+	return r.reply(rep, !isGrant)
 }
 
-func (r *scriptRunner) checkReply(client int32, rep Reply, code string, exp []string, noToken bool) {
-	r.t.Helper()
-	want := statusByName(r, code)
-	if rep.Status != want {
-		r.failf("c%d: status = %v, want %v (state %+v)", client-1, rep.Status, want, r.decode(rep.State))
-	}
-	kv := r.kv(exp)
-	if tok, ok := kv["token"]; ok {
-		if tok == 0 && rep.Token != 0 {
-			r.failf("token = %d, want 0", rep.Token)
-		}
-		if tok != 0 && rep.Token <= r.lastTok {
-			r.failf("token = %d, want > %d", rep.Token, r.lastTok)
-		}
-		delete(kv, "token")
-	}
+// reply renders a reply and checks its token: none on a non-grant, and a
+// grant's larger than every earlier one.
+func (r *scriptRunner) reply(rep Reply, noToken bool) string {
 	if noToken && rep.Token != 0 {
 		r.failf("token %d on a non-grant", rep.Token)
 	}
 	if rep.Status == dlock.Success && !noToken && rep.Token <= r.lastTok {
 		r.failf("grant token %d not above %d", rep.Token, r.lastTok)
 	}
+	out := strings.TrimPrefix(rep.Status.String(), "DLOCK_") + " " + r.state(rep.State)
 	if rep.Token != 0 {
+		if rep.Token <= r.lastTok {
+			r.failf("token %d not above %d", rep.Token, r.lastTok)
+		}
 		r.lastTok = rep.Token
+		out += " token=+"
 	}
-	r.checkState(rep.State, kv)
+	return out
 }
 
-func (r *scriptRunner) decode(s dlock.LockState) any {
-	switch r.lock.Type() {
-	case dlock.Atomic:
-		return s.Atomic()
-	case dlock.RW:
-		return s.RW()
-	}
-	return s.Fair()
-}
-
-func (r *scriptRunner) checkState(s dlock.LockState, kv map[string]int64) {
-	r.t.Helper()
-	got := map[string]int64{}
+// state renders a lock state.
+func (r *scriptRunner) state(s dlock.LockState) string {
+	n := func(v uint64) string { return scripttest.Num(v) }
 	switch r.lock.Type() {
 	case dlock.Atomic:
 		a := s.Atomic()
-		got["owner"], got["timeout"] = int64(a.Owner), int64(a.Timeout)
+		return fmt.Sprintf("owner=%s timeout=%s", owner(a.Owner), n(uint64(a.Timeout)))
 	case dlock.RW:
 		a := s.RW()
-		got["owner"], got["timeout"], got["rcount"] = int64(a.Owner), int64(a.Timeout), int64(a.RCount)
-	default:
-		f := s.Fair()
-		got["nx"], got["ns"], got["mx"], got["ms"] = int64(f.Nx), int64(f.Ns), int64(f.Mx), int64(f.Ms)
-		got["timeout"], got["rms"], got["rcnt"] = int64(f.Timeout), int64(f.RMs), int64(f.RCnt)
-		got["rflag"] = 0
-		if f.RFlag {
-			got["rflag"] = 1
-		}
+		return fmt.Sprintf("owner=%s timeout=%s rcount=%d", owner(a.Owner), n(uint64(a.Timeout)), a.RCount)
 	}
-	for k, v := range kv {
-		g, ok := got[k]
-		if !ok {
-			r.failf("unknown state key %q", k)
-		}
-		if g != v {
-			r.failf("%s = %d, want %d (state %+v)", k, g, v, r.decode(s))
-		}
+	f := s.Fair()
+	rflag := 0
+	if f.RFlag {
+		rflag = 1
 	}
+	return fmt.Sprintf("nx=%s ns=%s mx=%s ms=%s timeout=%s rms=%s rflag=%d rcnt=%d",
+		n(uint64(f.Nx)), n(uint64(f.Ns)), n(uint64(f.Mx)), n(uint64(f.Ms)), n(uint64(f.Timeout)), n(uint64(f.RMs)), rflag, f.RCnt)
+}
+
+// owner writes client id K+1 as cK.
+func owner(id int32) string {
+	if id > 0 {
+		return fmt.Sprintf("c%d", id-1)
+	}
+	return strconv.Itoa(int(id))
 }
 
 func (r *scriptRunner) set(kv map[string]int64) {
-	r.t.Helper()
 	f := &r.lock.f
 	for k, v := range kv {
 		switch k {
@@ -388,28 +373,17 @@ func (r *scriptRunner) set(kv map[string]int64) {
 	}
 }
 
-func (r *scriptRunner) checkHolders(args []string) {
-	r.t.Helper()
+func (r *scriptRunner) holders() string {
 	excl, shared := r.lock.Holders(nil)
-	for _, a := range args {
-		k, v, _ := strings.Cut(a, "=")
-		switch k {
-		case "excl":
-			if want := r.clientID(v); excl != want {
-				r.failf("exclusive holder = %d, want %d", excl, want)
-			}
-		case "shared":
-			var want []int32
-			if v != "none" {
-				for _, c := range strings.Split(v, ",") {
-					want = append(want, r.clientID(c))
-				}
-			}
-			if fmt.Sprint(sortedIDs(shared)) != fmt.Sprint(sortedIDs(want)) {
-				r.failf("shared holders = %v, want %v", shared, want)
-			}
+	sh := "none"
+	if len(shared) > 0 {
+		var names []string
+		for _, c := range sortedIDs(shared) {
+			names = append(names, owner(c))
 		}
+		sh = strings.Join(names, ",")
 	}
+	return fmt.Sprintf("excl=%s shared=%s", owner(excl), sh)
 }
 
 func sortedIDs(s []int32) []int32 {
@@ -418,35 +392,19 @@ func sortedIDs(s []int32) []int32 {
 	return out
 }
 
-func (r *scriptRunner) clientID(v string) int32 {
-	if strings.HasPrefix(v, "c") {
-		return int32(r.num(v[1:])) + 1
-	}
-	return int32(r.num(v))
-}
-
 func (r *scriptRunner) kv(args []string) map[string]int64 {
-	r.t.Helper()
 	m := map[string]int64{}
 	for _, a := range args {
 		k, v, ok := strings.Cut(a, "=")
 		if !ok {
 			r.failf("expected key=value, got %q", a)
 		}
-		switch {
-		case k == "token" && v == "+":
-			m[k] = 1
-		case k == "owner" && strings.HasPrefix(v, "c"):
-			m[k] = int64(r.clientID(v))
-		default:
-			m[k] = r.num(v)
-		}
+		m[k] = r.num(v)
 	}
 	return m
 }
 
 func (r *scriptRunner) num(s string) int64 {
-	r.t.Helper()
 	n, err := strconv.ParseInt(s, 0, 64)
 	if err != nil {
 		r.failf("bad number %q", s)
@@ -454,20 +412,7 @@ func (r *scriptRunner) num(s string) int64 {
 	return n
 }
 
-func statusByName(r *scriptRunner, name string) dlock.Status {
-	r.t.Helper()
-	for _, s := range []dlock.Status{dlock.Success, dlock.ErrAgain, dlock.ErrTimeout, dlock.ErrInval,
-		dlock.ErrFail, dlock.ErrLockNotGet, dlock.ErrGeneric} {
-		if strings.TrimPrefix(s.String(), "DLOCK_") == name {
-			return s
-		}
-	}
-	r.failf("unknown status %q", name)
-	return 0
-}
-
 func counterByName(r *scriptRunner, name string) dlock.Counter {
-	r.t.Helper()
 	for c := dlock.Counter(0); int(c) < dlock.NumCounters; c++ {
 		if c.String() == name {
 			return c

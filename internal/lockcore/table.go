@@ -95,14 +95,13 @@ func (t *Table) Get(client int32, desc []byte, typ dlock.LockType, preferred int
 		}
 		l = NewLock(typ, &t.tokens)
 		l.id, l.desc = id, string(desc)
-		l.refs = make(map[int32]uint32)
 		t.byDesc[l.desc] = l
 		t.byID[id] = l
 	} else if l.typ != typ {
 		return 0, dlock.ErrGeneric
 	}
-	if _, ok := l.refs[client]; !ok {
-		l.refs[client] = lease
+	if !l.refs.has(client) {
+		l.refs.add(client, lease)
 		set := t.clients[client]
 		if set == nil {
 			set = make(map[int32]struct{})
@@ -142,7 +141,7 @@ func (t *Table) Release(now uint32, client int32, id int32, wake []Grant) (dlock
 	if l == nil {
 		return dlock.ErrGeneric, wake
 	}
-	if _, ok := l.refs[client]; !ok {
+	if !l.refs.has(client) {
 		return dlock.ErrGeneric, wake
 	}
 	wake = t.release(now, client, l, wake)
@@ -160,8 +159,8 @@ func (t *Table) Release(now uint32, client int32, id int32, wake []Grant) (dlock
 // caller's business.
 func (t *Table) release(now uint32, client int32, l *Lock, wake []Grant) []Grant {
 	wake = l.Drop(now, client, wake)
-	delete(l.refs, client)
-	if len(l.refs) > 0 {
+	l.refs.remove(client)
+	if l.refs.len() > 0 {
 		return wake
 	}
 	for l.q.len() > 0 {
@@ -182,8 +181,7 @@ func (t *Table) Has(client int32, id int32) bool {
 	if l == nil {
 		return false
 	}
-	_, ok := l.refs[client]
-	return ok
+	return l.refs.has(client)
 }
 
 // Lease returns the lease_time client gave when it got lock id.
@@ -192,8 +190,7 @@ func (t *Table) Lease(client int32, id int32) (uint32, bool) {
 	if l == nil {
 		return 0, false
 	}
-	v, ok := l.refs[client]
-	return v, ok
+	return l.refs.get(client)
 }
 
 // RemoveClient drops everything client has in the table: its holds are

@@ -1,7 +1,6 @@
 package umo
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,10 +10,12 @@ import (
 	"testing"
 
 	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/internal/scripttest"
 )
 
-// TestScripts replays the scenario scripts in testdata/*.txt. Each line is one
-// command, optionally followed by "->" and what it must produce:
+// TestScripts replays the scenario scripts in testdata/*.txt through
+// internal/scripttest (go test -rewrite regenerates the expectations). Each
+// line is one command, optionally followed by "->" and what it produces:
 //
 //	# comment
 //	limit 3                        start over with an empty table of 3 objects
@@ -34,133 +35,138 @@ import (
 // Client cN has id N. A descriptor is a Go-quoted string, optionally
 // repeated: "a"*513. create's lease defaults to 10, init to 0, and pref to
 // the djb2 hash of the descriptor, as the C client sends it; get's lease
-// defaults to 10. Status names are the C names with or without "DLOCK_".
-// An id is a number or a $variable, bound by its first "id=$v". Failed
-// commands must return id 0 (checked whether or not "id=" is given).
-// After every command the table's indexes are checked for consistency.
+// defaults to 10. Status names are the C names without "DLOCK_". An id is a
+// number or a $variable: an expectation "id=$v" with $v unbound binds $v to
+// the id returned, and an id bound to a variable is written as the
+// variable. A failed create or get must return id 0. After every command the
+// table's indexes are checked for consistency.
 func TestScripts(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
+	scripttest.Run(t, filepath.Join("testdata", "*.txt"), func() scripttest.Script { return newScript() })
+}
+
+// TestScriptRewrite: a wrong expectation is reported on its line, and the
+// rewrite mode puts the actual output back.
+func TestScriptRewrite(t *testing.T) {
+	orig, err := os.ReadFile(filepath.Join("testdata", "ops.txt"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) == 0 {
-		t.Fatal("no scripts in testdata")
+	const right = "faa $v 5 -> SUCCESS old=10"
+	line := slices.Index(strings.Split(string(orig), "\n"), right) + 1
+	if line == 0 {
+		t.Fatalf("testdata/ops.txt has no line %q", right)
 	}
-	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) { runScript(t, f) })
+	wrong := strings.Replace(string(orig), right, "faa $v 5 -> SUCCESS old=11", 1)
+	file := filepath.Join(t.TempDir(), "ops.txt")
+	if err := os.WriteFile(file, []byte(wrong), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mism, _, err := scripttest.Execute([]byte(wrong), newScript())
+	if err != nil || len(mism) != 1 || mism[0].Line != line || mism[0].Got != "SUCCESS old=10" {
+		t.Fatalf("wrong expectation: mismatches %v, error %v; want one on line %d", mism, err, line)
+	}
+	t.Run("rewrite", func(t *testing.T) {
+		scripttest.Files(t, file, func() scripttest.Script { return newScript() }, scripttest.Options{Rewrite: true})
+	})
+	fixed, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(fixed) != string(orig) {
+		t.Fatalf("rewritten script differs from the original:\n%s", fixed)
 	}
 }
 
 type script struct {
-	t    *testing.T
-	pos  string // file:line of the current command
 	tab  *Table
 	now  uint32
 	vars map[string]int32
 }
 
-func runScript(t *testing.T, file string) {
-	fh, err := os.Open(file)
+func newScript() *script { return &script{tab: NewTable(Limits{}), vars: map[string]int32{}} }
+
+// Exec runs one command and checks the table's consistency after it.
+func (s *script) Exec(line, want string) (string, error) {
+	out, err := s.exec(line, want)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
-	defer fh.Close()
-	s := &script{t: t, tab: NewTable(Limits{}), vars: map[string]int32{}}
-	sc := bufio.NewScanner(fh)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		s.pos = fmt.Sprintf("%s:%d", file, n)
-		if err := s.exec(line); err != nil {
-			t.Errorf("%s: %s: %v", s.pos, line, err)
-		}
-		if err := s.tab.check(); err != nil {
-			t.Fatalf("%s: %s: inconsistent table: %v", s.pos, line, err)
-		}
+	if err := s.tab.check(); err != nil {
+		return "", fmt.Errorf("inconsistent table: %v", err)
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
+	return out, nil
 }
 
-func (s *script) exec(line string) error {
-	cmdPart, want, hasWant := strings.Cut(line, "->")
-	want = strings.TrimSpace(want)
-	toks, err := tokenize(cmdPart)
+func (s *script) exec(line, want string) (string, error) {
+	toks, err := tokenize(line)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if len(toks) == 0 {
-		return fmt.Errorf("empty command")
+		return "", fmt.Errorf("empty command")
 	}
 	client := int32(-1)
 	if c, ok := parseClient(toks[0]); ok {
 		client = c
 		toks = toks[1:]
 		if len(toks) == 0 {
-			return fmt.Errorf("client without command")
+			return "", fmt.Errorf("client without command")
 		}
 	}
 	verb, args := toks[0], toks[1:]
 	needClient := verb == "create" || verb == "get" || verb == "release" || verb == "destroy"
 	if needClient != (client >= 0) {
-		return fmt.Errorf("%q: client prefix is required exactly for create/get/release/destroy", verb)
-	}
-	needWant := verb != "at" && verb != "limit" && verb != "remove"
-	if needWant != hasWant {
-		return fmt.Errorf("%q: \"->\" expectation is required except for at/limit/remove", verb)
+		return "", fmt.Errorf("%q: client prefix is required exactly for create/get/release/destroy", verb)
 	}
 
 	switch verb {
 	case "limit":
 		n, err := s.num(args, 1)
 		if err != nil {
-			return err
+			return "", err
 		}
 		s.tab = NewTable(Limits{MaxObjects: int(n[0])})
 		s.vars = map[string]int32{}
-		return nil
+		return "", nil
 	case "at":
 		n, err := s.num(args, 1)
 		if err != nil {
-			return err
+			return "", err
 		}
 		s.now = uint32(n[0])
-		return nil
+		return "", nil
 	case "remove":
 		if len(args) != 1 {
-			return fmt.Errorf("remove takes one client")
+			return "", fmt.Errorf("remove takes one client")
 		}
 		c, ok := parseClient(args[0])
 		if !ok {
-			return fmt.Errorf("bad client %q", args[0])
+			return "", fmt.Errorf("bad client %q", args[0])
 		}
 		s.tab.RemoveClient(s.now, c)
-		return nil
+		return "", nil
 	case "len":
-		return expectEqual("len", strconv.Itoa(s.tab.Len()), want)
+		return strconv.Itoa(s.tab.Len()), nil
 	case "show":
 		if len(args) != 1 {
-			return fmt.Errorf("show takes one id")
+			return "", fmt.Errorf("show takes one id")
 		}
 		id, err := s.id(args[0])
 		if err != nil {
-			return err
+			return "", err
 		}
-		return expectEqual("show", s.tab.render(id), want)
+		return s.tab.render(id), nil
 	case "create", "get":
 		if len(args) == 0 {
-			return fmt.Errorf("%s needs a descriptor", verb)
+			return "", fmt.Errorf("%s needs a descriptor", verb)
 		}
 		desc, err := parseDesc(args[0])
 		if err != nil {
-			return err
+			return "", err
 		}
-		kv, err := keyValues(args[1:])
+		kv, err := scripttest.Fields(args[1:])
 		if err != nil {
-			return err
+			return "", err
 		}
 		lease, init, pref := uint64(10), uint64(0), int64(int32(djb2(desc)))
 		for k, v := range kv {
@@ -175,7 +181,7 @@ func (s *script) exec(line string) error {
 				err = fmt.Errorf("unknown argument %s=", k)
 			}
 			if err != nil {
-				return err
+				return "", err
 			}
 		}
 		var id int32
@@ -185,19 +191,20 @@ func (s *script) exec(line string) error {
 		} else {
 			id, st = s.tab.Get(s.now, client, desc, uint32(lease))
 		}
-		if st != dlock.Success && id != 0 {
-			return fmt.Errorf("%v returned with id %d, want 0", st, id)
+		if st != dlock.Success {
+			if id != 0 {
+				return "", fmt.Errorf("%v returned with id %d, want 0", st, id)
+			}
+			return status(st) + " id=0", nil
 		}
-		return s.expect(st, want, map[string]func(string) error{
-			"id": func(w string) error { return s.matchID(w, id) },
-		})
+		return status(st) + " id=" + s.nameID(id, want), nil
 	case "release", "destroy":
 		if len(args) != 1 {
-			return fmt.Errorf("%s takes one id", verb)
+			return "", fmt.Errorf("%s takes one id", verb)
 		}
 		id, err := s.id(args[0])
 		if err != nil {
-			return err
+			return "", err
 		}
 		var st dlock.Status
 		if verb == "release" {
@@ -205,87 +212,67 @@ func (s *script) exec(line string) error {
 		} else {
 			st = s.tab.Destroy(s.now, client, id)
 		}
-		return s.expect(st, want, nil)
+		return status(st), nil
 	case "faa", "cas", "load":
 		nargs := map[string]int{"faa": 2, "cas": 3, "load": 1}[verb]
 		if len(args) != nargs {
-			return fmt.Errorf("%s takes %d arguments", verb, nargs)
+			return "", fmt.Errorf("%s takes %d arguments", verb, nargs)
 		}
 		id, err := s.id(args[0])
 		if err != nil {
-			return err
+			return "", err
 		}
 		var v [2]uint64
 		for i, a := range args[1:] {
 			if v[i], err = parseU64(a); err != nil {
-				return err
+				return "", err
 			}
 		}
 		var got uint64
 		var st dlock.Status
-		key := "value"
 		switch verb {
 		case "faa":
 			got, st = s.tab.FetchAndAdd(id, v[0])
-			key = "old"
 		case "cas":
 			st = s.tab.CompareAndSwap(id, v[0], v[1])
 		case "load":
 			got, st = s.tab.Load(id)
 		}
-		return s.expect(st, want, map[string]func(string) error{
-			key: func(w string) error {
-				n, err := parseU64(w)
-				if err != nil {
-					return err
-				}
-				return expectEqual(key, strconv.FormatUint(got, 10), strconv.FormatUint(n, 10))
-			},
-		})
+		if st != dlock.Success || verb == "cas" {
+			return status(st), nil
+		}
+		key := map[string]string{"faa": "old", "load": "value"}[verb]
+		return status(st) + " " + key + "=" + scripttest.Num(got), nil
 	}
-	return fmt.Errorf("unknown command %q", verb)
+	return "", fmt.Errorf("unknown command %q", verb)
 }
 
-// expect compares a status with the first word of want and hands the
-// key=value words after it to checks.
-func (s *script) expect(st dlock.Status, want string, checks map[string]func(string) error) error {
-	words := strings.Fields(want)
-	if len(words) == 0 {
-		return fmt.Errorf("expectation has no status")
-	}
-	name := strings.TrimPrefix(st.String(), "DLOCK_")
-	if name != strings.TrimPrefix(words[0], "DLOCK_") {
-		return fmt.Errorf("status %s, want %s", name, words[0])
-	}
-	kv, err := keyValues(words[1:])
-	if err != nil {
-		return err
-	}
-	for k, v := range kv {
-		check := checks[k]
-		if check == nil {
-			return fmt.Errorf("nothing to compare %s= with", k)
-		}
-		if err := check(v); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func status(st dlock.Status) string { return strings.TrimPrefix(st.String(), "DLOCK_") }
 
-// matchID binds a $variable on first use and otherwise compares.
-func (s *script) matchID(w string, got int32) error {
-	if strings.HasPrefix(w, "$") {
-		if want, ok := s.vars[w]; ok {
-			if got != want {
-				return fmt.Errorf("id = %d, want %d (%s)", got, want, w)
+// nameID writes id as the variable the expectation names for it (binding
+// it if unbound), else as a variable already bound to it, else as a number.
+func (s *script) nameID(id int32, want string) string {
+	for _, w := range strings.Fields(want) {
+		if v, ok := strings.CutPrefix(w, "id="); ok && strings.HasPrefix(v, "$") {
+			if bound, ok := s.vars[v]; !ok {
+				s.vars[v] = id
+				return v
+			} else if bound == id {
+				return v
 			}
-			return nil
 		}
-		s.vars[w] = got
-		return nil
 	}
-	return expectEqual("id", strconv.Itoa(int(got)), w)
+	var names []string
+	for name, v := range s.vars {
+		if v == id {
+			names = append(names, name)
+		}
+	}
+	if len(names) > 0 {
+		slices.Sort(names)
+		return names[0]
+	}
+	return strconv.Itoa(int(id))
 }
 
 // id resolves a number or a bound $variable.
@@ -316,34 +303,28 @@ func (s *script) num(args []string, n int) ([]int64, error) {
 	return out, nil
 }
 
-func expectEqual(what, got, want string) error {
-	if got != want {
-		return fmt.Errorf("%s = %s, want %s", what, got, want)
-	}
-	return nil
-}
-
 // render describes object id the way "show" expects it.
 func (t *Table) render(id int32) string {
 	o := t.byID[id]
 	if o == nil {
 		return "gone"
 	}
-	clients := make([]int32, 0, len(o.getters))
-	for c := range o.getters {
+	clients := make([]int32, 0, o.getters.len())
+	for c := range o.getters.clients() {
 		clients = append(clients, c)
 	}
 	slices.Sort(clients)
 	getters := make([]string, len(clients))
 	for i, c := range clients {
-		getters[i] = fmt.Sprintf("c%d@%d", c, o.getters[c])
+		d, _ := o.getters.get(c)
+		getters[i] = fmt.Sprintf("c%d@%d", c, d)
 	}
 	g := strings.Join(getters, ",")
 	if g == "" {
 		g = "-"
 	}
 	return fmt.Sprintf("owner=%d refs=%d getters=%s destroyed=%t lease=%d value=%d",
-		o.owner, len(o.getters), g, o.destroyed, o.maxLease, o.value)
+		o.owner, o.getters.len(), g, o.destroyed, o.maxLease, o.value)
 }
 
 // tokenize splits a command on blanks, keeping quoted descriptors (and a
@@ -408,21 +389,6 @@ func parseU64(w string) (uint64, error) {
 	return strconv.ParseUint(w, 0, 64)
 }
 
-func keyValues(words []string) (map[string]string, error) {
-	kv := make(map[string]string, len(words))
-	for _, w := range words {
-		k, v, ok := strings.Cut(w, "=")
-		if !ok {
-			return nil, fmt.Errorf("want key=value, got %q", w)
-		}
-		if _, dup := kv[k]; dup {
-			return nil, fmt.Errorf("duplicate %s=", k)
-		}
-		kv[k] = v
-	}
-	return kv, nil
-}
-
 // djb2 is the client's descriptor hash (SEMANTICS.md §3).
 func djb2(b []byte) uint32 {
 	h := uint32(5381)
@@ -451,7 +417,7 @@ func (t *Table) check() error {
 		if t.byDesc[o.desc] != o {
 			return fmt.Errorf("object %d not found by its descriptor", id)
 		}
-		if o.destroyed && len(o.getters) == 0 {
+		if o.destroyed && o.getters.len() == 0 {
 			return fmt.Errorf("object %d destroyed and unreferenced but not freed", id)
 		}
 		if o.owner < 0 {
@@ -463,7 +429,7 @@ func (t *Table) check() error {
 			}
 			owned[o.owner][id] = struct{}{}
 		}
-		for c, d := range o.getters {
+		for c, d := range o.getters.all() {
 			if d > o.maxLease {
 				return fmt.Errorf("object %d: getter c%d lease %d beyond max_lease %d", id, c, d, o.maxLease)
 			}

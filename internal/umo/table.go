@@ -24,8 +24,8 @@ type object struct {
 	value     uint64
 	owner     int32 // creator's client id; 0 = orphaned
 	destroyed bool
-	maxLease  uint32           // latest lease deadline ever granted; not lowered on release
-	getters   map[int32]uint32 // client id → its lease deadline; refcnt is len(getters)
+	maxLease  uint32 // latest lease deadline ever granted; not lowered on release
+	getters   leases // client id → its lease deadline; refcnt is getters.len()
 }
 
 // passed reports whether the object's lease has run out at now.
@@ -33,7 +33,7 @@ func (o *object) passed(now uint32) bool { return now > o.maxLease }
 
 // unreferenced reports whether a destroyed object may be freed at now: nobody
 // has it or its lease has passed.
-func (o *object) unreferenced(now uint32) bool { return len(o.getters) == 0 || o.passed(now) }
+func (o *object) unreferenced(now uint32) bool { return o.getters.len() == 0 || o.passed(now) }
 
 // extend raises max_lease to d if d is later.
 func (o *object) extend(d uint32) {
@@ -145,10 +145,10 @@ func (t *Table) Create(now uint32, client int32, desc []byte, preferred int32, l
 // refresh recycles a destroyed object whose references no longer hold it
 // (with the value reset to init; upstream keeps the old value).
 func (t *Table) refresh(o *object, now uint32, client int32, lease uint32, init uint64) {
-	for g := range o.getters {
+	for g := range o.getters.clients() {
 		t.unindex(t.got, g, o.id)
 	}
-	clear(o.getters)
+	o.getters.reset()
 	t.setOwner(o, client)
 	o.destroyed = false
 	o.maxLease = deadline(now, lease)
@@ -190,14 +190,11 @@ func (t *Table) Get(now uint32, client int32, desc []byte, lease uint32) (int32,
 	if o.destroyed {
 		return 0, dlock.ErrObjectAlreadyDestroyed
 	}
-	if o.getters == nil {
-		o.getters = make(map[int32]uint32)
-	}
-	if _, ok := o.getters[client]; !ok {
+	if _, ok := o.getters.get(client); !ok {
 		t.index(t.got, client, o.id)
 	}
 	d := deadline(now, lease)
-	o.getters[client] = d
+	o.getters.set(client, d)
 	o.extend(d)
 	return o.id, dlock.Success
 }
@@ -212,7 +209,7 @@ func (t *Table) Release(now uint32, client int32, id int32) dlock.Status {
 	if o == nil {
 		return dlock.ErrObjectNotGet
 	}
-	if _, ok := o.getters[client]; !ok {
+	if _, ok := o.getters.get(client); !ok {
 		return dlock.ErrObjectNotGet
 	}
 	t.dropGetter(o, client)
@@ -336,7 +333,7 @@ func (t *Table) Info(id int32) (Info, bool) {
 		Desc:      o.desc,
 		Value:     o.value,
 		Owner:     o.owner,
-		Refs:      len(o.getters),
+		Refs:      o.getters.len(),
 		MaxLease:  o.maxLease,
 		Destroyed: o.destroyed,
 	}, true
@@ -344,7 +341,7 @@ func (t *Table) Info(id int32) (Info, bool) {
 
 // dropGetter removes client's reference to o.
 func (t *Table) dropGetter(o *object, client int32) {
-	delete(o.getters, client)
+	o.getters.del(client)
 	t.unindex(t.got, client, o.id)
 }
 
@@ -361,7 +358,7 @@ func (t *Table) setOwner(o *object, client int32) {
 
 // free deletes o and every reference to it.
 func (t *Table) free(o *object) {
-	for g := range o.getters {
+	for g := range o.getters.clients() {
 		t.unindex(t.got, g, o.id)
 	}
 	t.setOwner(o, 0)

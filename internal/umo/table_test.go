@@ -331,9 +331,9 @@ func (t *Table) clone() *Table {
 	c.idMax, c.cursor = t.idMax, t.cursor
 	for id, o := range t.byID {
 		oc := *o
-		oc.getters = make(map[int32]uint32, len(o.getters))
-		for g, d := range o.getters {
-			oc.getters[g] = d
+		oc.getters = leases{}
+		for g, d := range o.getters.all() {
+			oc.getters.set(g, d)
 			c.index(c.got, g, id)
 		}
 		if o.owner != 0 {

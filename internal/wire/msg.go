@@ -164,8 +164,14 @@ type GetLockReply struct {
 
 // Append appends the reply frame.
 func (m *GetLockReply) Append(dst []byte, id uint32, status int32) []byte {
+	return m.AppendType(dst, TGetLock.Reply(), id, status)
+}
+
+// AppendType appends a reply frame of type t (the reply to TGetLock, or to
+// a TOpenLockOp whose lock command did not run).
+func (m *GetLockReply) AppendType(dst []byte, t Type, id uint32, status int32) []byte {
 	start := len(dst)
-	dst = appendHeader(dst, TGetLock.Reply(), id, status)
+	dst = appendHeader(dst, t, id, status)
 	dst = le.AppendUint32(dst, uint32(m.ID))
 	dst = le.AppendUint32(dst, m.Lease)
 	dst = append(dst, m.Type, 0, 0, 0)
@@ -276,22 +282,29 @@ func (m *LockOp) Append(dst []byte, id uint32, client int32) []byte {
 // AppendType appends a frame of type t (TLockOp or TAbandon) with m's body.
 func (m *LockOp) AppendType(dst []byte, t Type, id uint32, client int32) []byte {
 	start := len(dst)
-	dst = appendHeader(dst, t, id, client)
-	dst = le.AppendUint32(dst, uint32(m.LockID))
-	dst = append(dst, m.Cmd, m.Flags, 0, 0)
-	dst = append(dst, m.Arg[:]...)
-	dst = le.AppendUint32(dst, m.WaitMillis)
+	dst = m.appendBody(appendHeader(dst, t, id, client))
 	return finish(dst, start)
 }
 
-// Decode fills m from a body.
-func (m *LockOp) Decode(b []byte) error {
-	r := reader{b: b}
+func (m *LockOp) appendBody(dst []byte) []byte {
+	dst = le.AppendUint32(dst, uint32(m.LockID))
+	dst = append(dst, m.Cmd, m.Flags, 0, 0)
+	dst = append(dst, m.Arg[:]...)
+	return le.AppendUint32(dst, m.WaitMillis)
+}
+
+func (m *LockOp) read(r *reader) {
 	m.LockID = r.i32()
 	m.Cmd, m.Flags = r.u8(), r.u8()
 	r.take(2)
 	r.state(&m.Arg)
 	m.WaitMillis = r.u32()
+}
+
+// Decode fills m from a body.
+func (m *LockOp) Decode(b []byte) error {
+	r := reader{b: b}
+	m.read(&r)
 	return r.done()
 }
 

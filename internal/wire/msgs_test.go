@@ -241,6 +241,16 @@ var kinds = []kind{
 		},
 	},
 	{
+		name:   "OpenLockOp",
+		t:      TOpenLockOp,
+		desc:   true,
+		fresh:  func() decoder { return new(OpenLockOp) },
+		sample: func(_, dlen int) decoder { return &OpenLockOp{Op: sampleLockOp(5), Open: sampleGetLock(1, dlen)} },
+		append: func(dst []byte, m decoder, id uint32, w int32) []byte {
+			return m.(*OpenLockOp).Append(dst, id, w)
+		},
+	},
+	{
 		name:  "BatchLockOp",
 		t:     TBatchLockOp,
 		batch: true,
@@ -338,7 +348,7 @@ func (t Type) name() string {
 		TBatchLockOp: "batchlockop", TCancel: "cancel", TUpdateLocks: "updatelocks",
 		TObjCreate: "objcreate", TObjGet: "objget", TObjRelease: "objrelease",
 		TObjDestroy: "objdestroy", TObjFAA: "objfaa", TObjCAS: "objcas", TObjLoad: "objload",
-		TStats: "stats", TResetStats: "resetstats",
+		TStats: "stats", TResetStats: "resetstats", TOpenLockOp: "openlockop",
 	}
 	if t.IsReply() {
 		if n, ok := names[t&^ReplyBit]; ok {

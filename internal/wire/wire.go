@@ -41,6 +41,7 @@ const (
 	TLockQuery     Type = 0x24 // does this client hold the lock? (re-validation after recovery)
 	TAbandon       Type = 0x25 // give up a fair ticket (LockOp body; no reply)
 	TResolve       Type = 0x26 // drop a hold the client does not know it has (LockOp body; header-only reply)
+	TOpenLockOp    Type = 0x27 // get_lock and a first lock command in one request (OpenLockOp body)
 	TObjCreate     Type = 0x30 // umo_atomic64_create
 	TObjGet        Type = 0x31 // umo_atomic64_get
 	TObjRelease    Type = 0x32 // umo_atomic64_release
