@@ -46,7 +46,8 @@ func init() { clientLib.statsStart = time.Now() }
 // around it.
 type instance struct {
 	id int32
-	c  *dlock.Client
+	c  *dlock.Client // the server's client; nil for a sharded cluster (sh)
+	sh *shardedState // a sharded cluster's router and id mappings; nil for one server
 
 	mu    sync.Mutex
 	locks map[int32]*dlock.Lock     // get_lock'd locks by id
@@ -154,6 +155,10 @@ func dclient_lib_deinit() {
 	clientLib.ssl = sslSettings{}
 	clientLib.mu.Unlock()
 	for _, in := range clients {
+		if in.sh != nil {
+			in.sh.r.Close()
+			continue
+		}
 		in.c.Close()
 	}
 }
@@ -185,6 +190,13 @@ func client_init(clientID *C.int, ipStr *C.char) C.int {
 	defer cancel()
 	addr := serverAddr(ip)
 	cfg := clientConfig()
+	r, err := dialSharded(ctx, addr, cfg)
+	switch {
+	case err != nil:
+		return connectFailed(fn, addr, clientTPMode(), err)
+	case r != nil:
+		return addSharded(fn, r, addr, clientID)
+	}
 	c, err := dlock.Dial(ctx, addr, cfg)
 	if err != nil {
 		return connectFailed(fn, addr, clientTPMode(), err)
@@ -205,6 +217,31 @@ func client_init(clientID *C.int, ipStr *C.char) C.int {
 		c.Shutdown(ctx)
 		return failed(fn, errGeneric, why, "client_id", in.id)
 	}
+	clientLib.clients[in.id] = in
+	clientLib.mu.Unlock()
+	*clientID = C.int(in.id)
+	return 0
+}
+
+// addSharded registers the instance of a sharded cluster's router r, as
+// client_init does an instance of one server.
+func addSharded(fn string, r *dlock.Router, addr string, clientID *C.int) C.int {
+	clientLib.mu.Lock()
+	var why string
+	switch {
+	case !clientLib.inited:
+		why = "the client library was deinitialised meanwhile"
+	case len(clientLib.clients) >= maxClientInstances:
+		why = "too many client instances in this process"
+	}
+	if why != "" {
+		clientLib.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
+		defer cancel()
+		r.Shutdown(ctx)
+		return failed(fn, errGeneric, why)
+	}
+	in := newShardedInstance(r, addr)
 	clientLib.clients[in.id] = in
 	clientLib.mu.Unlock()
 	*clientID = C.int(in.id)
@@ -258,7 +295,11 @@ func client_reinit(clientID C.int, ipStr *C.char) C.int {
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
 	addr := serverAddr(ip)
-	if err := in.c.Reinit(ctx, addr); err != nil {
+	if in.sh != nil {
+		if err := in.reinitShards(ctx, addr); err != nil {
+			return connectFailed(fn, addr, clientTPMode(), err)
+		}
+	} else if err := in.c.Reinit(ctx, addr); err != nil {
 		return connectFailed(fn, addr, clientTPMode(), err)
 	}
 	in.mu.Lock()
@@ -270,10 +311,14 @@ func client_reinit(clientID C.int, ipStr *C.char) C.int {
 }
 
 // rekeyLocks re-indexes the lock handles by their current ids (a recovery
-// may have given a lock a new id).
+// may have given a lock a new id). A sharded instance's C ids do not
+// change: they are the library's own.
 func (in *instance) rekeyLocks() {
 	in.mu.Lock()
 	defer in.mu.Unlock()
+	if in.sh != nil {
+		return
+	}
 	m := make(map[int32]*dlock.Lock, len(in.locks))
 	for _, l := range in.locks {
 		m[l.ID()] = l
@@ -299,6 +344,9 @@ func client_deinit(clientID C.int) C.int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
+	if in.sh != nil {
+		return statusOf(in.sh.r.Shutdown(ctx))
+	}
 	return statusOf(in.c.Shutdown(ctx))
 }
 
@@ -318,7 +366,7 @@ func client_heartbeat(clientID C.int, timeout C.uint) C.int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Duration(timeout)*time.Second)
 	defer cancel()
-	return statusOf(in.c.Heartbeat(ctx))
+	return statusOf(in.eachClient(func(c *dlock.Client) error { return c.Heartbeat(ctx) }))
 }
 
 // client_reinit_done tells the server the client finished re-registering
@@ -335,7 +383,7 @@ func client_reinit_done(clientID C.int) C.int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
-	return statusOf(in.c.ReinitDone(ctx))
+	return statusOf(in.eachClient(func(c *dlock.Client) error { return c.ReinitDone(ctx) }))
 }
 
 // update_all_locks uploads the client's locks to a new primary in recovery
@@ -352,7 +400,14 @@ func update_all_locks(clientID C.int) C.int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*controlTimeout)
 	defer cancel()
-	err := in.c.UpdateAllLocks(ctx)
+	err := in.eachClient(func(c *dlock.Client) error {
+		if in.sh != nil && !clientNewPrimary(c) {
+			// A shard whose server kept running kept this client's
+			// locks: it has nothing to take (and refuses an upload).
+			return nil
+		}
+		return c.UpdateAllLocks(ctx)
+	})
 	in.rekeyLocks()
 	return statusOf(err)
 }
@@ -387,7 +442,12 @@ func get_client_debug_stats(clientID C.int, stats *C.struct_debug_stats) C.int {
 	case in == nil:
 		return code(dlock.ErrClientNotInit)
 	}
-	st := in.c.Stats()
+	var st dlock.Stats
+	for _, c := range in.clients() {
+		for i, v := range c.Stats() {
+			st[i] += v
+		}
+	}
 	in.mu.Lock()
 	for i, v := range in.extra {
 		st[i] += v
@@ -410,7 +470,9 @@ func clear_client_debug_stats(clientID C.int) C.int {
 	case in == nil:
 		return code(dlock.ErrClientNotInit)
 	}
-	in.c.ResetStats()
+	for _, c := range in.clients() {
+		c.ResetStats()
+	}
 	in.mu.Lock()
 	in.extra = dlock.Stats{}
 	in.mu.Unlock()

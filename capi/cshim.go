@@ -21,4 +21,12 @@ var (
 	atomic64ByID = cshim.Atomic64ByID.(func(*dlock.Client, int32) *dlock.Atomic64)
 
 	setTPMode = cshim.SetTPMode.(func(*dlock.Config, uint8))
+
+	routerShards = cshim.RouterShards.(func(*dlock.Router) ([]string, []*dlock.Client, [][]string))
+
+	routerRefresh = cshim.RouterRefresh.(func(*dlock.Router, context.Context, []string) error)
+
+	dialShards = cshim.RouterDialShards.(func(*dlock.Router, context.Context) error)
+
+	clientNewPrimary = cshim.ClientNewPrimary.(func(*dlock.Client) bool)
 )

@@ -52,17 +52,21 @@ func get_lock(clientID C.int, desc *C.struct_lock_desc, lockID *C.int) C.int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
-	l, err := in.c.OpenLock(ctx, string(name), dlock.LockOptions{Type: dlock.LockType(desc.lock_type), LeaseTime: uint32(desc.lease_time)})
+	var l *dlock.Lock
+	err := in.routed(ctx, string(name), func(c *dlock.Client) (err error) {
+		l, err = c.OpenLock(ctx, string(name), dlock.LockOptions{Type: dlock.LockType(desc.lock_type), LeaseTime: uint32(desc.lease_time)})
+		return err
+	})
 	if err != nil {
 		return statusOf(err)
 	}
-	*lockID = C.int(l.ID())
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.locks[l.ID()] != nil {
+	id, dup := in.addLock(l)
+	*lockID = C.int(id)
+	if dup {
 		return errGeneric
 	}
-	in.locks[l.ID()] = l
 	return 0
 }
 
@@ -97,7 +101,7 @@ func release_lock(clientID C.int, lockID C.int) C.int {
 		}
 	}
 	in.mu.Lock()
-	delete(in.locks, int32(lockID))
+	in.dropLock(int32(lockID))
 	in.mu.Unlock()
 	return rc
 }
@@ -132,15 +136,16 @@ func batch_get_lock(clientID C.int, lockNum C.uint, descs *C.struct_lock_desc, l
 	defer cancel()
 	locks := make([]*dlock.Lock, n)
 	got := make([]int32, n)
-	if err := batchOpenLocks(in.c, ctx, names, opts, locks, got); err != nil {
+	if err := in.batchOpen(ctx, names, opts, locks, got); err != nil {
 		return statusOf(err)
 	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for i, l := range locks {
 		ids[i] = C.int(got[i])
-		if l != nil && in.locks[l.ID()] == nil {
-			in.locks[l.ID()] = l
+		if l != nil {
+			id, _ := in.addLock(l)
+			ids[i] = C.int(id)
 		}
 	}
 	return 0
@@ -178,11 +183,11 @@ func batch_release_lock(clientID C.int, lockNum C.uint, lockIDs *C.int) C.int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
-	rc := statusOf(in.c.BatchRelease(ctx, locks))
+	rc := statusOf(in.batchRelease(ctx, locks))
 	if st := dlock.Status(rc); st != dlock.ErrNotReady && st != dlock.ErrBadResponse {
 		in.mu.Lock()
 		for _, id := range sent {
-			delete(in.locks, id)
+			in.dropLock(id)
 		}
 		in.mu.Unlock()
 	}
@@ -380,11 +385,11 @@ func runBatch(in *instance, entries []batchEntry, res batchResults) {
 	out := make([]dlock.Result, len(goIdx))
 	switch kind {
 	case dlock.OpLockExclusive, dlock.OpLockShared:
-		in.c.BatchTryLock(ctx, goReqs, out)
+		in.batchTryLock(ctx, goReqs, out)
 	case dlock.OpUnlock:
-		in.c.BatchUnlock(ctx, goLks, out)
+		in.batchUnlock(ctx, goLks, out)
 	default:
-		in.c.BatchExtend(ctx, goReqs, out)
+		in.batchExtend(ctx, goReqs, out)
 	}
 	for j, i := range goIdx {
 		r := out[j]

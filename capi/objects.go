@@ -50,22 +50,38 @@ func umo_atomic64_create(clientID C.int, desc *C.struct_umo_atomic64_desc, initV
 	name := string(goBytes(desc.p_desc, C.uint(desc.len)))
 	opts := objOptions(desc)
 	opts.CreateOnly = true
-	o, err := in.c.CreateAtomic64(ctx, name, uint64(initVal), opts)
+	var o *dlock.Atomic64
+	var owner *dlock.Client
+	err := in.routed(ctx, name, func(c *dlock.Client) (err error) {
+		owner = c
+		o, err = c.CreateAtomic64(ctx, name, uint64(initVal), opts)
+		return err
+	})
 	if err != nil {
 		return statusOf(err)
 	}
-	*objID = C.int(o.ID())
+	in.mu.Lock()
+	*objID = C.int(in.addObject(owner, o.ID()))
+	in.mu.Unlock()
 	return 0
 }
 
 // handle returns a handle for object id: the one the client got, else one
 // that addresses the id on the server, which answers for objects this client
-// did not create or get.
+// did not create or get. A sharded instance knows only the ids it handed
+// out (nil for another: no shard knows it under that id).
 func (in *instance) handle(id C.int) *dlock.Atomic64 {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if o := in.got[int32(id)]; o != nil {
 		return o
+	}
+	if in.sh != nil {
+		ref, ok := in.sh.objs[int32(id)]
+		if !ok {
+			return nil
+		}
+		return atomic64ByID(ref.c, ref.id)
 	}
 	return atomic64ByID(in.c, int32(id))
 }
@@ -79,6 +95,9 @@ func umo_atomic64_destroy(clientID C.int, objID C.int) C.int {
 		return rc
 	}
 	o := in.handle(objID)
+	if o == nil {
+		return code(dlock.ErrObjectNotCreate)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
 	return statusOf(o.Destroy(ctx))
@@ -98,14 +117,21 @@ func umo_atomic64_get(clientID C.int, desc *C.struct_umo_atomic64_desc, objID *C
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
 	name := string(goBytes(desc.p_desc, C.uint(desc.len)))
-	o, err := in.c.OpenAtomic64(ctx, name, objOptions(desc))
+	var o *dlock.Atomic64
+	var owner *dlock.Client
+	err := in.routed(ctx, name, func(c *dlock.Client) (err error) {
+		owner = c
+		o, err = c.OpenAtomic64(ctx, name, objOptions(desc))
+		return err
+	})
 	if err != nil {
 		return statusOf(err)
 	}
 	in.mu.Lock()
-	in.got[o.ID()] = o
+	id := in.addObject(owner, o.ID())
+	in.got[id] = o
 	in.mu.Unlock()
-	*objID = C.int(o.ID())
+	*objID = C.int(id)
 	return 0
 }
 
@@ -118,6 +144,9 @@ func umo_atomic64_release(clientID C.int, objID C.int) C.int {
 		return rc
 	}
 	o := in.handle(objID)
+	if o == nil {
+		return code(dlock.ErrObjectNotCreate)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), controlTimeout)
 	defer cancel()
 	rc = statusOf(o.Release(ctx))

@@ -40,4 +40,26 @@ var (
 	//
 	//	func(cfg *dlock.Config, mode uint8)
 	SetTPMode any
+
+	// RouterShards returns a Router's shards whose Client is connected:
+	// names, Clients and members' addresses (the primary first):
+	//
+	//	func(r *dlock.Router) (names []string, cs []*dlock.Client, addrs [][]string)
+	RouterShards any
+
+	// RouterRefresh fetches a Router's slot map again, asking seeds first:
+	//
+	//	func(r *dlock.Router, ctx context.Context, seeds []string) error
+	RouterRefresh any
+
+	// RouterDialShards connects every shard of a Router's map:
+	//
+	//	func(r *dlock.Router, ctx context.Context) error
+	RouterDialShards any
+
+	// ClientNewPrimary reports whether a Client's last Reinit found a new
+	// primary in recovery:
+	//
+	//	func(c *dlock.Client) bool
+	ClientNewPrimary any
 )

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/dlock-io/dlock"
+)
+
+// TestCShards runs testdata/shards.c against a sharded cluster: a real etcd
+// (Debian's etcd-server) and three dlockd processes, one shard each, on
+// 127.0.0.1, .2 and .3 at the same port (the C ABI names servers by IPv4
+// address only). The test picks names from the cluster's slot map — one lock
+// per shard, two names with one djb2 hash on different shards, an object on
+// a shard other than the first — and checks that the program's batch names
+// span the three shards. Shard s1 has a standby on 127.0.0.4: the program
+// kills s1's primary and recovers through client_reinit on the standby.
+func TestCShards(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	etcdBin, err := exec.LookPath("etcd")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("etcd is not installed (apt-get install etcd-server): the C shards test needs a real etcd")
+		}
+		t.Skip("etcd not installed (apt-get install etcd-server)")
+	}
+	prog := compile(t, filepath.Join("testdata", "shards.c"))
+	dlockd := filepath.Join(t.TempDir(), "dlockd")
+	if out, err := exec.Command("go", "build", "-o", dlockd, "github.com/dlock-io/dlock/cmd/dlockd").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/dlockd: %v\n%s", err, out)
+	}
+	ports := freePorts(t, 3)
+	client, peer := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1]
+	startBg(t, etcdBin, "--name", "m0", "--data-dir", filepath.Join(t.TempDir(), "etcd"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "m0="+peer, "--logger", "zap", "--log-level", "error")
+	port := ports[2]
+	shards := []string{"s0", "s1", "s2"}
+	addrs := make([]string, len(shards)+1)
+	procs := make([]*exec.Cmd, len(shards)+1)
+	start := func(i int, shard string) {
+		addrs[i] = net.JoinHostPort(fmt.Sprintf("127.0.0.%d", i+1), port)
+		procs[i] = startBg(t, dlockd, "-addr", addrs[i], "-etcd", client, "-cluster", "capishards",
+			"-etcd-ttl", "2s", "-session-timeout", "5s", "-shard", shard, "-shards", "s0,s1,s2")
+	}
+	for i, s := range shards {
+		start(i, s)
+	}
+	waitShardMaps(t, addrs[:3], map[string]int{"s0": 1, "s1": 1, "s2": 1})
+	start(3, "s1") // the standby of s1
+	m := waitShardMaps(t, addrs, map[string]int{"s0": 1, "s1": 2, "s2": 1})
+	if a := m.Shards[1].Addrs; m.Shards[1].Name != "s1" || a[0] != addrs[1] {
+		t.Fatalf("shard s1's members: %v", m.Shards[1])
+	}
+
+	owner := func(name string) string { return m.Shards[m.Slots[dlock.SlotOf(name)]].Name }
+	// One lock name per shard, in shard order.
+	var names []string
+	for _, s := range shards {
+		for k := 0; k < 1000; k++ {
+			n := fmt.Sprintf("capi shard lock %d", k)
+			if owner(n) == s {
+				names = append(names, n)
+				break
+			}
+		}
+	}
+	// Two names with one djb2 hash ("..Az" and "..BY": 'A'*33+'z' equals
+	// 'B'*33+'Y') that different shards own.
+	var coll [2]string
+	for k := 0; k < 1000; k++ {
+		a, b := fmt.Sprintf("capi collision %d Az", k), fmt.Sprintf("capi collision %d BY", k)
+		if djb2([]byte(a)) > 0 && owner(a) != owner(b) {
+			coll = [2]string{a, b}
+			break
+		}
+	}
+	var object string
+	for k := 0; k < 1000; k++ {
+		if n := fmt.Sprintf("capi shard counter %d", k); owner(n) != shards[0] {
+			object = n
+			break
+		}
+	}
+	if len(names) != 3 || coll[0] == "" || object == "" || djb2([]byte(coll[0])) != djb2([]byte(coll[1])) {
+		t.Fatalf("could not pick names: %q %q %q", names, coll, object)
+	}
+	spanned := map[string]int{}
+	for i := 0; i < dlock.MaxBatch; i++ {
+		spanned[owner(fmt.Sprintf("shard batch %d", i))]++
+	}
+	if len(spanned) != len(shards) {
+		t.Fatalf("the program's batch spans %d shards: %v", len(spanned), spanned)
+	}
+	t.Logf("locks %q, collision %q (shards %s, %s), object %q (shard %s), batch per shard %v",
+		names, coll, owner(coll[0]), owner(coll[1]), object, owner(object), spanned)
+	out := run(t, prog, 2*time.Minute, port, names[0], names[1], names[2], coll[0], coll[1], object,
+		strconv.Itoa(procs[1].Process.Pid))
+	t.Log(out)
+}
+
+// waitShardMaps waits until every member serves a slot map with the shards
+// of want, each with its number of members, and returns the first member's
+// map.
+func waitShardMaps(t *testing.T, addrs []string, want map[string]int) *dlock.ShardMap {
+	t.Helper()
+	var last error
+	for i := 0; i < 300; i++ {
+		var first *dlock.ShardMap
+		last = nil
+		for _, a := range addrs {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			m, err := dlock.FetchShardMap(ctx, a, nil)
+			cancel()
+			switch {
+			case err != nil:
+				last = err
+			case len(m.Shards) != len(want):
+				last = fmt.Errorf("%s: %d shards", a, len(m.Shards))
+			default:
+				for _, s := range m.Shards {
+					if len(s.Addrs) != want[s.Name] {
+						last = fmt.Errorf("%s: shard %s has members %v", a, s.Name, s.Addrs)
+					}
+				}
+			}
+			if first == nil && last == nil {
+				first = m
+			}
+		}
+		if last == nil {
+			return first
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("the members' maps did not show the shards %v: %v", want, last)
+	return nil
+}
