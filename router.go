@@ -386,6 +386,39 @@ func (r *Router) OpenLock(ctx context.Context, name string, opts LockOptions) (*
 	return byName(ctx, r, name, func(c *Client) (*Lock, error) { return c.OpenLock(ctx, name, opts) })
 }
 
+// OpenAndLock opens the lock called name on the shard that owns it and
+// takes it exclusively, in one round trip (see Client.OpenAndLock).
+func (r *Router) OpenAndLock(ctx context.Context, name string, opts LockOptions) (*Lock, error) {
+	return byName(ctx, r, name, func(c *Client) (*Lock, error) {
+		l, err := c.OpenAndLock(ctx, name, opts)
+		return movedHandle(ctx, l, err)
+	})
+}
+
+// OpenAndTryLock opens the lock called name on the shard that owns it and
+// tries to take it exclusively, in one round trip (see
+// Client.OpenAndTryLock).
+func (r *Router) OpenAndTryLock(ctx context.Context, name string, opts LockOptions) (*Lock, bool, error) {
+	var ok bool
+	l, err := byName(ctx, r, name, func(c *Client) (*Lock, error) {
+		l, got, err := c.OpenAndTryLock(ctx, name, opts)
+		ok = got
+		return movedHandle(ctx, l, err)
+	})
+	return l, ok && err == nil, err
+}
+
+// movedHandle lets go of a handle that was opened on a shard whose slot
+// then moved (its lock request answered "moved"), so that the retry on the
+// new owner leaves no reference behind.
+func movedHandle(ctx context.Context, l *Lock, err error) (*Lock, error) {
+	if l != nil && errors.Is(err, ErrMoved) {
+		l.Release(ctx) // best effort: the request failed, nothing is held
+		return nil, err
+	}
+	return l, err
+}
+
 // CreateAtomic64 creates and opens the object called name on the shard that
 // owns it (see Client.CreateAtomic64).
 func (r *Router) CreateAtomic64(ctx context.Context, name string, initial uint64, opts Atomic64Options) (*Atomic64, error) {

@@ -137,6 +137,56 @@ func TestRouterFollowsMoved(t *testing.T) {
 	}
 }
 
+// TestRouterOpenAndLock: open-and-lock through a Router whose map is stale
+// follows "moved" to the shard that owns the name now, and the hold taken
+// there is exclusive.
+func TestRouterOpenAndLock(t *testing.T) {
+	ctx := testCtx(t)
+	p := newShardPair(t)
+	r, err := dlock.DialRouter(ctx, &dlock.Config{Addrs: []string{p.a.Addr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	hi := nameInSlots(t, "hi/", dlock.NumSlots/2, dlock.NumSlots)
+	lo := nameInSlots(t, "lo/", 0, dlock.NumSlots/2)
+	p.set(t, 2, dlock.NumSlots/2) // the upper half now belongs to b; r still thinks a
+
+	l, ok, err := r.OpenAndTryLock(ctx, hi, dlock.LockOptions{TTL: time.Minute})
+	if err != nil || !ok || l == nil {
+		t.Fatalf("open-and-trylock of a moved name: %v %v %v", l, ok, err)
+	}
+	if r.Map().Version != 2 || r.ShardOf(hi) != "b" {
+		t.Fatalf("after the move: version %d, %s on %q", r.Map().Version, hi, r.ShardOf(hi))
+	}
+	other := p.b.Dial(t)
+	ol, err := other.OpenLock(ctx, hi, dlock.LockOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ol.TryLock(ctx); got || err != nil {
+		t.Fatalf("b granted %s to a second client: %v %v", hi, got, err)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ol.TryLock(ctx); !got || err != nil {
+		t.Fatalf("after the router's unlock: %v %v", got, err)
+	}
+	// Busy: the open succeeds, the trylock does not.
+	l2, ok, err := r.OpenAndTryLock(ctx, hi, dlock.LockOptions{TTL: time.Minute})
+	if err != nil || ok || l2 == nil {
+		t.Fatalf("open-and-trylock of a held lock: %v %v %v", l2, ok, err)
+	}
+	ll, err := r.OpenAndLock(ctx, lo, dlock.LockOptions{TTL: time.Minute})
+	if err != nil || ll == nil || r.ShardOf(lo) != "a" {
+		t.Fatalf("open-and-lock on a: %v %v", ll, err)
+	}
+	if err := ll.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRouterUnsharded: against a server outside a sharded cluster a
 // Router is one Client.
 func TestRouterUnsharded(t *testing.T) {
