@@ -194,15 +194,7 @@ func (l *Lock) TryRLock(ctx context.Context) (bool, error) {
 
 func (l *Lock) try(ctx context.Context, op Op) (bool, error) {
 	st, err := l.do(ctx, op, l.ttl, 0, 0)
-	switch {
-	case err != nil:
-		return false, l.wrap(op, err)
-	case st == Success || st == ErrAlreadyLocked:
-		return true, nil
-	case st == ErrFail || st == ErrAgain:
-		return false, nil
-	}
-	return false, l.wrap(op, st)
+	return l.tryResult(op, st, err)
 }
 
 // Lock takes the lock exclusively, waiting until it is granted or ctx ends
@@ -221,21 +213,50 @@ func (l *Lock) RLock(ctx context.Context) error {
 }
 
 func (l *Lock) block(ctx context.Context, op Op) error {
-	// The server bounds the wait by the ctx's deadline, rounded up to whole
-	// milliseconds so that it never gives up before the caller would; the
-	// client withdraws the request when ctx ends for any other reason.
-	var wait uint32
-	d, hasDeadline := ctx.Deadline()
-	if hasDeadline {
-		left := time.Until(d)
-		if left <= 0 {
-			return l.wrap(op, context.DeadlineExceeded)
-		}
-		if ms := (left + time.Millisecond - 1) / time.Millisecond; ms <= 0xFFFFFFFF {
-			wait = uint32(ms)
-		} // else: no server-side bound; ctx's end withdraws the request
+	wait, err := blockingWait(ctx)
+	if err != nil {
+		return l.wrap(op, err)
 	}
 	st, err := l.do(ctx, op, l.ttl, wire.FlagBlock, wait)
+	return l.blockResult(ctx, op, st, err)
+}
+
+// blockingWait is the server-side bound of a blocking request under ctx:
+// its deadline rounded up to whole milliseconds, so that the server never
+// gives up before the caller would; 0 for none (ctx's end then withdraws
+// the request).
+func blockingWait(ctx context.Context) (uint32, error) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return 0, nil
+	}
+	left := time.Until(d)
+	if left <= 0 {
+		return 0, context.DeadlineExceeded
+	}
+	if ms := (left + time.Millisecond - 1) / time.Millisecond; ms <= 0xFFFFFFFF {
+		return uint32(ms), nil
+	}
+	return 0, nil
+}
+
+// tryResult turns the outcome of a trylock into TryLock's answer.
+func (l *Lock) tryResult(op Op, st Status, err error) (bool, error) {
+	switch {
+	case err != nil:
+		return false, l.wrap(op, err)
+	case st == Success || st == ErrAlreadyLocked:
+		return true, nil
+	case st == ErrFail || st == ErrAgain:
+		return false, nil
+	}
+	return false, l.wrap(op, st)
+}
+
+// blockResult turns the outcome of a blocking lock request into Lock's
+// answer.
+func (l *Lock) blockResult(ctx context.Context, op Op, st Status, err error) error {
+	_, hasDeadline := ctx.Deadline()
 	switch {
 	case err != nil:
 		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/dlock-io/dlock/internal/wire"
 )
@@ -223,56 +222,4 @@ func predictedID(desc []byte) int32 {
 		id = 1
 	}
 	return id
-}
-
-// blockingWait is the server-side bound of a blocking request under ctx:
-// its deadline rounded up to whole milliseconds, 0 for none.
-func blockingWait(ctx context.Context) (uint32, error) {
-	d, ok := ctx.Deadline()
-	if !ok {
-		return 0, nil
-	}
-	left := time.Until(d)
-	if left <= 0 {
-		return 0, context.DeadlineExceeded
-	}
-	if ms := (left + time.Millisecond - 1) / time.Millisecond; ms <= 0xFFFFFFFF {
-		return uint32(ms), nil
-	}
-	return 0, nil
-}
-
-// tryResult turns the outcome of a trylock into TryLock's answer.
-func (l *Lock) tryResult(op Op, st Status, err error) (bool, error) {
-	switch {
-	case err != nil:
-		return false, l.wrap(op, err)
-	case st == Success || st == ErrAlreadyLocked:
-		return true, nil
-	case st == ErrFail || st == ErrAgain:
-		return false, nil
-	}
-	return false, l.wrap(op, st)
-}
-
-// blockResult turns the outcome of a blocking lock request into Lock's
-// answer.
-func (l *Lock) blockResult(ctx context.Context, op Op, st Status, err error) error {
-	_, hasDeadline := ctx.Deadline()
-	switch {
-	case err != nil:
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-			err = fmt.Errorf("%w; %w", cerr, err)
-		}
-		return l.wrap(op, err)
-	case st == Success || st == ErrAlreadyLocked:
-		return nil
-	case st == ErrTimeout && hasDeadline:
-		<-ctx.Done()
-		return l.wrap(op, ctx.Err())
-	}
-	if err := ctx.Err(); err != nil {
-		return l.wrap(op, err)
-	}
-	return l.wrap(op, st.Err())
 }
