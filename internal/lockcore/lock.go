@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/internal/clientmap"
 )
 
 // Lock is one lock object: the state machine of its type, its holders, its
@@ -36,7 +37,7 @@ type Lock struct {
 	// Table bookkeeping.
 	id   int32
 	desc string
-	refs refSet // clients that have it open, with their lease_time
+	refs clientmap.Map // clients that have it open, with their lease_time
 }
 
 // NewLock returns a free lock of type t whose grants draw fencing tokens from
@@ -59,11 +60,11 @@ func (l *Lock) Descriptor() string { return l.desc }
 
 // Referenced reports whether client holds a reference to the lock.
 func (l *Lock) Referenced(client int32) bool {
-	return l.refs.has(client)
+	return l.refs.Has(client)
 }
 
 // Refs returns the number of clients holding a reference to the lock.
-func (l *Lock) Refs() int { return l.refs.len() }
+func (l *Lock) Refs() int { return l.refs.Len() }
 
 // State returns the lock's current 16-byte value as the server would report it.
 func (l *Lock) State() dlock.LockState {

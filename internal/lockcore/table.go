@@ -100,8 +100,8 @@ func (t *Table) Get(client int32, desc []byte, typ dlock.LockType, preferred int
 	} else if l.typ != typ {
 		return 0, dlock.ErrGeneric
 	}
-	if !l.refs.has(client) {
-		l.refs.add(client, lease)
+	if !l.refs.Has(client) {
+		l.refs.Add(client, lease)
 		set := t.clients[client]
 		if set == nil {
 			set = make(map[int32]struct{})
@@ -141,7 +141,7 @@ func (t *Table) Release(now uint32, client int32, id int32, wake []Grant) (dlock
 	if l == nil {
 		return dlock.ErrGeneric, wake
 	}
-	if !l.refs.has(client) {
+	if !l.refs.Has(client) {
 		return dlock.ErrGeneric, wake
 	}
 	wake = t.release(now, client, l, wake)
@@ -159,8 +159,8 @@ func (t *Table) Release(now uint32, client int32, id int32, wake []Grant) (dlock
 // caller's business.
 func (t *Table) release(now uint32, client int32, l *Lock, wake []Grant) []Grant {
 	wake = l.Drop(now, client, wake)
-	l.refs.remove(client)
-	if l.refs.len() > 0 {
+	l.refs.Delete(client)
+	if l.refs.Len() > 0 {
 		return wake
 	}
 	for l.q.len() > 0 {
@@ -181,7 +181,7 @@ func (t *Table) Has(client int32, id int32) bool {
 	if l == nil {
 		return false
 	}
-	return l.refs.has(client)
+	return l.refs.Has(client)
 }
 
 // Lease returns the lease_time client gave when it got lock id.
@@ -190,7 +190,7 @@ func (t *Table) Lease(client int32, id int32) (uint32, bool) {
 	if l == nil {
 		return 0, false
 	}
-	return l.refs.get(client)
+	return l.refs.Get(client)
 }
 
 // RemoveClient drops everything client has in the table: its holds are

@@ -23,9 +23,9 @@ func (t *Table) Export(id int32) (Record, bool) {
 		return Record{}, false
 	}
 	r := Record{ID: o.id, Desc: o.desc, Value: o.value, Owner: o.owner, Destroyed: o.destroyed, MaxLease: o.maxLease}
-	if o.getters.len() > 0 {
-		r.Getters = make(map[int32]uint32, o.getters.len())
-		for c, d := range o.getters.all() {
+	if o.getters.Len() > 0 {
+		r.Getters = make(map[int32]uint32, o.getters.Len())
+		for c, d := range o.getters.All() {
 			r.Getters[c] = d
 		}
 	}
@@ -51,7 +51,7 @@ func (t *Table) Import(r Record) bool {
 	t.byDesc[o.desc] = o
 	t.setOwner(o, r.Owner)
 	for c, d := range r.Getters {
-		o.getters.set(c, d)
+		o.getters.Set(c, d)
 		t.index(t.got, c, o.id)
 	}
 	return true

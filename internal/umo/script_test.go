@@ -309,14 +309,14 @@ func (t *Table) render(id int32) string {
 	if o == nil {
 		return "gone"
 	}
-	clients := make([]int32, 0, o.getters.len())
-	for c := range o.getters.clients() {
+	clients := make([]int32, 0, o.getters.Len())
+	for c := range o.getters.Clients() {
 		clients = append(clients, c)
 	}
 	slices.Sort(clients)
 	getters := make([]string, len(clients))
 	for i, c := range clients {
-		d, _ := o.getters.get(c)
+		d, _ := o.getters.Get(c)
 		getters[i] = fmt.Sprintf("c%d@%d", c, d)
 	}
 	g := strings.Join(getters, ",")
@@ -324,7 +324,7 @@ func (t *Table) render(id int32) string {
 		g = "-"
 	}
 	return fmt.Sprintf("owner=%d refs=%d getters=%s destroyed=%t lease=%d value=%d",
-		o.owner, o.getters.len(), g, o.destroyed, o.maxLease, o.value)
+		o.owner, o.getters.Len(), g, o.destroyed, o.maxLease, o.value)
 }
 
 // tokenize splits a command on blanks, keeping quoted descriptors (and a
@@ -417,7 +417,7 @@ func (t *Table) check() error {
 		if t.byDesc[o.desc] != o {
 			return fmt.Errorf("object %d not found by its descriptor", id)
 		}
-		if o.destroyed && o.getters.len() == 0 {
+		if o.destroyed && o.getters.Len() == 0 {
 			return fmt.Errorf("object %d destroyed and unreferenced but not freed", id)
 		}
 		if o.owner < 0 {
@@ -429,7 +429,7 @@ func (t *Table) check() error {
 			}
 			owned[o.owner][id] = struct{}{}
 		}
-		for c, d := range o.getters.all() {
+		for c, d := range o.getters.All() {
 			if d > o.maxLease {
 				return fmt.Errorf("object %d: getter c%d lease %d beyond max_lease %d", id, c, d, o.maxLease)
 			}

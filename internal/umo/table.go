@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/internal/clientmap"
 )
 
 // maxID is the largest object id; ids run from 1 to maxID.
@@ -24,8 +25,8 @@ type object struct {
 	value     uint64
 	owner     int32 // creator's client id; 0 = orphaned
 	destroyed bool
-	maxLease  uint32 // latest lease deadline ever granted; not lowered on release
-	getters   leases // client id → its lease deadline; refcnt is getters.len()
+	maxLease  uint32        // latest lease deadline ever granted; not lowered on release
+	getters   clientmap.Map // client id → its lease deadline; refcnt is getters.Len()
 }
 
 // passed reports whether the object's lease has run out at now.
@@ -33,7 +34,7 @@ func (o *object) passed(now uint32) bool { return now > o.maxLease }
 
 // unreferenced reports whether a destroyed object may be freed at now: nobody
 // has it or its lease has passed.
-func (o *object) unreferenced(now uint32) bool { return o.getters.len() == 0 || o.passed(now) }
+func (o *object) unreferenced(now uint32) bool { return o.getters.Len() == 0 || o.passed(now) }
 
 // extend raises max_lease to d if d is later.
 func (o *object) extend(d uint32) {
@@ -145,10 +146,10 @@ func (t *Table) Create(now uint32, client int32, desc []byte, preferred int32, l
 // refresh recycles a destroyed object whose references no longer hold it
 // (with the value reset to init; upstream keeps the old value).
 func (t *Table) refresh(o *object, now uint32, client int32, lease uint32, init uint64) {
-	for g := range o.getters.clients() {
+	for g := range o.getters.Clients() {
 		t.unindex(t.got, g, o.id)
 	}
-	o.getters.reset()
+	o.getters.Reset()
 	t.setOwner(o, client)
 	o.destroyed = false
 	o.maxLease = deadline(now, lease)
@@ -190,11 +191,11 @@ func (t *Table) Get(now uint32, client int32, desc []byte, lease uint32) (int32,
 	if o.destroyed {
 		return 0, dlock.ErrObjectAlreadyDestroyed
 	}
-	if _, ok := o.getters.get(client); !ok {
+	if _, ok := o.getters.Get(client); !ok {
 		t.index(t.got, client, o.id)
 	}
 	d := deadline(now, lease)
-	o.getters.set(client, d)
+	o.getters.Set(client, d)
 	o.extend(d)
 	return o.id, dlock.Success
 }
@@ -209,7 +210,7 @@ func (t *Table) Release(now uint32, client int32, id int32) dlock.Status {
 	if o == nil {
 		return dlock.ErrObjectNotGet
 	}
-	if _, ok := o.getters.get(client); !ok {
+	if _, ok := o.getters.Get(client); !ok {
 		return dlock.ErrObjectNotGet
 	}
 	t.dropGetter(o, client)
@@ -333,7 +334,7 @@ func (t *Table) Info(id int32) (Info, bool) {
 		Desc:      o.desc,
 		Value:     o.value,
 		Owner:     o.owner,
-		Refs:      o.getters.len(),
+		Refs:      o.getters.Len(),
 		MaxLease:  o.maxLease,
 		Destroyed: o.destroyed,
 	}, true
@@ -341,7 +342,7 @@ func (t *Table) Info(id int32) (Info, bool) {
 
 // dropGetter removes client's reference to o.
 func (t *Table) dropGetter(o *object, client int32) {
-	o.getters.del(client)
+	o.getters.Delete(client)
 	t.unindex(t.got, client, o.id)
 }
 
@@ -358,7 +359,7 @@ func (t *Table) setOwner(o *object, client int32) {
 
 // free deletes o and every reference to it.
 func (t *Table) free(o *object) {
-	for g := range o.getters.clients() {
+	for g := range o.getters.Clients() {
 		t.unindex(t.got, g, o.id)
 	}
 	t.setOwner(o, 0)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/internal/clientmap"
 )
 
 // mustCreate creates desc for client with a 10-second lease at time 0.
@@ -331,9 +332,9 @@ func (t *Table) clone() *Table {
 	c.idMax, c.cursor = t.idMax, t.cursor
 	for id, o := range t.byID {
 		oc := *o
-		oc.getters = leases{}
-		for g, d := range o.getters.all() {
-			oc.getters.set(g, d)
+		oc.getters = clientmap.Map{}
+		for g, d := range o.getters.All() {
+			oc.getters.Set(g, d)
 			c.index(c.got, g, id)
 		}
 		if o.owner != 0 {
