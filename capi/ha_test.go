@@ -27,24 +27,7 @@ func TestCHACluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and dlockd processes")
 	}
-	etcdBin, err := exec.LookPath("etcd")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("etcd is not installed (apt-get install etcd-server): the C HA test needs a real etcd")
-		}
-		t.Skip("etcd not installed (apt-get install etcd-server)")
-	}
-	prog := compile(t, filepath.Join("testdata", "ha_cluster.c"))
-	dlockd := filepath.Join(t.TempDir(), "dlockd")
-	if out, err := exec.Command("go", "build", "-o", dlockd, "github.com/dlock-io/dlock/cmd/dlockd").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/dlockd: %v\n%s", err, out)
-	}
-	ports := freePorts(t, 3)
-	client, peer := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1]
-	startBg(t, etcdBin, "--name", "m0", "--data-dir", filepath.Join(t.TempDir(), "etcd"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "m0="+peer, "--logger", "zap", "--log-level", "error")
+	prog, dlockd, client, _ := clusterSetup(t, "ha_cluster.c", "the C HA test")
 	cli, err := ha.Dial([]string{client}, nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -115,4 +98,31 @@ func waitCluster(t *testing.T, c *clientv3.Client, cluster string, n int) string
 	}
 	t.Fatalf("cluster %s did not reach %d members", cluster, n)
 	return ""
+}
+
+// clusterSetup prepares a C cluster test: it compiles testdata/src, builds
+// dlockd, and starts a one-member etcd (Debian's etcd-server; under CI=true
+// a missing etcd fails the test). It returns the program, the dlockd binary,
+// etcd's client URL and three free ports, the first two taken by etcd.
+func clusterSetup(t *testing.T, src, what string) (prog, dlockd, client string, ports []string) {
+	t.Helper()
+	etcdBin, err := exec.LookPath("etcd")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("etcd is not installed (apt-get install etcd-server): %s needs a real etcd", what)
+		}
+		t.Skip("etcd not installed (apt-get install etcd-server)")
+	}
+	prog = compile(t, filepath.Join("testdata", src))
+	dlockd = filepath.Join(t.TempDir(), "dlockd")
+	if out, err := exec.Command("go", "build", "-o", dlockd, "github.com/dlock-io/dlock/cmd/dlockd").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/dlockd: %v\n%s", err, out)
+	}
+	ports = freePorts(t, 3)
+	client, peer := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1]
+	startBg(t, etcdBin, "--name", "m0", "--data-dir", filepath.Join(t.TempDir(), "etcd"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", "m0="+peer, "--logger", "zap", "--log-level", "error")
+	return prog, dlockd, client, ports
 }

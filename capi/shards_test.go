@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -26,24 +24,7 @@ func TestCShards(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and dlockd processes")
 	}
-	etcdBin, err := exec.LookPath("etcd")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("etcd is not installed (apt-get install etcd-server): the C shards test needs a real etcd")
-		}
-		t.Skip("etcd not installed (apt-get install etcd-server)")
-	}
-	prog := compile(t, filepath.Join("testdata", "shards.c"))
-	dlockd := filepath.Join(t.TempDir(), "dlockd")
-	if out, err := exec.Command("go", "build", "-o", dlockd, "github.com/dlock-io/dlock/cmd/dlockd").CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/dlockd: %v\n%s", err, out)
-	}
-	ports := freePorts(t, 3)
-	client, peer := "http://127.0.0.1:"+ports[0], "http://127.0.0.1:"+ports[1]
-	startBg(t, etcdBin, "--name", "m0", "--data-dir", filepath.Join(t.TempDir(), "etcd"),
-		"--listen-client-urls", client, "--advertise-client-urls", client,
-		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "m0="+peer, "--logger", "zap", "--log-level", "error")
+	prog, dlockd, client, ports := clusterSetup(t, "shards.c", "the C shards test")
 	port := ports[2]
 	shards := []string{"s0", "s1", "s2"}
 	addrs := make([]string, len(shards)+1)
