@@ -66,7 +66,8 @@ func (c *conn) admin(h *wire.Header, body []byte) bool {
 		if json.Unmarshal(body, &req) != nil {
 			return c.malformed(h)
 		}
-		rep, st = s.forceRelease(req.Name, c)
+		rep, st = s.forceRelease(s.instant(), req.Name, c, &c.ob)
+		c.ob.send()
 	}
 	if st != dlock.Success {
 		c.reply(t, h.ID(), st)
@@ -294,7 +295,7 @@ func (st *stripe) top(epoch int64, span float64, dst *[]dlock.LockContention) {
 
 // forceRelease answers TAdminRelease: every holder of the lock named name
 // loses it, as if it had unlocked; the next in line is granted.
-func (s *Server) forceRelease(name string, by *conn) (any, dlock.Status) {
+func (s *Server) forceRelease(at instant, name string, by *conn, out *outbox) (any, dlock.Status) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.obs.admin++
@@ -306,7 +307,6 @@ func (s *Server) forceRelease(name string, by *conn) (any, dlock.Status) {
 		return nil, dlock.ErrInval
 	}
 	id := l.ID()
-	at := s.instant()
 	now := at.sec
 	st := s.stripeOf(id)
 	var buf [dlock.MaxFairShared]int32
@@ -321,9 +321,9 @@ func (s *Server) forceRelease(name string, by *conn) (any, dlock.Status) {
 		}
 	}
 	for _, cl := range victims {
-		s.cancelWaitersOn(at, cl, id)
+		s.cancelWaitersOn(at, cl, id, out)
 		st.endHold(id, l.Type(), cl, at.ns)
-		st.deliver(at, l.Drop(now, cl, st.wake[:0]))
+		st.deliver(at, l.Drop(now, cl, st.wake[:0]), out)
 		s.obs.forced++
 	}
 	st.schedule(id, l)

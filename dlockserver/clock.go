@@ -66,3 +66,7 @@ func (c *clock) after(d time.Duration) time.Time { return c.now().Add(d) }
 
 // wallClock is the default Config.WallClock: the system's.
 func wallClock() time.Time { return time.Now() }
+
+// atNanos returns the instant of a nanos reading (with its monotonic
+// reading), which deadlines derived from a request's time start from.
+func (c *clock) atNanos(ns int64) time.Time { return c.start.Add(time.Duration(ns)) }

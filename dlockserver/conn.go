@@ -84,6 +84,9 @@ type conn struct {
 	ids  wire.IDs
 	get  wire.GetLock
 	init wire.Init
+	// ob collects what the requests of this connection send to others
+	// (state.go), reused from one request to the next.
+	ob outbox
 	// rare holds the large message structs of requests a client sends
 	// seldom, made on first use: 1 000 idle connections do not carry them.
 	rare *rareMsgs
@@ -381,15 +384,8 @@ func (c *conn) handle(h *wire.Header, body []byte) bool {
 	if t == wire.TInit || t == wire.TReinit {
 		return c.register(h, body)
 	}
-	home := s.stripeOf(int32(c.seq)) // any stripe will do: mu holds them all
-	s.opLock(home)
-	cl := c.client
-	var id int32
-	if cl != nil {
-		id = cl.id
-	}
-	s.opUnlock(home)
-	if cl == nil {
+	id, ok := s.clientOf(c)
+	if !ok {
 		c.reply(t, h.ID(), dlock.ErrGeneric) // not registered
 		return true
 	}

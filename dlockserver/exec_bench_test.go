@@ -25,13 +25,14 @@ func BenchmarkExecTryLockUnlock(b *testing.B) {
 	}
 	st := s.stripeOf(id)
 	arg := dlock.AtomicState{Owner: client, Timeout: 30}.State()
+	var out outbox
 	b.ReportAllocs()
 	for b.Loop() {
 		at := s.instant()
-		if r := st.exec(at, client, id, dlock.CmdExclusiveTrylock, arg); r.Status != dlock.Success {
+		if r := st.exec(at, client, id, dlock.CmdExclusiveTrylock, arg, &out); r.Status != dlock.Success {
 			b.Fatal(r.Status)
 		}
-		if r := st.exec(at, client, id, dlock.CmdExclusiveUnlock, arg); r.Status != dlock.Success {
+		if r := st.exec(at, client, id, dlock.CmdExclusiveUnlock, arg, &out); r.Status != dlock.Success {
 			b.Fatal(r.Status)
 		}
 	}

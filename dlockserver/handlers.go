@@ -6,7 +6,43 @@ import (
 	"github.com/dlock-io/dlock/internal/wire"
 )
 
-// register handles TInit and TReinit (SEMANTICS.md §8, §9).
+// The handlers of a connection's requests. Each decodes its request, reads
+// the time, calls the server's state (state*.go) and queues what it
+// returns: the grants and withdrawals for other connections first (the
+// connection's outbox), then its own reply. None holds a mutex of the state
+// while it queues.
+
+// sendReply queues the reply r to lock request reqID.
+func (c *conn) sendReply(reqID uint32, r *lockcore.Reply) {
+	c.res.State, c.res.Token = r.State, r.Token
+	c.outMu.Lock()
+	c.out = c.res.Append(c.out, reqID, int32(r.Status))
+	c.outMu.Unlock()
+}
+
+// sendInit queues the reply of a registration.
+func (c *conn) sendInit(t wire.Type, reqID uint32, rep *wire.InitReply, st dlock.Status) {
+	if st != dlock.Success {
+		c.reply(t, reqID, st)
+		return
+	}
+	c.outMu.Lock()
+	c.out = rep.Append(c.out, t, reqID, 0)
+	c.outMu.Unlock()
+}
+
+// sendIDs queues a reply carrying ids, or the status st.
+func (c *conn) sendIDs(t wire.Type, reqID uint32, ids *wire.IDs, st dlock.Status) {
+	if st != dlock.Success {
+		c.reply(t, reqID, st)
+		return
+	}
+	c.outMu.Lock()
+	c.out = ids.Append(c.out, t.Reply(), reqID, 0)
+	c.outMu.Unlock()
+}
+
+// register handles TInit and TReinit.
 func (c *conn) register(h *wire.Header, body []byte) bool {
 	s := c.s
 	t := h.Type()
@@ -25,368 +61,132 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		c.reply(t, h.ID(), dlock.ErrGeneric)
 		return false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	fail := func(st dlock.Status, keep bool) bool {
-		c.reply(t, h.ID(), st)
-		return keep
-	}
+	var rep wire.InitReply
+	var st dlock.Status
+	var keep bool
 	if t == wire.TInit {
-		if c.client != nil {
-			return fail(dlock.ErrGeneric, true)
-		}
-		if s.state != wire.StateReady {
-			return fail(dlock.ErrNotReady, false)
-		}
-		if len(s.clients) >= s.cfg.MaxClients && !s.evictOne() {
-			return fail(dlock.ErrServerNoResource, false)
-		}
-		cl := &client{id: s.newClientID(), conn: c, identity: c.peerID, hasIdentity: c.hasPeer}
-		s.clients[cl.id] = cl
-		c.client = cl
-		if s.ha != nil {
-			// Recorded in the cluster before the client learns its id, so
-			// that a next primary waits for it.
-			epoch := s.ha.epoch
-			err := s.haRegister(cl.id)
-			if err != nil || s.ha.epoch != epoch || s.clients[cl.id] != cl || !s.haServing() {
-				if s.clients[cl.id] == cl {
-					delete(s.clients, cl.id)
-				}
-				c.client = nil
-				s.cfg.Logger.Warn("registration not recorded in the cluster", "client", cl.id, "err", err)
-				return fail(dlock.ErrNotReady, false)
-			}
-			s.ha.known[cl.id] = true
-		}
-		cl.addr = c.remote()
-		if s.debugOn() {
-			s.cfg.Logger.Debug("client registered", "client", cl.id, "remote", c.remote())
-		}
-		rep := wire.InitReply{ClientID: cl.id, ServerState: s.state, Version: wire.Version, Flags: s.objFlags(), Epoch: s.haEpoch()}
-		c.outMu.Lock()
-		c.out = rep.Append(c.out, t, h.ID(), 0)
-		c.outMu.Unlock()
-		return true
-	}
-
-	id := h.Client()
-	if id <= 0 || (c.client != nil && c.client.id != id) {
-		return fail(dlock.ErrGeneric, true)
-	}
-	cl := s.clients[id]
-	if cl != nil && cl.hasIdentity && (!c.hasPeer || c.peerID != cl.identity) {
-		// Another certificate claims this id: impersonation. The holder's
-		// connection, if any, is left alone.
-		s.stats.Inc(dlock.StatClientIDVerifyFail)
-		s.cfg.Logger.Warn("refusing reinit: the client certificate differs from the one that registered the id", "client", id, "remote", c.raw.RemoteAddr())
-		return fail(dlock.ErrGeneric, false)
-	}
-	if cl != nil {
-		// A client that registers again — also during recovery, after its
-		// connection dropped mid-upload — replaces its old connection; its
-		// new upload merges idempotently with what it uploaded before. If
-		// it had finished recovering, the server waits for it again.
-		if s.state != wire.StateReady && cl.finished {
-			cl.finished = false
-			s.recovery++
-		}
-		if old := cl.conn; old != nil && old != c {
-			old.client = nil
-			s.dropConnWaiters(old)
-			old.raw.Close()
-		}
+		rep, st, keep = s.register(s.instant(), c, &c.ob)
 	} else {
-		if s.state == wire.StateReady || (s.ha != nil && !s.ha.known[id]) {
-			// In a cluster, only the registered clients may come back.
-			return fail(dlock.ErrClientRemovedByServer, true)
-		}
-		if len(s.clients) >= s.cfg.MaxClients {
-			return fail(dlock.ErrServerNoResource, true)
-		}
-		cl = &client{id: id, identity: c.peerID, hasIdentity: c.hasPeer}
-		s.clients[id] = cl
+		rep, st, keep = s.reregister(s.instant(), c, h.Client(), &c.ob)
 	}
-	cl.conn = c
-	cl.reinit = true
-	c.client = cl
-	cl.addr = c.remote()
-	if s.debugOn() {
-		s.cfg.Logger.Debug("client re-registered", "client", id, "remote", c.remote())
-	}
-	rep := wire.InitReply{ClientID: id, ServerState: s.state, Version: wire.Version, Flags: s.objFlags(), Epoch: s.haEpoch()}
-	c.outMu.Lock()
-	c.out = rep.Append(c.out, t, h.ID(), 0)
-	c.outMu.Unlock()
-	return true
+	c.ob.send()
+	c.sendInit(t, h.ID(), &rep, st)
+	return keep
 }
 
-// evictOne removes the abnormal client with the smallest id (SEMANTICS.md §8.3) and
-// reports whether there was one. Called with mu held.
-func (s *Server) evictOne() bool {
-	var victim *client
-	for _, cl := range s.clients {
-		if cl.conn == nil && (victim == nil || cl.id < victim.id) {
-			victim = cl
-		}
-	}
-	if victim == nil {
-		return false
-	}
-	s.cfg.Logger.Info("evicting abnormal client to make room", "client", victim.id, "remote", victim.addr)
-	s.removeClient(victim)
-	s.haDeregister(victim.id, false)
-	return true
-}
-
-// control handles heartbeat, deinit, reinit-done, stats and recovery upload.
+// control handles heartbeat, deinit, reinit-done, lock query, stats and
+// recovery upload.
 func (c *conn) control(h *wire.Header, body []byte) bool {
 	s := c.s
 	t := h.Type()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ready := s.state == wire.StateReady
-	cl := c.client
-	if cl == nil {
-		c.reply(t, h.ID(), dlock.ErrGeneric)
-		return true
-	}
+	keep := true
+	var st dlock.Status
 	switch t {
 	case wire.THeartbeat:
-		if !ready {
-			c.reply(t, h.ID(), dlock.ErrNotReady)
-			return true
-		}
-		c.reply(t, h.ID(), dlock.Success)
+		st = s.heartbeat(c)
 	case wire.TDeinit:
-		if !ready {
-			c.reply(t, h.ID(), dlock.ErrNotReady)
-			return false
-		}
-		s.removeClient(cl)
-		s.haDeregister(cl.id, true)
-		if s.debugOn() {
-			s.cfg.Logger.Debug("client deregistered", "client", cl.id, "remote", c.remote())
-		}
-		c.reply(t, h.ID(), dlock.Success)
-		return false
+		st, keep = s.deregister(s.instant(), c, &c.ob)
+		c.ob.send()
 	case wire.TReinitDone:
-		if !cl.reinit {
-			c.reply(t, h.ID(), dlock.ErrGeneric)
-			return true
-		}
-		cl.reinit = false
-		if s.state == wire.StateWaitClientReinit && s.ha != nil {
-			s.haReinitDone(cl.id)
-		} else if s.state == wire.StateWaitClientReinit && !cl.finished {
-			cl.finished = true
-			s.recovery--
-			if s.recovery <= 0 {
-				s.becomeReady()
-			}
-		}
-		c.reply(t, h.ID(), dlock.Success)
+		st = s.reinitDone(c)
 	case wire.TLockQuery:
-		if !ready {
-			c.reply(t, h.ID(), dlock.ErrNotReady)
-			return true
+		m := &c.id
+		if m.Decode(body) != nil {
+			m = nil
 		}
-		if c.id.Decode(body) != nil {
-			c.reply(t, h.ID(), dlock.ErrInval)
-			return true
-		}
-		c.reply(t, h.ID(), s.holds(cl.id, c.id.ID))
+		st = s.lockQuery(s.instant(), c, m)
 	case wire.TStats:
-		if !ready {
-			c.reply(t, h.ID(), dlock.ErrNotReady)
-			return true
-		}
 		stats := &c.rareMsg().stats
-		stats.Counters = s.statsLocked()
-		c.outMu.Lock()
-		c.out = stats.Append(c.out, h.ID(), 0)
-		c.outMu.Unlock()
+		if stats.Counters, st = s.statsFor(c); st == dlock.Success {
+			c.outMu.Lock()
+			c.out = stats.Append(c.out, h.ID(), 0)
+			c.outMu.Unlock()
+			return true
+		}
 	case wire.TResetStats:
-		if !ready {
-			c.reply(t, h.ID(), dlock.ErrNotReady)
-			return true
-		}
-		s.resetStatsLocked()
-		c.reply(t, h.ID(), dlock.Success)
+		st = s.resetStatsFor(c)
 	case wire.TUpdateLocks:
-		if ready || !cl.reinit {
-			c.reply(t, h.ID(), dlock.ErrGeneric)
-			return true
+		m := &c.rareMsg().upd
+		if m.Decode(body) != nil {
+			m = nil
 		}
-		if c.rareMsg().upd.Decode(body) != nil {
-			c.reply(t, h.ID(), dlock.ErrInval)
-			return true
-		}
-		s.updateLocks(cl, h.ID(), c)
+		c.sendIDs(t, h.ID(), &c.ids, s.updateLocks(c, m, &c.ids))
+		return true
 	}
-	return true
-}
-
-// becomeReady ends recovery. Called with mu held.
-func (s *Server) becomeReady() {
-	s.state = wire.StateReady
-	s.recovery = 0
-	s.locks.EndRecovery()
-	s.cfg.Logger.Info("recovery complete: server ready", "clients", len(s.clients), "locks", s.locks.Len())
-}
-
-// recoveryDeadline ends recovery with the clients that came back. Called
-// with mu held.
-func (s *Server) recoveryDeadline() {
-	if s.state == wire.StateReady {
-		return
-	}
-	var unfinished []int32
-	for id, cl := range s.clients {
-		if cl.reinit {
-			unfinished = append(unfinished, id)
-		}
-	}
-	s.cfg.Logger.Warn("recovery deadline passed: becoming ready with the clients that returned",
-		"expected", s.cfg.RecoveryClients, "missing", s.recovery, "returned", len(s.clients),
-		"unfinished_clients", unfinished)
-	s.becomeReady()
-}
-
-// updateLocks merges a recovery upload (SEMANTICS.md §9). Called with mu held.
-func (s *Server) updateLocks(cl *client, reqID uint32, c *conn) {
-	m := &c.rareMsg().upd
-	c.ids.N = m.N
-	for i := 0; i < m.N; i++ {
-		it := &m.Items[i]
-		c.ids.IDs[i] = s.locks.Merge(cl.id, it.Desc, dlock.LockType(it.Type), it.ID, it.Lease,
-			dlock.LockState(it.State), lockcore.Hold(it.Hold), it.Token)
-	}
-	cl.uploaded = true
-	c.outMu.Lock()
-	c.out = c.ids.Append(c.out, wire.TUpdateLocks.Reply(), reqID, 0)
-	c.outMu.Unlock()
+	c.reply(t, h.ID(), st)
+	return keep
 }
 
 // lockLifecycle handles get/release lock and their batches.
 func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 	s := c.s
 	t := h.Type()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c.client == nil {
-		c.reply(t, h.ID(), dlock.ErrGeneric)
-		return true
-	}
-	if s.state != wire.StateReady {
-		c.reply(t, h.ID(), dlock.ErrNotReady)
-		return true
-	}
-	id := c.client.id
 	switch t {
 	case wire.TGetLock:
 		m := &c.get
 		if m.Decode(body) != nil {
-			c.reply(t, h.ID(), dlock.ErrInval)
-			return true
+			m = nil
 		}
-		lid, st := s.locks.Get(id, m.Desc, dlock.LockType(m.Type), m.Preferred, m.Lease)
+		id, st := s.getLock(c, m)
 		if st != dlock.Success {
 			c.reply(t, h.ID(), st)
 			return true
 		}
-		rep := wire.GetLockReply{ID: lid, Lease: m.Lease, Type: m.Type}
+		rep := wire.GetLockReply{ID: id, Lease: m.Lease, Type: m.Type}
 		c.outMu.Lock()
 		c.out = rep.Append(c.out, h.ID(), 0)
 		c.outMu.Unlock()
 	case wire.TReleaseLock:
 		m := &c.id
 		if m.Decode(body) != nil {
-			c.reply(t, h.ID(), dlock.ErrInval)
-			return true
+			m = nil
 		}
-		c.reply(t, h.ID(), s.releaseLock(s.instant(), id, m.ID))
+		st := s.releaseOne(s.instant(), c, m, &c.ob)
+		c.ob.send()
+		c.reply(t, h.ID(), st)
 	case wire.TBatchGetLock:
 		m := &c.rareMsg().bget
 		if m.Decode(body) != nil {
-			c.reply(t, h.ID(), dlock.ErrInval)
-			return true
+			m = nil
 		}
-		c.ids.N = m.N
-		for i := 0; i < m.N; i++ {
-			it := &m.Items[i]
-			lid, st := s.locks.Get(id, it.Desc, dlock.LockType(it.Type), it.Preferred, it.Lease)
-			switch st {
-			case dlock.Success:
-				c.ids.IDs[i] = lid
-			case dlock.ErrServerNoResource:
-				c.ids.IDs[i] = -int32(dlock.ErrServerNoResource)
-			default:
-				c.ids.IDs[i] = -1
-			}
-		}
-		c.outMu.Lock()
-		c.out = c.ids.Append(c.out, t.Reply(), h.ID(), 0)
-		c.outMu.Unlock()
+		c.sendIDs(t, h.ID(), &c.ids, s.batchGetLock(c, m, &c.ids))
 	case wire.TBatchRelease:
 		m := &c.ids
 		if m.Decode(body) != nil {
-			c.reply(t, h.ID(), dlock.ErrInval)
-			return true
+			m = nil
 		}
-		at := s.instant()
-		for i := 0; i < m.N; i++ {
-			lid := m.IDs[i]
-			if !s.locks.Has(id, lid) {
-				continue // ids the client does not hold are ignored, as in DLock
-			}
-			s.releaseLock(at, id, lid)
-		}
-		c.reply(t, h.ID(), dlock.Success)
+		st := s.releaseBatch(s.instant(), c, m, &c.ob)
+		c.ob.send()
+		c.reply(t, h.ID(), st)
 	}
 	return true
 }
 
-// lockOp executes one lock command: the hot path. It holds the stripe of
-// the lock (opLock).
+// lockOp executes one lock command: the hot path.
 func (c *conn) lockOp(h *wire.Header, body []byte) bool {
 	m := &c.op
 	if m.Decode(body) != nil {
 		return c.malformed(h)
 	}
 	s := c.s
-	r := lockcore.Reply{}
-	queued := false
-	st := s.stripeOf(m.LockID)
-	s.opLock(st)
-	switch {
-	case c.client == nil:
-		r.Status = dlock.ErrGeneric
-	case s.state != wire.StateReady:
-		r.Status = dlock.ErrNotReady
-	case m.Flags&wire.FlagBlock != 0:
-		r, queued = st.acquire(s.instant(), c, c.client.id, h.ID(), m)
-	default:
-		r = st.exec(s.instant(), c.client.id, m.LockID, dlock.Cmd(m.Cmd), dlock.LockState(m.Arg))
-	}
-	s.opUnlock(st)
+	r, queued := s.lockOp(s.instant(), c, h.ID(), m, &c.ob)
+	c.ob.send()
 	if !queued {
-		c.res.State, c.res.Token = r.State, r.Token
-		c.outMu.Lock()
-		c.out = c.res.Append(c.out, h.ID(), int32(r.Status))
-		c.outMu.Unlock()
+		c.sendReply(h.ID(), &r)
 	}
 	return true
 }
 
-// cancel handles TCancel: the client gives up a blocking request.
+// cancel handles TCancel: the client gives up a blocking request, whose
+// answer goes out unless it was answered already.
 func (c *conn) cancel(h *wire.Header, body []byte) bool {
 	m := &c.id
 	if m.Decode(body) != nil {
 		return c.malformed(h)
 	}
 	s := c.s
-	s.cancel(c, uint32(m.ID))
+	s.cancel(s.instant(), c, uint32(m.ID), &c.ob)
+	c.ob.send()
 	return true
 }
 
@@ -397,134 +197,60 @@ func (c *conn) batchLockOp(h *wire.Header, body []byte) bool {
 		return c.malformed(h)
 	}
 	s := c.s
-	res := &c.bres
-	res.N = m.N
-	at := s.instant() // one clock reading for the whole batch
-	for i := 0; i < m.N; i++ {
-		it := &m.Items[i]
-		var r lockcore.Reply
-		st := s.stripeOf(it.LockID)
-		s.opLock(st)
-		if c.client == nil {
-			r.Status = dlock.ErrGeneric
-		} else if s.state != wire.StateReady {
-			r.Status = dlock.ErrNotReady
-		} else {
-			r = st.exec(at, c.client.id, it.LockID, dlock.Cmd(it.Cmd), dlock.LockState(it.Arg))
-		}
-		s.opUnlock(st)
-		res.Items[i] = wire.LockResult{Status: int32(r.Status), State: r.State, Token: r.Token}
-	}
+	s.batchLockOp(s.instant(), c, m, &c.bres, &c.ob) // one clock reading for the whole batch
+	c.ob.send()
 	c.outMu.Lock()
-	c.out = res.Append(c.out, h.ID(), 0)
+	c.out = c.bres.Append(c.out, h.ID(), 0)
 	c.outMu.Unlock()
 	return true
 }
 
 // objOp handles fetch-and-add, compare-and-swap and load: the object hot
-// path. Like upstream's one-sided atomics they work during recovery.
+// path.
 func (c *conn) objOp(h *wire.Header, body []byte) bool {
 	t := h.Type()
-	s := c.s
-	rep := &c.orep
-	*rep = wire.ObjReply{}
-	var st dlock.Status
-	var sp *stripe
+	m := &c.oop
 	if t == wire.TObjLoad {
 		if c.id.Decode(body) != nil {
 			return c.malformed(h)
 		}
-		rep.ID = c.id.ID
-		sp = s.stripeOf(c.id.ID)
-		s.opLock(sp)
-		s.objMu.Lock()
-		rep.Value, st = s.objs.Load(c.id.ID)
-		sp.obs.ops[OpLoad][statusSlot(st)]++
-	} else {
-		m := &c.oop
-		if m.Decode(body) != nil {
-			return c.malformed(h)
-		}
-		rep.ID = m.ID
-		sp = s.stripeOf(m.ID)
-		s.opLock(sp)
-		s.objMu.Lock()
-		if t == wire.TObjFAA {
-			rep.Value, st = s.objs.FetchAndAdd(m.ID, m.A)
-			sp.obs.ops[OpFetchAndAdd][statusSlot(st)]++
-		} else {
-			st = s.objs.CompareAndSwap(m.ID, m.A, m.B)
-			sp.obs.ops[OpCompareAndSwap][statusSlot(st)]++
-		}
+		*m = wire.ObjOp{ID: c.id.ID}
+	} else if m.Decode(body) != nil {
+		return c.malformed(h)
 	}
-	// With durable objects the reply waits for the change to be committed
-	// (in a cluster opLock holds g, which serialises that bookkeeping).
-	deferred := s.ha != nil && s.haObjReply(c, t, h.ID(), rep, st, rep.ID)
-	s.objMu.Unlock()
-	s.opUnlock(sp)
-	if deferred {
-		return true
+	if st, deferred := c.s.objOp(c, t, h.ID(), m, &c.orep); !deferred {
+		c.sendObj(t, h.ID(), st)
 	}
-	c.outMu.Lock()
-	c.out = rep.Append(c.out, t, h.ID(), int32(st))
-	c.outMu.Unlock()
 	return true
 }
 
-// objLifecycle handles object create/get/release/destroy. Objects have
-// their own mutex (objMu), so these are requests, not transitions: they
-// hold one stripe (which keeps the server-wide state still) and objMu.
+// objLifecycle handles object create/get/release/destroy.
 func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 	t := h.Type()
 	s := c.s
-	rep := &c.orep
-	*rep = wire.ObjReply{}
-	var st dlock.Status
-	home := s.stripeOf(int32(c.seq))
-	s.opLock(home)
-	defer s.opUnlock(home)
-	s.objMu.Lock()
-	defer s.objMu.Unlock()
-	if c.client == nil {
-		c.reply(t, h.ID(), dlock.ErrGeneric)
-		return true
-	}
-	if s.state != wire.StateReady {
-		c.reply(t, h.ID(), dlock.ErrNotReady)
-		return true
-	}
-	id, now := c.client.id, s.instant().sec
-	switch t {
-	case wire.TObjCreate, wire.TObjGet:
-		m := &c.obj
-		if m.Decode(body) != nil {
-			c.reply(t, h.ID(), dlock.ErrInval)
-			return true
+	var obj *wire.Object
+	var id *wire.ID
+	if t == wire.TObjCreate || t == wire.TObjGet {
+		if obj = &c.obj; obj.Decode(body) != nil {
+			obj = nil
 		}
-		if t == wire.TObjCreate {
-			rep.ID, st = s.objs.Create(now, id, m.Desc, m.Preferred, m.Lease, m.Init)
-		} else {
-			rep.ID, st = s.objs.Get(now, id, m.Desc, m.Lease)
-		}
-	default:
-		if c.id.Decode(body) != nil {
-			c.reply(t, h.ID(), dlock.ErrInval)
-			return true
-		}
-		rep.ID = c.id.ID
-		if t == wire.TObjRelease {
-			st = s.objs.Release(now, id, c.id.ID)
-		} else {
-			st = s.objs.Destroy(now, id, c.id.ID)
-		}
+	} else if id = &c.id; id.Decode(body) != nil {
+		id = nil
 	}
-	if s.ha != nil && s.haObjReply(c, t, h.ID(), rep, st, c.objTouched(t, rep.ID)) {
-		return true // sent once the change is committed
+	switch st, how := s.objLifecycle(s.instant(), c, t, h.ID(), obj, id, &c.orep); how {
+	case objStatus:
+		c.reply(t, h.ID(), st)
+	case objWithReply:
+		c.sendObj(t, h.ID(), st)
 	}
-	c.outMu.Lock()
-	c.out = rep.Append(c.out, t, h.ID(), int32(st))
-	c.outMu.Unlock()
 	return true
+}
+
+// sendObj queues the object reply c.orep with status st.
+func (c *conn) sendObj(t wire.Type, reqID uint32, st dlock.Status) {
+	c.outMu.Lock()
+	c.out = c.orep.Append(c.out, t, reqID, int32(st))
+	c.outMu.Unlock()
 }
 
 // abandon handles TAbandon: the client gave a fair ticket up (unlock in the
@@ -535,20 +261,8 @@ func (c *conn) abandon(h *wire.Header, body []byte) bool {
 		return c.malformed(h)
 	}
 	s := c.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if c.client == nil || s.state != wire.StateReady {
-		return true
-	}
-	st := s.stripeOf(m.LockID)
-	l, _ := st.lookup(c.client.id, m.LockID)
-	if l == nil {
-		return true
-	}
-	shared := dlock.Cmd(m.Cmd).Shared()
-	at := s.instant()
-	st.deliver(at, l.Abandon(at.sec, dlock.LockState(m.Arg).Fair(), shared, st.wake[:0]))
-	st.schedule(m.LockID, l)
+	s.abandon(s.instant(), c, m, &c.ob)
+	c.ob.send()
 	return true
 }
 
@@ -563,37 +277,8 @@ func (c *conn) resolve(h *wire.Header, body []byte) bool {
 		return c.malformed(h)
 	}
 	s := c.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t := h.Type()
-	if c.client == nil { // re-registered on another connection meanwhile
-		c.reply(t, h.ID(), dlock.ErrGeneric)
-		return true
-	}
-	if s.state != wire.StateReady {
-		c.reply(t, h.ID(), dlock.ErrNotReady)
-		return true
-	}
-	client := c.client.id
-	sp := s.stripeOf(m.LockID)
-	l, st := sp.lookup(client, m.LockID)
-	if l == nil {
-		c.reply(t, h.ID(), st)
-		return true
-	}
-	at := s.instant()
-	held := l.HeldBy(client)
-	wake := l.Drop(at.sec, client, sp.wake[:0])
-	if l.Type() == dlock.Fair && m.Arg != ([16]byte{}) {
-		wake = l.Abandon(at.sec, dlock.LockState(m.Arg).Fair(), dlock.Cmd(m.Cmd).Shared(), wake)
-	}
-	sp.deliver(at, wake)
-	sp.schedule(m.LockID, l)
-	if held {
-		s.cfg.Logger.Info("released a hold whose grant the client never received", "client", client, "lock", m.LockID)
-		c.reply(t, h.ID(), dlock.Success)
-	} else {
-		c.reply(t, h.ID(), dlock.ErrFail)
-	}
+	st := s.resolve(s.instant(), c, m, &c.ob)
+	c.ob.send()
+	c.reply(h.Type(), h.ID(), st)
 	return true
 }

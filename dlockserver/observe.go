@@ -235,7 +235,7 @@ func (st *stripe) endHold(id int32, typ dlock.LockType, client int32, ns int64) 
 		return
 	}
 	if int(typ) < len(st.obs.hold) {
-		st.obs.hold[typ].observe(float64(ns-h.since) / 1e9)
+		st.obs.hold[typ].observe(float64(max(0, ns-h.since)) / 1e9) // see observeGrant
 	}
 	h.active = false
 }
@@ -278,13 +278,16 @@ func (st *stripe) observeGrant(w *waiter, r *lockcore.Reply, ns int64) {
 	if l == nil {
 		return
 	}
+	// A request reads the time before it takes its stripe, so the
+	// request that grants may have read it before this one was queued.
+	waited := max(0, ns-w.since)
 	if t := l.Type(); int(t) < len(st.obs.wait) {
-		st.obs.wait[t].observe(float64(ns-w.since) / 1e9)
+		st.obs.wait[t].observe(float64(waited) / 1e9)
 	}
 	st.beginHold(w.lockID, w.client, r.Token, ns, !w.shared)
 	c := st.contentionOf(w.lockID, l, ns)
 	c.cur.handovers++
-	c.cur.waitNs += ns - w.since
+	c.cur.waitNs += waited
 }
 
 // observeImmediate records a blocking request granted at once.

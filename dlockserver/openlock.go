@@ -2,7 +2,6 @@ package dlockserver
 
 import (
 	"github.com/dlock-io/dlock"
-	"github.com/dlock-io/dlock/internal/lockcore"
 	"github.com/dlock-io/dlock/internal/wire"
 )
 
@@ -20,47 +19,18 @@ func (c *conn) openLockOp(h *wire.Header, body []byte) bool {
 	}
 	s := c.s
 	t := h.Type()
-	s.mu.Lock()
-	var st dlock.Status
+	res := s.openLockOp(s.instant(), c, h.ID(), &m, &c.ob)
+	c.ob.send()
 	switch {
-	case c.client == nil:
-		st = dlock.ErrGeneric
-	case s.state != wire.StateReady:
-		st = dlock.ErrNotReady
-	}
-	if st != dlock.Success {
-		s.mu.Unlock()
-		c.reply(t, h.ID(), st)
-		return true
-	}
-	id, st := s.locks.Get(c.client.id, m.Open.Desc, dlock.LockType(m.Open.Type), m.Open.Preferred, m.Open.Lease)
-	if st != dlock.Success {
-		s.mu.Unlock()
-		c.reply(t, h.ID(), st)
-		return true
-	}
-	if id != m.Op.LockID {
-		s.mu.Unlock()
-		rep := wire.GetLockReply{ID: id, Lease: m.Open.Lease, Type: m.Open.Type}
+	case res.status != dlock.Success:
+		c.reply(t, h.ID(), res.status)
+	case !res.ran:
+		rep := wire.GetLockReply{ID: res.other, Lease: m.Open.Lease, Type: m.Open.Type}
 		c.outMu.Lock()
 		c.out = rep.AppendType(c.out, t.Reply(), h.ID(), 0)
 		c.outMu.Unlock()
-		return true
-	}
-	var r lockcore.Reply
-	queued := false
-	stripe := s.stripeOf(id) // held: mu holds every stripe
-	if m.Op.Flags&wire.FlagBlock != 0 {
-		r, queued = stripe.acquire(s.instant(), c, c.client.id, h.ID(), &m.Op)
-	} else {
-		r = stripe.exec(s.instant(), c.client.id, id, dlock.Cmd(m.Op.Cmd), dlock.LockState(m.Op.Arg))
-	}
-	s.mu.Unlock()
-	if !queued {
-		res := wire.LockResult{State: r.State, Token: r.Token}
-		c.outMu.Lock()
-		c.out = res.Append(c.out, h.ID(), int32(r.Status))
-		c.outMu.Unlock()
+	case !res.queued:
+		c.sendReply(h.ID(), &res.r)
 	}
 	return true
 }

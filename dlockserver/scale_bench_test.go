@@ -7,12 +7,14 @@ import (
 	"testing"
 
 	"github.com/dlock-io/dlock"
+	"github.com/dlock-io/dlock/internal/wire"
 )
 
 // BenchmarkStateParallel measures how the server's state scales with
 // cores: every goroutine of b.RunParallel is a client taking and releasing
-// its own ATOMIC lock through the same path as a request (the lock's
-// stripe, the state machine, the observations), without the network. Run it with -cpu 1,2: ns/op at 1 divided by ns/op at 2 is the
+// its own ATOMIC lock through the same path as a request (the clock, the
+// state's lockOp: the lock's stripe, the state machine, the observations),
+// without the network. Run it with -cpu 1,2: ns/op at 1 divided by ns/op at 2 is the
 // speed-up. The "one-mutex" variant also takes one mutex shared by every
 // goroutine, as the server did before its state was striped, for
 // comparison on the same machine.
@@ -43,22 +45,24 @@ func BenchmarkStateParallel(b *testing.B) {
 			s.mu.Unlock()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
-				client := next.Add(1)
-				if client > maxWorkers {
+				cid := next.Add(1)
+				if cid > maxWorkers {
 					panic("too many workers")
 				}
-				id := ids[client]
-				arg := dlock.AtomicState{Owner: client, Timeout: 30}.State()
+				// A connection of the client, without a socket: the
+				// request's path is the state's (Server.lockOp).
+				c := newConn(s, nil, uint64(cid))
+				c.client = &client{id: cid}
+				m := wire.LockOp{LockID: ids[cid]}
+				m.Arg = dlock.AtomicState{Owner: cid, Timeout: 30}.State()
 				cmds := [...]dlock.Cmd{dlock.CmdExclusiveTrylock, dlock.CmdExclusiveUnlock}
 				for pb.Next() {
 					for _, cmd := range cmds {
-						st := s.stripeOf(id)
+						m.Cmd = uint8(cmd)
 						if exclusive {
 							one.Lock()
 						}
-						s.opLock(st)
-						r := st.exec(s.instant(), client, id, cmd, arg)
-						s.opUnlock(st)
+						r, _ := s.lockOp(s.instant(), c, 1, &m, &c.ob)
 						if exclusive {
 							one.Unlock()
 						}

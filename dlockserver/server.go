@@ -25,17 +25,9 @@ type Server struct {
 	cfg Config
 	clk clock
 
-	// mu guards the server-wide state; requests on existing locks take
-	// only their stripe's mutex (the lock order is in state.go).
-	mu       modeMutex
-	state    uint8 // wire.StateReady or wire.StateWaitClientReinit
-	recovery int   // clients still to finish recovery
-	locks    *lockcore.Table
-	objs     *umo.Table // its contents guarded by objMu too (state.go)
-	objMu    sync.Mutex
-	clients  map[int32]*client
-	stats    dlock.Stats // counters kept outside the stripes
-	stripes  [numStripes]stripe
+	// serverState is the lock, object and client state and its mutexes
+	// (state.go): connections call its methods and queue what they return.
+	serverState
 
 	evMu    sync.Mutex // guards events, timer and timerAt
 	events  eventHeap
@@ -85,12 +77,14 @@ func New(cfg Config) (*Server, error) {
 		seed[i] = byte(rand.Uint32())
 	}
 	s := &Server{
-		cfg:       cfg,
-		clk:       newClock(cfg.WallClock()),
-		state:     wire.StateReady,
-		locks:     lockcore.NewTable(lockcore.Limits{MaxLocks: cfg.MaxLocks}),
-		objs:      umo.NewTable(umo.Limits{MaxObjects: cfg.MaxObjects}),
-		clients:   make(map[int32]*client),
+		cfg: cfg,
+		clk: newClock(cfg.WallClock()),
+		serverState: serverState{
+			state:   wire.StateReady,
+			locks:   lockcore.NewTable(lockcore.Limits{MaxLocks: cfg.MaxLocks}),
+			objs:    umo.NewTable(umo.Limits{MaxObjects: cfg.MaxObjects}),
+			clients: make(map[int32]*client),
+		},
 		conns:     make(map[*conn]struct{}),
 		shaking:   make(map[*conn]struct{}),
 		listeners: make(map[net.Listener]struct{}),
@@ -106,6 +100,7 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("%w: TLS: %v", ErrInvalidConfig, err)
 		}
 	}
+	s.srv = s
 	s.mu.stripes = &s.stripes
 	s.initStripes()
 	s.timer = s.clk.afterFunc(time.Hour, s.fire)
@@ -247,7 +242,7 @@ func (s *Server) Stats() dlock.Stats {
 
 // statsLocked adds up the counters of the server and of its stripes.
 // Called with mu held.
-func (s *Server) statsLocked() dlock.Stats {
+func (s *serverState) statsLocked() dlock.Stats {
 	sum := s.stats
 	for i := range s.stripes {
 		for j, n := range s.stripes[i].stats {
@@ -265,7 +260,7 @@ func (s *Server) ResetStats() {
 }
 
 // resetStatsLocked zeroes the counters. Called with mu held.
-func (s *Server) resetStatsLocked() {
+func (s *serverState) resetStatsLocked() {
 	s.stats = dlock.Stats{}
 	for i := range s.stripes {
 		s.stripes[i].stats = dlock.Stats{}
@@ -383,24 +378,23 @@ func (s *Server) startConn(nc net.Conn) (*conn, error) {
 
 // connClosed is called once by a connection's reader when it ends.
 func (s *Server) connClosed(c *conn) {
+	var out outbox
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	delete(s.conns, c)
-	s.dropConnWaiters(c)
-	cl := c.client
-	if cl == nil || cl.conn != c {
+	cl := s.connLost(s.instant(), c, &out)
+	switch {
+	case cl == nil:
 		if s.debugOn() {
 			s.cfg.Logger.Debug("connection closed", "remote", c.remote())
 		}
-		return
+	default:
+		s.cfg.Logger.Info("client connection lost", "client", cl.id, "remote", c.remote())
+		if s.cfg.SessionTimeout > 0 && !s.closed {
+			s.push(event{at: s.clk.now().Add(s.cfg.SessionTimeout), kind: evSession, client: cl.id, gen: cl.lostGen})
+		}
 	}
-	s.stats.Inc(dlock.StatClientDisconnect)
-	cl.conn = nil
-	cl.lostGen++
-	s.cfg.Logger.Info("client connection lost", "client", cl.id, "remote", c.remote())
-	if s.cfg.SessionTimeout > 0 && !s.closed {
-		s.push(event{at: s.clk.now().Add(s.cfg.SessionTimeout), kind: evSession, client: cl.id, gen: cl.lostGen})
-	}
+	s.mu.Unlock()
+	out.send()
 }
 
 // Events of the deadline heap. Entries are validated when they fire, so a
@@ -458,33 +452,36 @@ func (s *Server) arm() {
 	s.timer.Reset(s.clk.until(at))
 }
 
-// fire runs the events that are due.
+// fire runs the events that are due, and then sends what they answer.
 func (s *Server) fire() {
+	var out outbox // fire may run beside itself: its own outbox
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	s.evMu.Lock()
 	s.timerAt = time.Time{}
 	s.evMu.Unlock()
 	if s.closed || !s.haServing() {
+		s.mu.Unlock()
 		return
 	}
 	t := s.clk.now()
+	at := instant{sec: s.clk.seconds(t), ns: s.clk.nanos(t)}
 	for {
 		s.evMu.Lock()
 		if len(s.events) == 0 || s.events[0].at.After(t) {
 			s.arm()
 			s.evMu.Unlock()
-			return
+			break
 		}
 		e := heap.Pop(&s.events).(event)
 		s.evMu.Unlock()
-		s.run(e)
+		s.run(at, e, &out)
 	}
+	s.mu.Unlock()
+	out.send()
 }
 
-// run executes one due event. Called with mu held.
-func (s *Server) run(e event) {
-	at := s.instant()
+// run executes one due event at at. Called with mu held.
+func (s *Server) run(at instant, e event, out *outbox) {
 	switch e.kind {
 	case evLock:
 		st := s.stripeOf(e.lock)
@@ -500,16 +497,16 @@ func (s *Server) run(e event) {
 			// The timer fired a hair early for the seconds clock; retry.
 			st.scheduled[e.lock] = e.sec
 			s.evMu.Lock()
-			heap.Push(&s.events, event{at: s.clk.now().Add(time.Millisecond), kind: evLock, lock: e.lock, sec: e.sec})
+			heap.Push(&s.events, event{at: s.clk.atNanos(at.ns).Add(time.Millisecond), kind: evLock, lock: e.lock, sec: e.sec})
 			s.evMu.Unlock()
 			return
 		}
-		st.deliver(at, l.Advance(at.sec, st.wake[:0]))
+		st.deliver(at, l.Advance(at.sec, st.wake[:0]), out)
 		st.schedule(e.lock, l)
 	case evWait:
 		st := s.stripeOf(e.lock)
 		if w := st.waits[e.tag]; w != nil {
-			st.withdraw(at, w, giveUp)
+			st.withdraw(at, w, giveUp, out)
 		}
 	case evRecovery:
 		s.haRecoveryDeadline()
@@ -520,7 +517,7 @@ func (s *Server) run(e event) {
 			return
 		}
 		s.cfg.Logger.Info("client session expired", "client", cl.id, "remote", cl.addr)
-		s.removeClient(cl)
+		s.removeClient(at, cl, out)
 		s.haDeregister(cl.id, false)
 	}
 }

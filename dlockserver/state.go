@@ -6,13 +6,20 @@ import (
 
 	"github.com/dlock-io/dlock"
 	"github.com/dlock-io/dlock/internal/lockcore"
+	"github.com/dlock-io/dlock/internal/umo"
 	"github.com/dlock-io/dlock/internal/wire"
 )
 
-// The server's state, apart from its I/O. A connection decodes a request,
-// calls the state with the time it read from the clock, and queues what the
-// state answers; grants and withdrawn requests of other connections are
-// queued on those connections (conn.sendLock), never written here.
+// The server's state, apart from its I/O: serverState holds the clients,
+// the lock and object tables, their stripes and the mutexes that guard
+// them, and its methods are the transitions. A connection decodes a
+// request, reads the time from the server's clock, calls the state with it
+// and queues what the state returns: the reply to the requester as a value,
+// and what goes to other connections — grants, answers to withdrawn
+// requests, connections to close — in an outbox that the caller sends once
+// the state's mutexes are released (outbox.send). The state never writes
+// to a connection and never reads the clock; it is tested without a socket
+// (state_test.go).
 //
 // # Lock order
 //
@@ -46,7 +53,10 @@ import (
 //
 // conn.wmu guards a connection's index of its queued requests, which grants
 // in any stripe update. Server.evMu guards the deadline heap and its timer.
-// conn.outMu guards a connection's output buffer.
+// conn.outMu guards a connection's output buffer: grants and withdrawn
+// requests are queued there after the state's mutexes are released (an
+// outbox); a few rare replies (durable objects, registration in a cluster)
+// are still appended with the server's mutex held.
 //
 // # More cores
 //
@@ -62,6 +72,66 @@ import (
 // locks with queued waiters, the deadline heap (which could be split per
 // stripe the same way). BenchmarkStateParallel measures the speed-up.
 
+// serverState is the server's state (see above). It is embedded in Server;
+// srv gives the transitions the hooks of a highly available or sharded
+// cluster, the logger and the deadline heap.
+type serverState struct {
+	srv *Server
+
+	// mu guards the server-wide state; requests on existing locks take
+	// only their stripe's mutex (the lock order is above).
+	mu       modeMutex
+	state    uint8 // wire.StateReady or wire.StateWaitClientReinit
+	recovery int   // clients still to finish recovery
+	locks    *lockcore.Table
+	objs     *umo.Table // its contents guarded by objMu too
+	objMu    sync.Mutex
+	clients  map[int32]*client
+	stats    dlock.Stats // counters kept outside the stripes
+	stripes  [numStripes]stripe
+}
+
+// outbox collects what a transition sends to connections: answers to
+// queued blocking requests (grants, withdrawals), and connections to close.
+// Each connection keeps one for the requests it handles, so the hot path
+// reuses its memory. The caller sends it once it holds no mutex of the
+// state.
+type outbox struct {
+	msgs   []outMsg
+	closes []*conn
+}
+
+// outMsg is the answer r to request reqID of connection c.
+type outMsg struct {
+	c     *conn
+	reqID uint32
+	r     lockcore.Reply
+}
+
+// add queues the answer r to request reqID of c.
+func (o *outbox) add(c *conn, reqID uint32, r *lockcore.Reply) {
+	o.msgs = append(o.msgs, outMsg{c: c, reqID: reqID, r: *r})
+}
+
+// closeConn queues closing c (a client that re-registered elsewhere).
+func (o *outbox) closeConn(c *conn) { o.closes = append(o.closes, c) }
+
+// send queues every answer on its connection, closes what is to be closed,
+// and empties o. Called with no mutex of the state held.
+func (o *outbox) send() {
+	for i := range o.msgs {
+		m := &o.msgs[i]
+		m.c.sendLock(m.reqID, &m.r)
+		m.c = nil
+	}
+	o.msgs = o.msgs[:0]
+	for i, c := range o.closes {
+		c.raw.Close()
+		o.closes[i] = nil
+	}
+	o.closes = o.closes[:0]
+}
+
 // numStripes is the number of stripes of the lock and object ids: enough
 // for the 2 to 4 cores a dlock server is sized for.
 const numStripes = 16
@@ -72,7 +142,7 @@ const numStripes = 16
 // that requests on them update.
 type stripe struct {
 	mu sync.Mutex
-	s  *Server
+	s  *serverState
 
 	stats dlock.Stats      // DLock debug counters (summed in Server.Stats)
 	wake  []lockcore.Grant // scratch for grants
@@ -108,20 +178,20 @@ type instant struct {
 	ns  int64
 }
 
-// instant reads the clock.
+// instant reads the clock: what a caller passes to the state.
 func (s *Server) instant() instant {
 	t := s.clk.now()
 	return instant{sec: s.clk.seconds(t), ns: s.clk.nanos(t)}
 }
 
 // stripeOf returns the stripe owning lock (or object) id.
-func (s *Server) stripeOf(id int32) *stripe {
+func (s *serverState) stripeOf(id int32) *stripe {
 	return &s.stripes[uint32(id)%numStripes]
 }
 
 // initStripes empties every stripe (New, and an HA reset of the state).
 // Called with mu held.
-func (s *Server) initStripes() {
+func (s *serverState) initStripes() {
 	for i := range s.stripes {
 		st := &s.stripes[i]
 		st.s = s
@@ -175,24 +245,24 @@ func (m *modeMutex) Unlock() {
 
 // opLock takes what a request on a lock or object of stripe st needs: the
 // stripe's mutex, after g in a highly available cluster.
-func (s *Server) opLock(st *stripe) {
-	if s.ha != nil {
+func (s *serverState) opLock(st *stripe) {
+	if s.srv.ha != nil {
 		s.mu.g.Lock()
 	}
 	st.mu.Lock()
 }
 
 // opUnlock releases what opLock took.
-func (s *Server) opUnlock(st *stripe) {
+func (s *serverState) opUnlock(st *stripe) {
 	st.mu.Unlock()
-	if s.ha != nil {
+	if s.srv.ha != nil {
 		s.mu.g.Unlock()
 	}
 }
 
 // queued returns the number of queued blocking requests. Called with mu
 // held.
-func (s *Server) queued() int {
+func (s *serverState) queued() int {
 	n := 0
 	for i := range s.stripes {
 		n += len(s.stripes[i].waits)
@@ -214,8 +284,9 @@ func (st *stripe) lookup(client, id int32) (*lockcore.Lock, dlock.Status) {
 	return l, dlock.Success
 }
 
-// exec runs one non-blocking command and returns its reply.
-func (st *stripe) exec(at instant, client, id int32, cmd dlock.Cmd, arg dlock.LockState) lockcore.Reply {
+// exec runs one non-blocking command and returns its reply; grants it
+// causes go to out.
+func (st *stripe) exec(at instant, client, id int32, cmd dlock.Cmd, arg dlock.LockState, out *outbox) lockcore.Reply {
 	l, status := st.lookup(client, id)
 	if l == nil {
 		return lockcore.Reply{Status: status}
@@ -223,7 +294,7 @@ func (st *stripe) exec(at instant, client, id int32, cmd dlock.Cmd, arg dlock.Lo
 	r, wake := l.Exec(at.sec, client, cmd, arg, &st.stats, st.wake[:0])
 	st.observeOp(id, l, client, cmd, &r, at)
 	if len(wake) > 0 {
-		st.deliver(at, wake)
+		st.deliver(at, wake, out)
 	}
 	if l.Waiters() > 0 {
 		st.schedule(id, l)
@@ -232,8 +303,8 @@ func (st *stripe) exec(at instant, client, id int32, cmd dlock.Cmd, arg dlock.Lo
 }
 
 // acquire runs a blocking request of connection c: granted now (the reply,
-// false), or queued (true; the answer is pushed later).
-func (st *stripe) acquire(at instant, c *conn, client int32, reqID uint32, m *wire.LockOp) (lockcore.Reply, bool) {
+// false), or queued (true; its answer goes to an outbox later).
+func (st *stripe) acquire(at instant, c *conn, client int32, reqID uint32, m *wire.LockOp, out *outbox) (lockcore.Reply, bool) {
 	l, status := st.lookup(client, m.LockID)
 	if l == nil {
 		return lockcore.Reply{Status: status}, false
@@ -263,7 +334,7 @@ func (st *stripe) acquire(at instant, c *conn, client int32, reqID uint32, m *wi
 		return lockcore.Reply{Status: dlock.ErrInval}, false // that request id is queued already
 	}
 	r, queued, wake := l.Acquire(at.sec, w, &st.stats, st.wake[:0])
-	st.deliver(at, wake)
+	st.deliver(at, wake, out)
 	if !queued {
 		st.observeImmediate(m.LockID, l, client, cmd, &r, at)
 	} else {
@@ -271,7 +342,7 @@ func (st *stripe) acquire(at instant, c *conn, client int32, reqID uint32, m *wi
 			keepTicket: m.Flags&wire.FlagKeepTicket != 0, shared: w.Mode == dlock.Shared, since: at.ns})
 		st.observeQueued(m.LockID, l, at)
 		if m.WaitMillis > 0 {
-			st.s.push(event{at: st.s.clk.now().Add(time.Duration(m.WaitMillis) * time.Millisecond), kind: evWait, tag: w.Tag, lock: m.LockID})
+			st.s.srv.push(event{at: st.s.srv.clk.atNanos(at.ns).Add(time.Duration(m.WaitMillis) * time.Millisecond), kind: evWait, tag: w.Tag, lock: m.LockID})
 		}
 	}
 	st.schedule(m.LockID, l)
@@ -325,8 +396,8 @@ const (
 )
 
 // withdraw takes the queued request w off its lock, answers it as why
-// says, and grants whoever that lets in.
-func (st *stripe) withdraw(at instant, w *waiter, why withdrawal) {
+// says, and grants whoever that lets in; the answers go to out.
+func (st *stripe) withdraw(at instant, w *waiter, why withdrawal, out *outbox) {
 	st.unindex(w)
 	l := st.s.locks.Lock(w.lockID)
 	if l == nil {
@@ -340,15 +411,15 @@ func (st *stripe) withdraw(at instant, w *waiter, why withdrawal) {
 		r.Status = dlock.ErrClientNotInit
 	}
 	if why != connGone {
-		w.c.sendLock(w.reqID, &r)
+		out.add(w.c, w.reqID, &r)
 	}
-	st.deliver(at, wake)
+	st.deliver(at, wake, out)
 	st.schedule(w.lockID, l)
 }
 
-// deliver queues the answers of granted requests on their connections.
-func (st *stripe) deliver(at instant, wake []lockcore.Grant) {
-	if len(wake) > 0 && st.s.ha != nil && !st.s.haMayGrant() {
+// deliver puts the answers of granted requests in out.
+func (st *stripe) deliver(at instant, wake []lockcore.Grant, out *outbox) {
+	if len(wake) > 0 && st.s.srv.ha != nil && !st.s.srv.haMayGrant() {
 		return // a fenced primary pushes nothing; its state is about to go
 	}
 	for i := range wake {
@@ -358,9 +429,9 @@ func (st *stripe) deliver(at instant, wake []lockcore.Grant) {
 			continue
 		}
 		st.unindex(w)
-		st.s.shardWithhold(w.lockID, &g.Reply) // sharded: a slot taken away grants nothing
+		st.s.srv.shardWithhold(w.lockID, &g.Reply) // sharded: a slot taken away grants nothing
 		st.observeGrant(w, &g.Reply, at.ns)
-		w.c.sendLock(w.reqID, &g.Reply)
+		out.add(w.c, w.reqID, &g.Reply)
 	}
 	if cap(wake) > cap(st.wake) {
 		st.wake = wake[:0]
@@ -379,44 +450,27 @@ func (st *stripe) schedule(id int32, l *lockcore.Lock) {
 		return
 	}
 	st.scheduled[id] = at
-	st.s.push(event{at: st.s.clk.at(at), kind: evLock, lock: id, sec: at})
-}
-
-// cancel withdraws the queued request reqID of connection c (TCancel); a
-// request already answered is left alone. Called without mu or a stripe.
-func (s *Server) cancel(c *conn, reqID uint32) {
-	tag := c.tag(reqID)
-	w := c.waiter(tag)
-	if w == nil {
-		return // already answered
-	}
-	st := s.stripeOf(w.lockID)
-	s.opLock(st)
-	if st.waits[tag] == w { // not granted or withdrawn meanwhile
-		st.withdraw(s.instant(), w, giveUp)
-	}
-	s.opUnlock(st)
+	st.s.srv.push(event{at: st.s.srv.clk.at(at), kind: evLock, lock: id, sec: at})
 }
 
 // cancelWaitersOn answers client's queued requests on lock id before the
 // client lets go of the lock. Called with mu held.
-func (s *Server) cancelWaitersOn(at instant, client, id int32) {
+func (s *serverState) cancelWaitersOn(at instant, client, id int32, out *outbox) {
 	st := s.stripeOf(id)
 	for {
 		ws := st.byCL[clientLock{client, id}]
 		if len(ws) == 0 {
 			return
 		}
-		st.withdraw(at, ws[len(ws)-1], lockGone)
+		st.withdraw(at, ws[len(ws)-1], lockGone, out)
 	}
 }
 
 // dropConnWaiters abandons the blocking requests queued from c: nobody
-// would receive their grants. Called with mu held.
-func (s *Server) dropConnWaiters(c *conn) {
-	at := s.instant()
+// would receive their answers. Called with mu held.
+func (s *serverState) dropConnWaiters(at instant, c *conn, out *outbox) {
 	for _, w := range c.waiting {
-		s.stripeOf(w.lockID).withdraw(at, w, connGone)
+		s.stripeOf(w.lockID).withdraw(at, w, connGone, out)
 	}
 }
 
@@ -424,12 +478,12 @@ func (s *Server) dropConnWaiters(c *conn) {
 // answered, its holds released (granting whoever waits behind them), its
 // reference dropped, and the lock deleted with its last reference. Called
 // with mu held.
-func (s *Server) releaseLock(at instant, client, id int32) dlock.Status {
+func (s *serverState) releaseLock(at instant, client, id int32, out *outbox) dlock.Status {
 	st := s.stripeOf(id)
-	s.cancelWaitersOn(at, client, id)
+	s.cancelWaitersOn(at, client, id, out)
 	st.forgetHold(id, client)
 	status, wake := s.locks.Release(at.sec, client, id, st.wake[:0])
-	st.deliver(at, wake)
+	st.deliver(at, wake, out)
 	if l := s.locks.Lock(id); l != nil {
 		st.schedule(id, l)
 	}
@@ -439,19 +493,18 @@ func (s *Server) releaseLock(at instant, client, id int32) dlock.Status {
 // removeClient deletes a client and everything it holds: its queued
 // requests are answered, its holds released and whoever waits behind them
 // granted, lock by lock in id order. Called with mu held.
-func (s *Server) removeClient(cl *client) {
-	at := s.instant()
+func (s *serverState) removeClient(at instant, cl *client, out *outbox) {
 	if c := cl.conn; c != nil {
 		for _, w := range c.waiting {
 			if w.client == cl.id {
-				s.stripeOf(w.lockID).withdraw(at, w, clientGone)
+				s.stripeOf(w.lockID).withdraw(at, w, clientGone, out)
 			}
 		}
 	}
 	for _, id := range s.locks.ClientLocks(cl.id, nil) {
-		s.releaseLock(at, cl.id, id)
+		s.releaseLock(at, cl.id, id, out)
 	}
-	s.haObjectsTouched(cl.id)
+	s.srv.haObjectsTouched(cl.id)
 	s.objMu.Lock()
 	s.objs.RemoveClient(at.sec, cl.id)
 	s.objMu.Unlock()
@@ -461,15 +514,15 @@ func (s *Server) removeClient(cl *client) {
 	}
 }
 
-// holds answers TLockQuery: Success when client holds lock id now (an
+// holds answers TLockQuery: Success when client holds lock id at at (an
 // ATOMIC or FAIR hold whose lease ran out does not count), ErrFail when it
 // does not, ErrLockNotGet when it has no reference. Called with mu held.
-func (s *Server) holds(client, id int32) dlock.Status {
+func (s *serverState) holds(at instant, client, id int32) dlock.Status {
 	l, status := s.stripeOf(id).lookup(client, id)
 	if l == nil {
 		return status
 	}
-	if holding(l, client, s.instant().sec) {
+	if holding(l, client, at.sec) {
 		return dlock.Success
 	}
 	return dlock.ErrFail
