@@ -22,9 +22,15 @@
 // # Files
 //
 //   - server.go: Server, listeners, connections' life, the deadline heap;
-//   - state.go: the striped lock state, queued requests and their indexes;
+//   - state.go: the server's state as one type (serverState): its stripes
+//     and mutexes (the lock order at its top), queued requests and their
+//     indexes, and the outbox of what a transition sends to connections;
+//   - state_locks.go, state_clients.go, state_objects.go: the transitions
+//     (requests on locks; clients, recovery and closed connections; atomic64
+//     objects), each given the time and returning what to send;
 //   - conn.go: a connection's reading, writing and dispatch;
-//   - handlers.go: the requests, decoded and applied to the state;
+//   - handlers.go: the requests, decoded, passed to the state, and what it
+//     returns queued;
 //   - admin.go, observe.go: operators' requests, metrics and observations;
 //   - ha.go, ha_objects.go: the hooks of a highly available cluster (package
 //     ha) and its durable objects;
