@@ -21,8 +21,11 @@ func newClock(now time.Time) clock {
 }
 
 // seconds returns the clock's second at t.
-func (c *clock) seconds(t time.Time) uint32 {
-	ns := c.wallFrac + int64(t.Sub(c.start))
+func (c *clock) seconds(t time.Time) uint32 { return c.secondsAt(int64(t.Sub(c.start))) }
+
+// secondsAt returns the clock's second ns nanoseconds after it started.
+func (c *clock) secondsAt(ns int64) uint32 {
+	ns += c.wallFrac
 	s := c.wallSec + ns/int64(time.Second)
 	if s < 0 {
 		return 0
@@ -45,6 +48,10 @@ func (c *clock) at(sec uint32) time.Time {
 
 // now returns the current instant (with its monotonic reading).
 func (c *clock) now() time.Time { return time.Now() }
+
+// elapsed is the time since the clock started: one monotonic-clock read,
+// what a request needs (instant).
+func (c *clock) elapsed() time.Duration { return c.since(c.start) }
 
 // since is the time elapsed since t, which must carry a monotonic reading:
 // one monotonic-clock read, about half the cost of now where the clock is

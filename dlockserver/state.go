@@ -178,10 +178,12 @@ type instant struct {
 	ns  int64
 }
 
-// instant reads the clock: what a caller passes to the state.
+// instant reads the clock: what a caller passes to the state. It reads
+// only the monotonic clock (clock.elapsed): time.Now reads the wall clock
+// too, which took 30% of BenchmarkStateParallel's time on the 2-core VM.
 func (s *Server) instant() instant {
-	t := s.clk.now()
-	return instant{sec: s.clk.seconds(t), ns: s.clk.nanos(t)}
+	ns := int64(s.clk.elapsed())
+	return instant{sec: s.clk.secondsAt(ns), ns: ns}
 }
 
 // stripeOf returns the stripe owning lock (or object) id.
