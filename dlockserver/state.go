@@ -67,10 +67,12 @@ import (
 // from a hash of the name). Transitions pay for it: they take numStripes
 // mutexes, about 0.1 µs for 16 (5 µs under the race detector), which is
 // fine for operations that are rare next to lock commands; more cores want
-// more stripes, at that cost. Beyond that, what unrelated requests still
-// share is the fencing-token counter (one atomic add per grant) and, for
-// locks with queued waiters, the deadline heap (which could be split per
-// stripe the same way). BenchmarkStateParallel measures the speed-up.
+// more stripes, at that cost. A request reads the clock (the monotonic
+// one only) before it takes its stripe. Beyond that, what unrelated
+// requests still share is the fencing-token counter (one atomic add per
+// grant, on a cache line of its own: tokens increase across all locks) and,
+// for locks with queued waiters, the deadline heap (which could be split
+// per stripe the same way). BenchmarkStateParallel measures the speed-up.
 
 // serverState is the server's state (see above). It is embedded in Server;
 // srv gives the transitions the hooks of a highly available or sharded
