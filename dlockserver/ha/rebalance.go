@@ -143,8 +143,21 @@ func startMove(ctx context.Context, cli *clientv3.Client, cluster string, b Bala
 			return Move{}, err
 		}
 	}
-	members := clientv3.Compare(clientv3.CreateRevision(ShardKeys(cluster, p.To)+"election"), ">", 0).WithPrefix()
-	return MoveSlots(ctx, cli, cluster, p.Slots, p.To, append(guards, members)...)
+	// The target and every source campaign still (a source without a
+	// primary could not let go of its holds: the move would wait for it).
+	up := func(shard string) clientv3.Cmp {
+		return clientv3.Compare(clientv3.CreateRevision(ShardKeys(cluster, shard)+"election"), ">", 0).WithPrefix()
+	}
+	guards = append(guards, up(p.To))
+	for _, s := range b.Status.Shards {
+		for _, r := range s.Slots {
+			if s.Name != p.To && overlaps(r, p.Slots) {
+				guards = append(guards, up(s.Name))
+				break
+			}
+		}
+	}
+	return MoveSlots(ctx, cli, cluster, p.Slots, p.To, guards...)
 }
 
 // StartMove proposes move p of plan b (as dlockctl cluster rebalance does):
@@ -308,6 +321,16 @@ func (b Balance) owned(shard string) int {
 		}
 	}
 	return n
+}
+
+// overlaps reports whether r shares a slot with rs.
+func overlaps(r [2]int, rs Ranges) bool {
+	for _, q := range rs {
+		if r[0] <= q[1] && q[0] <= r[1] {
+			return true
+		}
+	}
+	return false
 }
 
 func contains(list []string, s string) bool {
