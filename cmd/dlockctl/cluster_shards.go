@@ -232,8 +232,8 @@ func runClusterRebalance(ctx context.Context, args []string, stdout, stderr io.W
 		if err := waitMove(ctx, cli, *name, mv, stdout); err != nil {
 			return err
 		}
-		// The next move is planned from the same state: the map changed
-		// only by the move just done.
+		// The plan stands (the map changed only by the move just done);
+		// the next move needs the current removal markers.
 		if b, err = ha.ReadBalance(ctx, cli, *name); err != nil {
 			return fmt.Errorf("etcd: %w", err)
 		}
