@@ -286,7 +286,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 	switch t {
 	case wire.TGetLock:
 		m := &c.get
-		if m.Decode(body) != nil {
+		if !c.predecoded(t) && m.Decode(body) != nil {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
 		}
@@ -308,7 +308,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 		c.reply(t, h.ID(), s.releaseLock(s.instant(), id, m.ID))
 	case wire.TBatchGetLock:
 		m := &c.rareMsg().bget
-		if m.Decode(body) != nil {
+		if !c.predecoded(t) && m.Decode(body) != nil {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
 		}
@@ -497,7 +497,7 @@ func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 	switch t {
 	case wire.TObjCreate, wire.TObjGet:
 		m := &c.obj
-		if m.Decode(body) != nil {
+		if !c.predecoded(t) && m.Decode(body) != nil {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
 		}
