@@ -161,3 +161,40 @@ func (p *benchPeer) release(id int32) {
 		p.tb.Fatalf("release: %d", p.h.Status())
 	}
 }
+
+// TestShardGateAllocs: in a sharded server, a trylock and an unlock by id
+// allocate nothing, the gate included (a gate that returned a release
+// closure allocated one per request).
+func TestShardGateAllocs(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m := ShardMap{Version: 1, Shards: []Shard{{Name: "a", Addrs: []string{"127.0.0.1:1"}}}, Slots: make([]int, NumSlots)}
+	if err := s.SetShardMap("a", m); err != nil {
+		t.Fatal(err)
+	}
+	p := newBenchPeer(t, s, 1)
+	get := wire.GetLock{Type: uint8(dlock.Atomic), Desc: []byte("allocs")}
+	lid := p.getLock(&get)
+	arg := dlock.AtomicState{Owner: p.id, Timeout: 30}.State()
+	var hs [2]wire.Header
+	var bodies [2][]byte
+	for i, cmd := range []dlock.Cmd{dlock.CmdExclusiveTrylock, dlock.CmdExclusiveUnlock} {
+		op := wire.LockOp{LockID: lid, Cmd: uint8(cmd), Arg: arg}
+		bodies[i] = p.frame(op.Append(nil, uint32(3+i), p.id), &hs[i])
+	}
+	cycle := func() {
+		for i := range hs {
+			p.c.handle(&hs[i], bodies[i])
+			if st := p.status(); st != 0 {
+				t.Fatalf("request %d: status %d", i, st)
+			}
+		}
+	}
+	cycle()
+	if n := testing.AllocsPerRun(500, cycle); n > 0.05 {
+		t.Errorf("%.2f allocations per sharded trylock+unlock, want 0", n)
+	}
+}
