@@ -198,7 +198,7 @@ func (s *Server) quiesceShard(st *shardState) {
 			if g := c.gated.Load(); g == nil || g == st {
 				break
 			}
-			time.Sleep(d)
+			s.clk.sleep(d)
 		}
 	}
 }
