@@ -31,6 +31,12 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		c.reply(t, h.ID(), st)
 		return keep
 	}
+	if c.evicted {
+		// Closed to make room, with frames still buffered: it never
+		// becomes a client (a slot map change waits only for the
+		// requests of the server's connections: shard.go).
+		return fail(dlock.ErrGeneric, false)
+	}
 	if t == wire.TInit {
 		if c.client != nil {
 			return fail(dlock.ErrGeneric, true)

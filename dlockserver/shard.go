@@ -84,7 +84,9 @@ type ShardMap struct {
 // request's old one published (it waits for the request to end). So once
 // SetShardMap returns, no request checked against an older map is still
 // executing, exactly as when requests held a shared lock. A connection
-// accepted after the scan began loads the new map for each of its requests.
+// accepted after the scan began loads the new map for each of its requests;
+// one closed to make room (evicted: no longer among the server's
+// connections) never registers, so its requests open and grant nothing.
 type shardRef struct {
 	atomic.Pointer[shardState]
 	shardMu sync.Mutex // serialises SetShardMap
