@@ -445,3 +445,34 @@ func TestShardDownNotMoved(t *testing.T) {
 		t.Fatalf("after s1 came back: %v", count)
 	}
 }
+
+// TestPlanLeaving: a leaving shard's slots are split between the others
+// (the most loaded first gets the odd slot), and a shard joining meanwhile
+// gets its share of them too; a leaving shard never receives slots.
+func TestPlanLeaving(t *testing.T) {
+	three := ha.ShardsStatus{Shards: []ha.ShardStatus{
+		{Name: "a", Slots: ha.Ranges{{0, 340}}}, {Name: "b", Slots: ha.Ranges{{341, 681}}}, {Name: "c", Slots: ha.Ranges{{682, 1023}}},
+	}}
+	plan := ha.Plan(ha.Balance{Status: three, Leaving: []string{"c"}})
+	if len(plan) != 2 || plan[0].To != "a" || !equalRanges(plan[0].Slots, ha.Ranges{{682, 852}}) ||
+		plan[1].To != "b" || !equalRanges(plan[1].Slots, ha.Ranges{{853, 1023}}) {
+		t.Fatalf("plan %+v", plan)
+	}
+	plan = ha.Plan(ha.Balance{Status: three, Leaving: []string{"c"}, Joined: []string{"d"}})
+	got := map[string]int{}
+	for _, p := range plan {
+		if p.To == "c" {
+			t.Fatalf("the leaving shard receives %v", p.Slots)
+		}
+		for _, r := range p.Slots {
+			if r[0] < 682 {
+				t.Fatalf("%s takes %v from a shard that stays", p.To, r)
+			}
+			got[p.To] += r[1] - r[0] + 1
+		}
+	}
+	// a and b keep 341 each and d's share is 341: they split c's 342.
+	if got["d"] != 341 || got["a"]+got["b"] != 1 {
+		t.Fatalf("moved %v", got)
+	}
+}
