@@ -124,7 +124,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 	switch t {
 	case wire.TGetLock:
 		m := &c.get
-		if m.Decode(body) != nil {
+		if !c.predecoded(t) && m.Decode(body) != nil {
 			m = nil
 		}
 		id, st := s.getLock(c, m)
@@ -146,7 +146,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 		c.reply(t, h.ID(), st)
 	case wire.TBatchGetLock:
 		m := &c.rareMsg().bget
-		if m.Decode(body) != nil {
+		if !c.predecoded(t) && m.Decode(body) != nil {
 			m = nil
 		}
 		c.sendIDs(t, h.ID(), &c.ids, s.batchGetLock(c, m, &c.ids))
@@ -231,7 +231,7 @@ func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 	var obj *wire.Object
 	var id *wire.ID
 	if t == wire.TObjCreate || t == wire.TObjGet {
-		if obj = &c.obj; obj.Decode(body) != nil {
+		if obj = &c.obj; !c.predecoded(t) && obj.Decode(body) != nil {
 			obj = nil
 		}
 	} else if id = &c.id; id.Decode(body) != nil {

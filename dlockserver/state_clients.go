@@ -19,6 +19,9 @@ import (
 func (s *serverState) register(at instant, c *conn, out *outbox) (rep wire.InitReply, st dlock.Status, keep bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if c.evicted {
+		return rep, dlock.ErrGeneric, false // see reregister
+	}
 	if c.client != nil {
 		return rep, dlock.ErrGeneric, true
 	}
@@ -63,6 +66,12 @@ func (s *serverState) reregister(at instant, c *conn, id int32, out *outbox) (re
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	srv := s.srv
+	if c.evicted {
+		// Closed to make room, with frames still buffered: it never
+		// becomes a client (a slot map change waits only for the
+		// requests of the server's connections: shard.go).
+		return rep, dlock.ErrGeneric, false
+	}
 	if id <= 0 || (c.client != nil && c.client.id != id) {
 		return rep, dlock.ErrGeneric, true
 	}
