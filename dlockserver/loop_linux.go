@@ -308,6 +308,9 @@ func (l *loop) run() {
 			}
 			l.read(c)
 		}
+		// Grants first (queued by other connections' requests): they end a
+		// wait, the requesters' own replies do not.
+		l.flushPending()
 		for _, c := range l.dirty {
 			c.lst.dirty = false
 			l.flush(c)
@@ -351,6 +354,23 @@ func (l *loop) drain() bool {
 		clear(p)
 		l.spare = p[:0]
 	}
+}
+
+// flushPending writes the output queued so far from outside the
+// connections' own requests.
+func (l *loop) flushPending() {
+	l.mu.Lock()
+	p := l.pending
+	for _, c := range p {
+		c.lst.queued = false
+	}
+	l.pending, l.spare = l.spare[:0], nil
+	l.mu.Unlock()
+	for _, c := range p {
+		l.flush(c)
+	}
+	clear(p)
+	l.spare = p[:0]
 }
 
 // add starts watching c.
