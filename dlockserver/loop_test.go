@@ -138,3 +138,27 @@ func TestLoopsStopOnClose(t *testing.T) {
 		t.Fatalf("%d of %d event loops still run after Close", n-stopped, n)
 	}
 }
+
+// TestLargestFrameInPieces: a frame of the largest body, arriving in
+// pieces with a request right behind it, is answered and the connection
+// stays usable; one byte more closes the connection.
+func TestLargestFrameInPieces(t *testing.T) {
+	connModes(t, dlockserver.Config{}, func(t *testing.T, srv *dlocktest.Server, _ bool) {
+		r := dialRaw(t, srv.Addr)
+		id := r.register()
+		f := wire.AppendFrame(nil, 0x6E, 9, id, make([]byte, wire.MaxBody))
+		f = wire.AppendFrame(f, 0x6E, 10, id, nil)
+		for _, piece := range [][]byte{f[:7], f[7 : 20<<10], f[20<<10:]} {
+			r.write(piece)
+			time.Sleep(20 * time.Millisecond)
+		}
+		for _, want := range []uint32{9, 10} {
+			h, _, err := r.read()
+			if err != nil || h.Type() != wire.TUnknownReply || h.ID() != want || dlock.Status(h.Status()) != dlock.ErrInval {
+				t.Fatalf("reply %d: %v id %d type %#x status %d", want, err, h.ID(), h.Type(), h.Status())
+			}
+		}
+		r.write(wire.AppendFrame(nil, 0x6E, 11, id, make([]byte, wire.MaxBody+1)))
+		r.closed()
+	})
+}
