@@ -53,9 +53,9 @@ package dlockserver
 // Measured against the goroutine path with `dlockctl bench -scenario all
 // -baseline echo -pin 0,1` and perf's system call counts (README,
 // Performance): per acquire + release pair at 64 clients 4.7 system calls
-// instead of 6.4 (the EAGAIN reads are gone), server CPU per pair 1.09×
+// instead of 6.4 (the EAGAIN reads are gone), server CPU per pair 1.09–1.14×
 // the echo's instead of 1.19× (medians of 3 on a busy VM), RSS at the full
-// limits 65 MB instead of 80 MB. Blocking in epoll_wait has a cost: the
+// limits 65–69 MB instead of 79–82 MB. Blocking in epoll_wait has a cost: the
 // runtime's monitor thread polls a thread that is in a system call and may
 // hand its P over (a parked variant, the epoll descriptor in the runtime's
 // poller, made more epoll_wait calls and gained nothing measurable).
