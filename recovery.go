@@ -15,6 +15,10 @@ import (
 type RecoveryReport struct {
 	// Addr is the server the client recovered with.
 	Addr string
+	// Shard is the shard the client serves, for a Client of a Router in a
+	// sharded cluster ("" otherwise): each shard's Client recovers on its
+	// own.
+	Shard string
 	// NewPrimary is true when that server was a new primary rebuilding its
 	// state from the clients (the old one died), false when the client only
 	// reconnected to the same server.
@@ -408,7 +412,7 @@ func (c *Client) recoverLoop() {
 	var refused error
 	for {
 		failover := false // a standby answered: a new primary is coming
-		for _, addr := range c.cfg.Addrs {
+		for _, addr := range c.addrs() {
 			rep, err := c.recoverOnce(c.ctx, addr)
 			if c.ctx.Err() != nil {
 				return
@@ -568,6 +572,21 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// addrs returns the members automatic recovery tries.
+func (c *Client) addrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.Addrs
+}
+
+// setAddrs replaces the members automatic recovery tries (a Router's shard
+// Client, when the shard's members change).
+func (c *Client) setAddrs(addrs []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cfg.Addrs = append([]string(nil), addrs...)
 }
 
 // connFailed starts automatic recovery, if configured, once the

@@ -74,7 +74,7 @@ func lockOwner(l *Lock) (*Client, error) {
 	if l == nil {
 		return nil, errNilLock
 	}
-	return l.c, nil
+	return l.cl(), nil
 }
 
 // batchLocks runs a batch of lock requests split by shard; call runs one

@@ -89,8 +89,9 @@ type shardState struct {
 	disowned    [NumSlots]bool
 	anyDisowned bool
 	// frozen marks owned slots still moving in: not served yet.
-	frozen [NumSlots]bool
-	wire   wire.ShardMap
+	frozen    [NumSlots]bool
+	anyFrozen bool
+	wire      wire.ShardMap
 }
 
 // SetShardMap makes the server a member of shard self of a sharded
@@ -142,6 +143,7 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 			return fmt.Errorf("%w: incoming slot %d", ErrInvalidConfig, k)
 		}
 		st.frozen[k] = true
+		st.anyFrozen = true
 	}
 	s.shard.shardMu.Lock()
 	defer s.shard.shardMu.Unlock()
@@ -167,8 +169,9 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 		}
 	}
 	s.shard.gateMu.Lock()
-	s.shard.Store(st)
+	prev := s.shard.Swap(st)
 	s.shard.gateMu.Unlock()
+	s.movedIn(prev, st)
 	return nil
 }
 
@@ -223,6 +226,9 @@ func (c *conn) shardGate(h *wire.Header, body []byte) bool {
 		if m.Decode(body) == nil {
 			err = st.check(m.Desc)
 		}
+	}
+	if st.anyFrozen && err == nil && !c.frozenGate(st, h, body) {
+		return false
 	}
 	if st.anyDisowned && err == nil {
 		return c.disownedGate(st, h, body)

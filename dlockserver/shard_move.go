@@ -120,3 +120,119 @@ func holdsAt(l *lockcore.Lock, now uint32) bool {
 	}
 	return true
 }
+
+// isExtend reports whether a lock command extends a hold.
+func isExtend(cmd uint8) bool {
+	return dlock.Cmd(cmd) == dlock.CmdExclusiveExtend || dlock.Cmd(cmd) == dlock.CmdSharedExtend
+}
+
+// frozenGate answers DLOCK_NOT_READY to a lock command that could grant a
+// lock of a slot still moving in: nothing in such a slot is granted until
+// the move is over. Holds handed over by their holders (moveUpload) may be
+// unlocked and extended meanwhile. Called without mu.
+func (c *conn) frozenGate(st *shardState, h *wire.Header, body []byte) bool {
+	s := c.s
+	acquires := func(id int32, cmd uint8) bool {
+		if isUnlock(cmd) || isExtend(cmd) {
+			return false
+		}
+		l := s.locks.Lock(id)
+		return l != nil && st.frozen[wire.Slot([]byte(l.Descriptor()))]
+	}
+	refuse := false
+	switch h.Type() {
+	case wire.TLockOp:
+		var m wire.LockOp
+		if m.Decode(body) != nil {
+			return true
+		}
+		s.mu.Lock()
+		refuse = acquires(m.LockID, m.Cmd)
+		s.mu.Unlock()
+	case wire.TBatchLockOp:
+		var m wire.BatchLockOp
+		if m.Decode(body) != nil {
+			return true
+		}
+		s.mu.Lock()
+		for i := 0; i < m.N && !refuse; i++ {
+			refuse = acquires(m.Items[i].LockID, m.Items[i].Cmd)
+		}
+		s.mu.Unlock()
+	}
+	if refuse {
+		c.notReady(h, body)
+	}
+	return !refuse
+}
+
+// moveUpload takes a hand-over (TUpdateLocks from a ready server's
+// client): the holds a client had on the source shard of a move in
+// progress, uploaded to the target. Every entry must be in a slot moving
+// in (frozen); the entries are merged as a recovery upload is, the client
+// getting a reference to each lock and, for a hold it reports, the hold.
+// The answer is the ids; StatusMoved when a slot is not this shard's;
+// DLOCK_FAIL when a slot is served already (the move is over: the holds it
+// waited for have ended, so the hold reported is not carried over);
+// DLOCK_ERROR outside a sharded cluster. A reported FAIR ticket is not
+// carried over (the entry counts as holding nothing). Called with mu held.
+func (c *conn) moveUpload(cl *client, h *wire.Header, body []byte) {
+	s := c.s
+	t := h.Type()
+	st := s.shard.Load()
+	if st == nil {
+		c.reply(t, h.ID(), dlock.ErrGeneric)
+		return
+	}
+	m := &c.rareMsg().upd
+	if m.Decode(body) != nil {
+		c.reply(t, h.ID(), dlock.ErrInval)
+		return
+	}
+	for i := 0; i < m.N; i++ {
+		k := wire.Slot(m.Items[i].Desc)
+		switch {
+		case !st.owned[k]:
+			mv := wire.Moved{Version: st.wire.Version}
+			c.outMu.Lock()
+			c.out = mv.Append(c.out, t, h.ID())
+			c.outMu.Unlock()
+			return
+		case !st.frozen[k]:
+			c.reply(t, h.ID(), dlock.ErrFail)
+			return
+		}
+	}
+	c.ids.N = m.N
+	for i := 0; i < m.N; i++ {
+		it := &m.Items[i]
+		hold := lockcore.Hold(it.Hold)
+		if hold != lockcore.HoldExclusive && hold != lockcore.HoldShared {
+			hold, it.State, it.Token = lockcore.HoldNone, [16]byte{}, 0
+		}
+		c.ids.IDs[i] = s.locks.Merge(cl.id, it.Desc, dlock.LockType(it.Type), it.ID, it.Lease,
+			dlock.LockState(it.State), hold, it.Token)
+	}
+	c.outMu.Lock()
+	c.out = c.ids.Append(c.out, t.Reply(), h.ID(), 0)
+	c.outMu.Unlock()
+}
+
+// movedIn runs after SetShardMap stored st: once slots that were moving in
+// are served, the reports kept to merge their hand-overs are dropped, as
+// at the end of a recovery.
+func (s *Server) movedIn(prev, st *shardState) {
+	if prev == nil || !prev.anyFrozen {
+		return
+	}
+	for k := range prev.frozen {
+		if prev.frozen[k] && !st.frozen[k] {
+			s.mu.Lock()
+			if s.state == wire.StateReady {
+				s.locks.EndRecovery()
+			}
+			s.mu.Unlock()
+			return
+		}
+	}
+}
