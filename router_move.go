@@ -181,10 +181,14 @@ func (c *Client) openID(ctx context.Context, e *lockEntry) (int32, error) {
 }
 
 // orphan is an unlock on a source shard whose outcome a hand-over could not
-// learn (the connection failed): it is sent again until answered.
+// learn (the connection failed): it is sent again until answered, unless
+// the Client re-registered with a new primary meanwhile (that one never
+// learned the hold: the Client no longer lists the lock; and ids may
+// differ there).
 type orphan struct {
 	c  *Client
 	op wire.LockOp
+	at time.Time // the Client's last re-registration when the unlock failed
 }
 
 // letGo unlocks the hold (or gives up the ticket) of entry e on the source
@@ -198,8 +202,11 @@ func (r *Router) letGo(ctx context.Context, src *Client, e *lockEntry, kind uint
 		}
 		op := wire.LockOp{LockID: e.id, Cmd: uint8(cmd), Arg: e.payload(cmd, 0, src.id)}
 		if !r.unlockOn(ctx, src, op) {
+			src.mu.Lock()
+			at := src.reinitAt
+			src.mu.Unlock()
 			r.mu.Lock()
-			r.orphans = append(r.orphans, orphan{c: src, op: op})
+			r.orphans = append(r.orphans, orphan{c: src, op: op, at: at})
 			r.mu.Unlock()
 			return
 		}
@@ -253,7 +260,10 @@ func (r *Router) followMoves(ctx context.Context) {
 	r.orphans = nil
 	r.mu.Unlock()
 	for _, o := range orphans {
-		if !r.unlockOn(ctx, o.c, o.op) {
+		o.c.mu.Lock()
+		gone := o.c.newPrimary && !o.c.reinitAt.Equal(o.at)
+		o.c.mu.Unlock()
+		if !gone && !r.unlockOn(ctx, o.c, o.op) {
 			r.mu.Lock()
 			r.orphans = append(r.orphans, o)
 			r.mu.Unlock()
@@ -282,8 +292,8 @@ func (r *Router) followMoves(ctx context.Context) {
 			continue
 		}
 		r.mu.Lock()
-		if r.m != nil && m.Version > r.m.Version {
-			r.m = m
+		if r.m != nil && m.Version >= r.m.Version {
+			r.m = m // (members change without a new version)
 		}
 		r.mu.Unlock()
 	}

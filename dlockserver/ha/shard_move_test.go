@@ -552,3 +552,63 @@ func TestSlotMoveHandsOverHolds(t *testing.T) {
 		t.Fatalf("%s routes to %s", rwName, rb.ShardOf(rwName))
 	}
 }
+
+// TestRouterLearnsNewMembers: a Router dials a cluster whose shard s0 has
+// one member and holds a lock there; a standby of s0 then joins. The
+// Router gives s0's Client the new member (it asks for the map while it
+// holds locks), so that when s0's primary is killed, the Client recovers
+// on the standby, promoted, and keeps its hold; the recovery report names
+// the shard.
+func TestRouterLearnsNewMembers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	c := newShardCluster(t, 2, 1)
+	reports := make(chan dlock.RecoveryReport, 16)
+	r, err := dlock.DialRouter(ctx, &dlock.Config{Addrs: []string{c.addrs["s1"][0]}, AutoRecover: true,
+		SessionTimeout: 10 * time.Second, DialTimeout: 2 * time.Second,
+		OnRecover: func(rep dlock.RecoveryReport) { reports <- rep }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var name string
+	for i := 0; name == "" && i < 1000; i++ {
+		if n := fmt.Sprintf("members/%d", i); r.ShardOf(n) == "s0" {
+			name = n
+		}
+	}
+	l := openServing(ctx, t, r, name)
+	if ok, err := l.TryLock(ctx); !ok || err != nil {
+		t.Fatalf("trylock: %v %v", ok, err)
+	}
+	standby := freeAddr(t)
+	c.addrs["s0"] = append(c.addrs["s0"], standby)
+	c.procs["s0"] = append(c.procs["s0"], c.start("s0", standby))
+	c.waitPrimaries(1)
+	for i := 0; i < 300; i++ {
+		m := r.Map()
+		if s := m.Shards[m.Slots[dlock.SlotOf(name)]]; len(s.Addrs) == 2 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if m := r.Map(); len(m.Shards[m.Slots[dlock.SlotOf(name)]].Addrs) != 2 {
+		t.Fatalf("the router's map lacks s0's standby: %+v", m.Shards)
+	}
+	time.Sleep(time.Second) // (the Client's members follow the map)
+	c.procs["s0"][0].kill()
+	select {
+	case rep := <-reports:
+		if rep.Err != nil || rep.Shard != "s0" || rep.Addr != standby || len(rep.Kept) != 1 || rep.Kept[0] != l {
+			t.Fatalf("recovery: shard %q addr %s (standby %s), kept %d, lost %d, err %v",
+				rep.Shard, rep.Addr, standby, len(rep.Kept), len(rep.Lost), rep.Err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("s0's client did not recover on the standby")
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatalf("unlock after the failover: %v", err)
+	}
+}
