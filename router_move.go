@@ -90,6 +90,9 @@ func (r *Router) handOver(ctx context.Context, l *Lock, src, dst *Client) error 
 	kind := holdKind(&l.e)
 	src.mu.Unlock()
 	held := kind == wire.HoldExclusive || kind == wire.HoldShared
+	dst.mu.Lock()
+	dstAt := dst.reinitAt
+	dst.mu.Unlock()
 	var m wire.UpdateLocks
 	m.N = 1
 	m.Items[0] = wire.UpdateLock{ID: djb2(e.desc), Lease: e.lease, Type: uint8(e.typ), Desc: e.desc}
@@ -148,14 +151,26 @@ func (r *Router) handOver(ctx context.Context, l *Lock, src, dst *Client) error 
 	l.cp.Store(dst)
 	src.mu.Unlock()
 	dst.mu.Lock()
-	defer dst.mu.Unlock()
 	if o := dst.locks[id]; o != nil && o != l {
 		// The Client opened the lock again on its new shard before this
 		// handle moved (it held nothing then): that handle is the one.
 		l.released = true
+		dst.mu.Unlock()
 		return l.wrapName("hand over", fmt.Errorf("the lock was opened again on its new shard; use that handle: %w", ErrLockNotGet))
 	}
 	dst.locks[id] = l
+	again := held && !lost && !dst.reinitAt.Equal(dstAt)
+	dst.mu.Unlock()
+	if again {
+		// dst re-registered during the hand-over: a new primary's recovery
+		// did not know this handle yet. Ask whether the hold survived.
+		if qs, err := dst.queryHold(ctx, id); err == nil && (qs == ErrFail || qs == ErrLockNotGet) {
+			dst.mu.Lock()
+			l.e.reset()
+			dst.mu.Unlock()
+			lost = true
+		}
+	}
 	if lost {
 		r.cfg.Logger.Warn("dlock: a hold ended on its old shard before it could be handed over", "lock", l.name)
 	}

@@ -411,6 +411,10 @@ func TestSlotMoveHandsOverHolds(t *testing.T) {
 	}
 	rwA, atA := open(ra, rwName, dlock.RW), open(ra, atName, dlock.Atomic)
 	deadC := open(rc, deadName, dlock.RW)
+	// A handle opened on s0 before the move and first used after it, in a
+	// batch.
+	rd := c.router(ctx, c.addrs["s0"][0])
+	batchD := open(rd, tag+"/batch", dlock.Atomic)
 	for _, l := range []*dlock.Lock{rwA, atA, deadC} {
 		if ok, err := l.TryLock(ctx); !ok || err != nil {
 			t.Fatalf("trylock %s: %v %v", l.Name(), ok, err)
@@ -550,6 +554,16 @@ func TestSlotMoveHandsOverHolds(t *testing.T) {
 	}
 	if rb.ShardOf(rwName) != "s1" {
 		t.Fatalf("%s routes to %s", rwName, rb.ShardOf(rwName))
+	}
+	res := make([]dlock.Result, 1)
+	if err := rd.BatchTryLock(ctx, []dlock.LockRequest{{Lock: batchD, Mode: dlock.Exclusive}}, res); err != nil || res[0].Status != dlock.Success {
+		t.Fatalf("batch trylock of a handle opened before the move: %v %v", err, res[0].Status)
+	}
+	if batchD.Token() <= s0Mark {
+		t.Fatalf("batch grant on s1 with token %d, not above s0's mark %d", batchD.Token(), s0Mark)
+	}
+	if err := rd.BatchUnlock(ctx, []*dlock.Lock{batchD}, res); err != nil || res[0].Status != dlock.Success {
+		t.Fatalf("batch unlock: %v %v", err, res[0].Status)
 	}
 }
 
