@@ -188,7 +188,9 @@ func (c *Client) resolveLock(ctx context.Context, nc net.Conn, l *Lock) (release
 		return false, false, fmt.Errorf("resolve %s: %w", quote(l.name), err)
 	}
 	switch {
-	case held && st == Success: // the hold is real
+	case held && (st == Success || st == ErrMoved):
+		// The hold is real (moved: its slot moved to another shard; the
+		// hold stays until a Router hands it over, or it ends).
 	case held && (st == ErrFail || st == ErrLockNotGet):
 		c.mu.Lock()
 		l.e.reset()
@@ -363,7 +365,7 @@ func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error)
 			return kept, lost, fmt.Errorf("dlock: revalidate %s: %w", quote(l.name), err)
 		}
 		switch st {
-		case Success:
+		case Success, ErrMoved: // (moved: see resolveLock)
 			kept = append(kept, l)
 		case ErrFail, ErrLockNotGet:
 			c.mu.Lock()

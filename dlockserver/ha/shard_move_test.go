@@ -626,3 +626,81 @@ func TestRouterLearnsNewMembers(t *testing.T) {
 		t.Fatalf("unlock after the failover: %v", err)
 	}
 }
+
+// TestReconnectDuringMove: a plain Client (no Router: it cannot hand its
+// holds over) holds an RW lock of a slot that then moves; its connection to
+// the source breaks and it reconnects to the same server while the move
+// waits for it. The source answers "moved" to its hold query; recovery
+// keeps the hold nonetheless (it is real until unlocked), the unlock
+// succeeds on the source, and the move then completes.
+func TestReconnectDuringMove(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	ctx := testCtx(t, 3*time.Minute)
+	c := newShardCluster(t, 2, 1)
+	p := newProxy(t, c.addrs["s0"][0])
+	reports := make(chan dlock.RecoveryReport, 4)
+	k, err := dlock.Dial(ctx, p.ln.Addr().String(), &dlock.Config{AutoRecover: true, SessionTimeout: 5 * time.Second,
+		OnRecover: func(rep dlock.RecoveryReport) { reports <- rep }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer k.Close()
+	r := c.router(ctx, c.addrs["s0"][0])
+	var name string
+	for i := 0; name == "" && i < 1000; i++ {
+		if n := fmt.Sprintf("{reconnect%d}", i); r.ShardOf(n) == "s0" {
+			name = n
+		}
+	}
+	l, err := k.OpenLock(ctx, name, dlock.LockOptions{Type: dlock.RW})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := l.TryLock(ctx); !ok || err != nil {
+		t.Fatalf("trylock: %v %v", ok, err)
+	}
+	cli, err := ha.Dial(strings.Split(c.eps, ","), nil, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	slot := dlock.SlotOf(name)
+	if _, err := ha.MoveSlots(ctx, cli, c.name, ha.Ranges{{slot, slot}}, "s1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 300; i++ {
+		if m, err := dlock.FetchShardMap(ctx, c.addrs["s0"][0], nil); err == nil && m.Shards[m.Slots[slot]].Name == "s1" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Break the connection; the proxy lets the client back in.
+	p.mu.Lock()
+	for _, nc := range p.conns {
+		nc.Close()
+	}
+	p.conns = nil
+	p.mu.Unlock()
+	select {
+	case rep := <-reports:
+		if rep.Err != nil || rep.NewPrimary || len(rep.Kept) != 1 || rep.Kept[0] != l || len(rep.Lost) != 0 {
+			t.Fatalf("recovery: err %v, new primary %v, kept %d, lost %d", rep.Err, rep.NewPrimary, len(rep.Kept), len(rep.Lost))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no recovery report")
+	}
+	if st := c.read(); len(st.Moves) != 1 {
+		t.Fatalf("the move ended while the hold was on the source: %+v", st.Moves)
+	}
+	if err := l.Unlock(ctx); err != nil {
+		t.Fatalf("unlock on the source after the reconnection: %v", err)
+	}
+	for i := 0; i < 400 && len(c.read().Moves) != 0; i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st := c.read(); len(st.Moves) != 0 {
+		t.Fatalf("the move did not end after the unlock: %+v", st.Moves)
+	}
+}
