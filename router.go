@@ -26,8 +26,10 @@ import (
 //
 // A server that does not own a name's slot answers ErrMoved with its map
 // version without executing the request; the Router then fetches the map
-// again and retries at the owner. Against a server that is not part of a
-// sharded cluster, a Router is a single Client.
+// again and retries at the owner. When a slot moves, the handles of its
+// locks, and their holds, follow it to the new shard (router_move.go).
+// Against a server that is not part of a sharded cluster, a Router is a
+// single Client.
 
 // NumSlots is the number of slots of a sharded cluster.
 const NumSlots = wire.NumSlots

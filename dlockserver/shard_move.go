@@ -22,30 +22,36 @@ import (
 //     their handler), and nothing in those slots is granted there again
 //     (lock commands and hold queries answer moved, queued grants are
 //     withheld). Holders there may still unlock (letting go is always
-//     safe) but not extend: every hold ends by its holder's unlock, its
-//     lease or its client's session. Once the server is ready (not
+//     safe): every hold ends by its holder's hand-over (below) or unlock,
+//     its lease or its client's session. Once the server is ready (not
 //     recovering) and holds nothing in slots taken away (DisownedHeld), the
 //     source's primary acknowledges the map version in etcd, under its
 //     leader key; a primary promoted later reads the map again before
 //     serving, so it never serves an older one.
 //  3. Target: the map gives it the slots but lists them in
 //     ShardMap.Incoming, frozen: by-name requests for them are answered
-//     DLOCK_NOT_READY, so nothing in them is opened or granted. Its primary
-//     waits for every source's acknowledgement, then raises its token floor
-//     above each source's saved token mark (RaiseTokenFloor): the source
-//     issued every token of those slots at or below that mark, so tokens per
-//     lock only grow across the move. It then waits MoveGrace (a margin for
-//     the clocks of the clients, which end their own view of a lease), deletes
-//     the move record and serves the slots.
+//     DLOCK_NOT_READY, and so are lock commands that could grant a lock
+//     of them (frozenGate), so nothing in them is granted. It takes
+//     hand-overs (moveUpload). Its primary waits for every source's
+//     acknowledgement, then raises its token floor above each source's
+//     saved token mark (RaiseTokenFloor): the source issued every token of
+//     those slots at or below that mark, so tokens per lock only grow
+//     across the move. It then waits MoveGrace (a margin for the clocks of
+//     the clients, which end their own view of a lease), deletes the move
+//     record and serves the slots.
 //
-// What a move does to holders: a hold taken before the move stays valid
-// until its holder unlocks it (the source still answers the unlock), so no
-// lock is lost and no two clients hold one lock: the target grants nothing
-// in the slots while the source still has a hold there. A hold cannot be
-// extended on the source after the move (the extend answers moved); its
-// holder opens the lock again through the map, on the target. Waiting for
-// a lock in a moving slot answers moved on the source and DLOCK_NOT_READY on
-// the target until it serves.
+// The hand-over: a client holding a lock of a moving slot uploads the hold
+// to the target (TUpdateLocks to a ready server, merged as a recovery
+// upload, in the client's name there), checks it there, then unlocks it on
+// the source. The hold keeps its token and lease; the target lets its
+// holder unlock and extend it while the slot is frozen. No two clients
+// hold a lock: the target grants nothing in the slot until the source
+// holds nothing there, and the source grants nothing there any more. A
+// hand-over that comes after the target serves the slot is refused
+// (DLOCK_FAIL): the source let go of that hold (its lease or session
+// ended) before it came. The client side is the Router's (router_move.go
+// in package dlock); a client that cannot hand over keeps its hold on the
+// source until it lets go, and the move waits for it.
 
 // RaiseTokenFloor makes every token the server issues from now on greater
 // than mark (a source shard's saved mark, before serving slots moved from
