@@ -290,7 +290,7 @@ func (r *Router) followMoves(ctx context.Context) {
 	for _, c := range cs {
 		for _, l := range c.lockList() {
 			c.mu.Lock()
-			h := holdKind(&l.e) != wire.HoldNone && !l.released
+			h := holdKind(&l.e) != wire.HoldNone
 			c.mu.Unlock()
 			if h {
 				held = append(held, l)
