@@ -369,16 +369,18 @@ func openServing(ctx context.Context, t *testing.T, r *dlock.Router, name string
 
 // TestSlotMoveHandsOverHolds: a move does not wait for holds to end. Two
 // shards, one dlockd each; on a slot of s0, router A holds an RW lock (no
-// lease: draining it would take forever) and an Atomic lock, router C holds
+// lease: draining it would take forever), an Atomic lock and a Fair lock,
+// A and router D share another RW lock, router C holds
 // another RW lock and then closes without unlocking (a holder that dies),
 // and router B keeps trying to take all three. "dlockctl cluster move"
 // moves the slot to s1 and finishes within a bound although nobody
 // unlocks: A's idle RW hold is handed over by A's Router on its own, A's
 // extend of the Atomic lock during the move is handed over and works, C's
 // hold ends with its session. Meanwhile B never gets a lock A holds; after
-// the move A still holds both on s1 (B's trylock fails there), A's unlocks
-// succeed, and B then takes the locks with tokens above s0's mark; B takes
-// C's lock too.
+// the move A and D still hold theirs on s1 (B's trylocks fail there), the
+// Fair hold extends, the unlocks succeed, and B then takes the locks with
+// tokens above s0's mark; B takes C's lock too. D's handle opened before
+// the move and first used after it, in a batch, follows the move.
 func TestSlotMoveHandsOverHolds(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and dlockd processes")
@@ -415,6 +417,17 @@ func TestSlotMoveHandsOverHolds(t *testing.T) {
 	// batch.
 	rd := c.router(ctx, c.addrs["s0"][0])
 	batchD := open(rd, tag+"/batch", dlock.Atomic)
+	// A Fair lock A holds, and an RW lock A and D hold shared.
+	fairName, shName := tag+"/fair", tag+"/shared"
+	fairA, shA, shD := open(ra, fairName, dlock.Fair), open(ra, shName, dlock.RW), open(rd, shName, dlock.RW)
+	if ok, err := fairA.TryLock(ctx); !ok || err != nil {
+		t.Fatalf("trylock %s: %v %v", fairName, ok, err)
+	}
+	for _, l := range []*dlock.Lock{shA, shD} {
+		if ok, err := l.TryRLock(ctx); !ok || err != nil {
+			t.Fatalf("shared trylock %s: %v %v", shName, ok, err)
+		}
+	}
 	for _, l := range []*dlock.Lock{rwA, atA, deadC} {
 		if ok, err := l.TryLock(ctx); !ok || err != nil {
 			t.Fatalf("trylock %s: %v %v", l.Name(), ok, err)
@@ -554,6 +567,27 @@ func TestSlotMoveHandsOverHolds(t *testing.T) {
 	}
 	if rb.ShardOf(rwName) != "s1" {
 		t.Fatalf("%s routes to %s", rwName, rb.ShardOf(rwName))
+	}
+	// The Fair and the shared holds moved too.
+	fairB, shB := open(rb, fairName, dlock.Fair), open(rb, shName, dlock.RW)
+	if ok, err := fairB.TryLock(ctx); ok || err != nil {
+		t.Fatalf("B's trylock of %s while A holds it: %v %v", fairName, ok, err) // (B queues: a ticket)
+	}
+	if ok, err := shB.TryLock(ctx); ok || err != nil {
+		t.Fatalf("B's exclusive trylock of %s while A and D share it: %v %v", shName, ok, err)
+	}
+	if err := fairA.Extend(ctx, time.Minute); err != nil {
+		t.Fatalf("extend of the Fair hold after the move: %v", err)
+	}
+	for _, l := range []*dlock.Lock{fairA, shA, shD} {
+		if err := l.Unlock(ctx); err != nil {
+			t.Fatalf("unlock of %s after the move: %v", l.Name(), err)
+		}
+	}
+	for _, l := range []*dlock.Lock{fairB, shB} {
+		if ok, err := l.TryLock(ctx); !ok || err != nil || l.Token() <= s0Mark {
+			t.Fatalf("B's trylock of %s after the holders let go: %v %v, token %d (s0's mark %d)", l.Name(), ok, err, l.Token(), s0Mark)
+		}
 	}
 	res := make([]dlock.Result, 1)
 	if err := rd.BatchTryLock(ctx, []dlock.LockRequest{{Lock: batchD, Mode: dlock.Exclusive}}, res); err != nil || res[0].Status != dlock.Success {
