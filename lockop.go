@@ -142,12 +142,6 @@ func (l *Lock) end(s *step, status Status, val LockState, token uint64, err erro
 		l.e.abort(s)
 		return 0
 	}
-	if status == ErrMoved {
-		// Not executed: the lock's slot is another shard's now. The entry
-		// stays as it was (a hold is not lost by a move).
-		l.e.abort(s)
-		return ErrMoved
-	}
 	st := l.e.finish(s, status, val, token, &c.stats)
 	if s.fill {
 		l.last = s.result
