@@ -89,9 +89,10 @@ type shardState struct {
 	disowned    [NumSlots]bool
 	anyDisowned bool
 	// frozen marks owned slots still moving in: not served yet.
-	frozen    [NumSlots]bool
-	anyFrozen bool
-	wire      wire.ShardMap
+	frozen [NumSlots]bool
+	wire   wire.ShardMap
+
+	anyFrozen bool // a slot is frozen (shard_move.go)
 }
 
 // SetShardMap makes the server a member of shard self of a sharded
@@ -147,6 +148,7 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 	}
 	s.shard.shardMu.Lock()
 	defer s.shard.shardMu.Unlock()
+	defer s.movedIn(s.shard.Load(), st) // (shard_move.go)
 	if prev := s.shard.Load(); prev != nil {
 		if prev.self != self {
 			return fmt.Errorf("%w: shard %q, was %q", ErrInvalidConfig, self, prev.self)
@@ -169,9 +171,8 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 		}
 	}
 	s.shard.gateMu.Lock()
-	prev := s.shard.Swap(st)
+	s.shard.Store(st)
 	s.shard.gateMu.Unlock()
-	s.movedIn(prev, st)
 	return nil
 }
 

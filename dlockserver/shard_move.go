@@ -224,11 +224,12 @@ func (c *conn) moveUpload(cl *client, h *wire.Header, body []byte) {
 	c.outMu.Unlock()
 }
 
-// movedIn runs after SetShardMap stored st: once slots that were moving in
-// are served, the reports kept to merge their hand-overs are dropped, as
-// at the end of a recovery.
+// movedIn runs when SetShardMap returns, prev the map before: once slots
+// that were moving in are served, the reports kept to merge their
+// hand-overs are dropped, as at the end of a recovery. (Nothing is done
+// when st was not stored.) Called with shardMu held.
 func (s *Server) movedIn(prev, st *shardState) {
-	if prev == nil || !prev.anyFrozen {
+	if prev == nil || !prev.anyFrozen || s.shard.Load() != st {
 		return
 	}
 	for k := range prev.frozen {
