@@ -106,6 +106,9 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 	case wire.TResetStats:
 		st = s.resetStatsFor(c)
 	case wire.TUpdateLocks:
+		if s.moveUploadWhenReady(c, h, body) {
+			return true
+		}
 		m := &c.rareMsg().upd
 		if m.Decode(body) != nil {
 			m = nil

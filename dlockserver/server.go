@@ -45,7 +45,9 @@ type Server struct {
 	ha        *haState    // nil outside a highly available cluster
 	shard     shardRef    // slot map of a sharded cluster (shard.go)
 
-	wg sync.WaitGroup // connection goroutines
+	loops []*loop // event loops, made at the first connection they serve
+
+	wg sync.WaitGroup // connection and loop goroutines
 }
 
 // client is a registered client.
@@ -211,6 +213,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for c := range s.conns {
 		c.raw.Close()
 	}
+	s.stopLoops()
 	s.evMu.Lock()
 	s.timer.Stop()
 	s.evMu.Unlock()
@@ -328,9 +331,11 @@ func (s *Server) startConn(nc net.Conn) (*conn, error) {
 		tc.SetNoDelay(true)
 		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 60 * time.Second, Interval: 6 * time.Second, Count: 9})
 	}
+	fd := s.loopFD(nc) // a plain socket for an event loop, else -1
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		closeFD(fd)
 		nc.Close()
 		return nil, ErrServerClosed
 	}
@@ -345,6 +350,7 @@ func (s *Server) startConn(nc net.Conn) (*conn, error) {
 		if oldest == nil {
 			s.mu.Unlock()
 			s.cfg.Logger.Warn("connection refused: too many connections", "remote", nc.RemoteAddr())
+			closeFD(fd)
 			nc.Close()
 			return nil, ErrTooManyConns
 		}
@@ -360,6 +366,19 @@ func (s *Server) startConn(nc net.Conn) (*conn, error) {
 	}
 	c := newConn(s, nc, s.connSeq)
 	c.raw = raw
+	if fd >= 0 && !s.adoptLoop(c, fd, nc) {
+		closeFD(fd)
+		fd = -1
+	}
+	if fd >= 0 {
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		raw.Close() // the loop has the socket through fd
+		if s.debugOn() {
+			s.cfg.Logger.Debug("connection accepted", "remote", c.remote(), "tls", false, "loop", true)
+		}
+		return c, nil
+	}
 	if s.tls != nil {
 		s.startHandshake(c)
 	} else if sc, ok := raw.(syscall.Conn); ok {

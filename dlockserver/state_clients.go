@@ -245,6 +245,20 @@ func (s *serverState) resetStatsFor(c *conn) dlock.Status {
 	return dlock.Success
 }
 
+// moveUploadWhenReady hands a TUpdateLocks of a ready server, which
+// uploads holds in slots moving to this shard, to the slot move code
+// (moveUpload, shard_move.go), which answers it. It returns false when c
+// has no client or the server is recovering (see updateLocks).
+func (s *serverState) moveUploadWhenReady(c *conn, h *wire.Header, body []byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.client == nil || s.state != wire.StateReady {
+		return false
+	}
+	c.moveUpload(c.client, h, body)
+	return true
+}
+
 // updateLocks merges the recovery upload m of c's client (TUpdateLocks) and
 // writes the ids the locks have here to ids. Only a client re-registering
 // during recovery uploads; m is nil when the request did not decode.
