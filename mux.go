@@ -65,18 +65,24 @@ type mux struct {
 	wspare   []byte
 	flushing bool
 
-	mu        sync.Mutex // everything below
-	pending   map[uint32]*call
-	free      []*call
-	nextID    uint32
-	calls     uint64 // requests made so far (idle detection)
-	err       error  // why calls fail: the connection broke, or closed
-	closing   bool
-	conn      net.Conn
-	br        *bufio.Reader
-	reader    int  // who reads conn: readerNone, readerCaller, readerBackground
-	kicked    bool // the background reader was asked to give the role up
-	followers []*call
+	mu      sync.Mutex // everything below
+	pending map[uint32]*call
+	free    []*call
+	nextID  uint32
+	calls   uint64 // requests made so far (idle detection)
+	err     error  // why calls fail: the connection broke, or closed
+	closing bool
+	conn    net.Conn
+	br      *bufio.Reader
+	reader  int  // who reads conn: readerNone, readerCaller, readerBackground
+	kicked  bool // the background reader was asked to give the role up
+	// leadCtx is the ctx of a leader whose read has no deadline and no
+	// AfterFunc (a short request whose ctx can be cancelled but has no
+	// deadline): the idle goroutine kicks it out (leadKicked) once leadCtx
+	// has ended.
+	leadCtx    context.Context
+	leadKicked bool
+	followers  []*call
 	// readerGone is signalled (on mu) when the read role is given up.
 	readerGone sync.Cond
 	// rh, big and bigLen belong to whoever holds the read role: the header
@@ -106,13 +112,14 @@ type muxHooks struct {
 }
 
 // idleCheck is how often the background goroutine looks for an idle
-// connection to watch.
+// connection to watch, and for a leader whose ctx ended while it reads
+// without a deadline (see lead).
 const idleCheck = 100 * time.Millisecond
 
-// quickWait is how long a caller reads for its reply before it registers
-// for the end of its ctx: most replies come within it, and only a call that
-// has to wait longer pays for the registration. A cancel during the first
-// quickWait is noticed when it has passed.
+// quickWait is how long a blocking request reads for its reply before it
+// registers for the end of its ctx: most replies come within it, and only a
+// call that has to wait longer pays for the registration. A cancel during
+// the first quickWait is noticed when it has passed.
 const quickWait = 2 * time.Millisecond
 
 // Who reads the connection (mux.reader).
@@ -371,8 +378,8 @@ func (m *mux) wait(ctx context.Context, cl *call) error {
 // itself when nobody else does. It returns ctx's error if ctx ends first;
 // the call then stays pending (see abandon).
 func (m *mux) await(ctx context.Context, cl *call) error {
+	m.mu.Lock()
 	for {
-		m.mu.Lock()
 		if cl.finished {
 			m.mu.Unlock()
 			return cl.err
@@ -385,10 +392,17 @@ func (m *mux) await(ctx context.Context, cl *call) error {
 		case readerNone:
 			m.reader = readerCaller
 			nc, br := m.conn, m.br
+			_, hasDeadline := ctx.Deadline()
+			watched := !cl.long && !hasDeadline && ctx.Done() != nil
+			if watched {
+				m.leadCtx = ctx
+			}
 			m.mu.Unlock()
-			if err := m.lead(ctx, cl, nc, br); err != nil {
+			err := m.lead(ctx, cl, nc, br, watched)
+			if err != nil {
 				return err
 			}
+			m.mu.Lock()
 			continue
 		case readerBackground:
 			if !m.kicked {
@@ -405,22 +419,31 @@ func (m *mux) await(ctx context.Context, cl *call) error {
 		}
 		m.mu.Lock()
 		cl.waiting = false
-		m.mu.Unlock()
 	}
 }
 
 // lead reads frames as the leader until cl is finished, ctx ends or the
 // connection fails, then gives the read role up. It returns ctx's error if
 // ctx ended.
-func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader) error {
-	// Any end of ctx must stop the read. A blocking request may wait long,
-	// and a ctx without a deadline gives the read no bound: their ctx is
-	// watched by an AfterFunc (which costs allocations and a lock of ctx),
-	// registered only once the reply has not come within quickWait. A
-	// short request with a deadline needs only that deadline (a bare
-	// cancel is then noticed within a round trip).
+//
+// watched says that the read has neither a deadline nor an AfterFunc: the
+// call is a short request whose ctx has no deadline, registered as
+// m.leadCtx, which the idle goroutine kicks out of the read once ctx has
+// ended (within idleCheck).
+func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader, watched bool) error {
+	// Any end of ctx must stop the read. A blocking request may wait long:
+	// its ctx is watched by an AfterFunc (which costs allocations and a
+	// lock of ctx), registered only once the reply has not come within
+	// quickWait. A short request with a deadline needs only that deadline
+	// (a bare cancel is then noticed within a round trip); one without
+	// (watched) is answered within a round trip unless the link is broken,
+	// and the idle goroutine ends its read if ctx ends first. Setting a
+	// socket deadline costs two timer updates per call, and a timer
+	// pending while the goroutine sleeps in the poller costs extra system
+	// calls of the scheduler's: measured on the 2-core VM, ~0.35 fewer
+	// system calls per request without it.
 	d, hasDeadline := ctx.Deadline()
-	watch := ctx.Done() != nil && (cl.long || !hasDeadline)
+	watch := cl.long && ctx.Done() != nil
 	var stop func() bool
 	var kicked chan struct{}
 	if watch {
@@ -445,9 +468,9 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader)
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				// Our own deadline: ctx's, or a quick wait's. ctx's timer
-				// may trail the socket's by a hair; wait for it rather
-				// than call the link broken.
+				// Our own deadline: ctx's, a quick wait's, or the idle
+				// goroutine's kick. ctx's timer may trail the socket's by
+				// a hair; wait for it rather than call the link broken.
 				if ctxErr = ctx.Err(); ctxErr != nil {
 					break
 				}
@@ -479,6 +502,18 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader)
 	}
 	if hasDeadline || watch {
 		nc.SetReadDeadline(time.Time{})
+	}
+	if watched {
+		// From now on the idle goroutine leaves the read alone; undo its
+		// kick, if it came, before the next reader reads.
+		m.mu.Lock()
+		m.leadCtx = nil
+		kicked := m.leadKicked
+		m.leadKicked = false
+		m.mu.Unlock()
+		if kicked {
+			nc.SetReadDeadline(time.Time{})
+		}
 	}
 	m.release()
 	return ctxErr
@@ -607,6 +642,11 @@ func (m *mux) idleLoop() {
 		case <-t.C:
 		}
 		m.mu.Lock()
+		if m.leadCtx != nil && !m.leadKicked && m.leadCtx.Err() != nil {
+			// A leader reads without a deadline for a ctx that ended.
+			m.leadKicked = true
+			m.conn.SetReadDeadline(pastDeadline)
+		}
 		busy := m.calls != seen || m.reader != readerNone || m.err != nil
 		seen = m.calls
 		if busy {

@@ -333,3 +333,75 @@ func TestMuxCancelSilentPeer(t *testing.T) {
 		}
 	}
 }
+
+// TestMuxKickedLeaderLeavesNoDeadline: a short call whose ctx has no
+// deadline reads without one; when its ctx is cancelled while the peer is
+// silent, the idle goroutine ends its read, and the next call (whose ctx has
+// neither deadline nor cancel) reads its reply normally: the kick's past
+// deadline was undone. A late reply to the cancelled call goes to the late
+// hook.
+func TestMuxKickedLeaderLeavesNoDeadline(t *testing.T) {
+	m, p, ev := newPipeMux(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.roundTrip(ctx, heartbeat)
+		done <- err
+	}()
+	h1, _ := p.read() // and do not answer yet
+	// Cancel once the call reads without a deadline, registered for the
+	// idle goroutine's watch.
+	for i := 0; ; i++ {
+		m.mu.Lock()
+		leading := m.leadCtx != nil
+		m.mu.Unlock()
+		if leading {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the call never read as a watched leader")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled call: got %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled call did not return")
+	}
+	type result struct {
+		body string
+		err  error
+	}
+	second := make(chan result, 1)
+	go func() {
+		cl, err := m.roundTrip(context.Background(), heartbeat)
+		if err != nil {
+			second <- result{err: err}
+			return
+		}
+		second <- result{body: string(cl.body)}
+		m.putCall(cl)
+	}()
+	h2, _ := p.read()
+	go func() { // a stuck reader would block these writes
+		p.reply(h1, 0, []byte("late"))
+		p.reply(h2, 0, []byte("ok"))
+	}()
+	select {
+	case r := <-second:
+		if r.err != nil || r.body != "ok" {
+			t.Fatalf("call after the kick: %v %q", r.err, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call after the kick did not get its reply (a past deadline left on the socket?)")
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if len(ev.late) != 1 || ev.late[0] != h1.ID() {
+		t.Fatalf("late replies %v, want [%d]", ev.late, h1.ID())
+	}
+}
