@@ -82,7 +82,11 @@ type mux struct {
 	// has ended.
 	leadCtx    context.Context
 	leadKicked bool
-	followers  []*call
+	// The callers waiting for a reply while another reads (followers), in
+	// the order they started to wait: a list through call.fprev/fnext, so
+	// that a follower leaves it in O(1) when its reply is in or it stops
+	// waiting, and a leader's release offers the role to a live one.
+	fhead, ftail *call
 	// readerGone is signalled (on mu) when the read role is given up.
 	readerGone sync.Cond
 	// rh, big and bigLen belong to whoever holds the read role: the header
@@ -140,8 +144,13 @@ type call struct {
 	err    error
 	// finished is set (under mux.mu) once the reply or a failure is in.
 	finished bool
-	// waiting is set while the caller follows, so it can be offered the role.
-	waiting bool
+	// following is set while the call is on the followers list (fprev,
+	// fnext), waiting to be offered the read role. fctx is its caller's ctx
+	// when the follower waits for cl.done alone (a short call): the idle
+	// goroutine signals it once fctx has ended.
+	following    bool
+	fprev, fnext *call
+	fctx         context.Context
 	// long marks a blocking lock request, which may wait for a long time.
 	long bool
 	// locks are the ids of the locks a lock request (single or batch)
@@ -278,7 +287,8 @@ func (m *mux) newCall() (*call, error) {
 	cl.err = nil
 	cl.nlocks = 0
 	cl.finished = false
-	cl.waiting = false
+	cl.following = false
+	cl.fctx = nil
 	cl.long = false
 	select {
 	case <-cl.done: // a stale signal from the record's previous use
@@ -410,16 +420,62 @@ func (m *mux) await(ctx context.Context, cl *call) error {
 				m.conn.SetReadDeadline(pastDeadline)
 			}
 		}
-		cl.waiting = true
-		m.followers = append(m.followers, cl)
-		m.mu.Unlock()
-		select {
-		case <-cl.done:
-		case <-ctx.Done():
+		m.follow(cl)
+		if cl.long || ctx.Done() == nil {
+			m.mu.Unlock()
+			select {
+			case <-cl.done:
+			case <-ctx.Done():
+			}
+		} else {
+			// A short call is answered within a round trip: wait for the
+			// reply (or the read role) alone, which costs less than a
+			// select; if ctx ends first, the idle goroutine signals.
+			cl.fctx = ctx
+			m.mu.Unlock()
+			<-cl.done
 		}
 		m.mu.Lock()
-		cl.waiting = false
+		m.unfollow(cl)
+		cl.fctx = nil
+		if !cl.finished && ctx.Err() != nil && m.reader == readerNone {
+			// We give up while the read role is free, maybe offered to
+			// us: pass it on.
+			m.offer()
+		}
 	}
+}
+
+// follow puts cl at the end of the followers list. Called with m.mu held.
+func (m *mux) follow(cl *call) {
+	cl.following = true
+	cl.fnext = nil
+	cl.fprev = m.ftail
+	if m.ftail != nil {
+		m.ftail.fnext = cl
+	} else {
+		m.fhead = cl
+	}
+	m.ftail = cl
+}
+
+// unfollow takes cl off the followers list, if it is on it. Called with
+// m.mu held.
+func (m *mux) unfollow(cl *call) {
+	if !cl.following {
+		return
+	}
+	if cl.fprev != nil {
+		cl.fprev.fnext = cl.fnext
+	} else {
+		m.fhead = cl.fnext
+	}
+	if cl.fnext != nil {
+		cl.fnext.fprev = cl.fprev
+	} else {
+		m.ftail = cl.fprev
+	}
+	cl.fprev, cl.fnext, cl.following = nil, nil, false
 }
 
 // lead reads frames as the leader until cl is finished, ctx ends or the
@@ -584,17 +640,13 @@ func (m *mux) release() {
 }
 
 // offer signals one waiting follower that the read role is free. Called
-// with m.mu held.
+// with m.mu held. Every call on the list is waiting and unfinished: dispatch and failConn
+// take a call off when its reply or failure is in. The most recent follower
+// gets it, as the one least likely to have its reply already buffered.
 func (m *mux) offer() {
-	for len(m.followers) > 0 {
-		n := len(m.followers) - 1
-		f := m.followers[n]
-		m.followers[n] = nil
-		m.followers = m.followers[:n]
-		if f.waiting && !f.finished {
-			signal(f.done)
-			return
-		}
+	if f := m.ftail; f != nil {
+		m.unfollow(f)
+		signal(f.done)
 	}
 }
 
@@ -624,6 +676,7 @@ func (m *mux) dispatch(h *wire.Header, body []byte) (*call, error) {
 	cl.typ = h.Type()
 	cl.body = append(cl.body[:0], body...)
 	cl.finished = true
+	m.unfollow(cl)
 	m.mu.Unlock()
 	signal(cl.done)
 	return cl, nil
@@ -646,6 +699,11 @@ func (m *mux) idleLoop() {
 			// A leader reads without a deadline for a ctx that ended.
 			m.leadKicked = true
 			m.conn.SetReadDeadline(pastDeadline)
+		}
+		for f := m.fhead; f != nil; f = f.fnext {
+			if f.fctx != nil && f.fctx.Err() != nil {
+				signal(f.done) // a follower that waits for its reply alone
+			}
 		}
 		busy := m.calls != seen || m.reader != readerNone || m.err != nil
 		seen = m.calls
@@ -710,6 +768,7 @@ func (m *mux) failConn(nc net.Conn, err error, notify bool) {
 		}
 		cl.err = m.err
 		cl.finished = true
+		m.unfollow(cl)
 		signal(cl.done)
 	}
 	m.inflight.Store(0)

@@ -405,3 +405,68 @@ func TestMuxKickedLeaderLeavesNoDeadline(t *testing.T) {
 		t.Fatalf("late replies %v, want [%d]", ev.late, h1.ID())
 	}
 }
+
+// TestMuxCancelFollower: a short call that waits while another call reads
+// (a follower) returns when its ctx is cancelled although its reply never
+// comes, and the reader still gets its own reply afterwards.
+func TestMuxCancelFollower(t *testing.T) {
+	m, p, _ := newPipeMux(t)
+	lead := make(chan error, 1)
+	go func() {
+		cl, err := m.roundTrip(context.Background(), heartbeat)
+		if err == nil && string(cl.body) != "lead" {
+			err = fmt.Errorf("leader got %q", cl.body)
+		}
+		lead <- err
+	}()
+	h1, _ := p.read()
+	for i := 0; ; i++ { // the first call reads before the second starts
+		m.mu.Lock()
+		reading := m.reader == readerCaller
+		m.mu.Unlock()
+		if reading {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the first call never took the read role")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	follow := make(chan error, 1)
+	go func() {
+		_, err := m.roundTrip(ctx, heartbeat)
+		follow <- err
+	}()
+	p.read() // never answered
+	for i := 0; ; i++ {
+		m.mu.Lock()
+		waiting := m.fhead != nil && m.fhead.fctx != nil
+		m.mu.Unlock()
+		if waiting {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the second call never waited as a follower")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-follow:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("follower: got %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled follower did not return")
+	}
+	go p.reply(h1, 0, []byte("lead"))
+	select {
+	case err := <-lead:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leader did not get its reply")
+	}
+}
