@@ -116,14 +116,19 @@ func (l *Lock) post(s *step, flags uint8, wait uint32) (*call, error) {
 // (status, the lock value val and the grant's token), or abort if err says
 // the outcome is unknown (see awaitLock). It records the result for State.
 func (l *Lock) end(s *step, status Status, val LockState, token uint64, err error) Status {
-	c := l.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	return l.endLocked(s, status, val, token, err)
+}
+
+// endLocked is end with c.mu held (a batch ends all its entries under one
+// hold).
+func (l *Lock) endLocked(s *step, status Status, val LockState, token uint64, err error) Status {
 	if err != nil {
 		l.e.abort(s)
 		return 0
 	}
-	st := l.e.finish(s, status, val, token, &c.stats)
+	st := l.e.finish(s, status, val, token, &l.c.stats)
 	if s.fill {
 		l.last = s.result
 	}
