@@ -470,3 +470,43 @@ func TestMuxCancelFollower(t *testing.T) {
 		t.Fatal("the leader did not get its reply")
 	}
 }
+
+// TestMuxCancelBeforeDeadline: a call whose ctx has a distant deadline
+// returns when ctx is cancelled long before it, although the peer never
+// answers — as the reader or as a follower.
+func TestMuxCancelBeforeDeadline(t *testing.T) {
+	for _, long := range []bool{false, true} {
+		t.Run(fmt.Sprint("long=", long), func(t *testing.T) {
+			m, p, _ := newPipeMux(t)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
+			const n = 2 // the first to wait reads, the other follows
+			done := make(chan error, n)
+			for range n {
+				go func() {
+					cl, err := m.newCall()
+					if err != nil {
+						done <- err
+						return
+					}
+					cl.long = long
+					m.send(func(dst []byte) []byte { return heartbeat(dst, cl.id) })
+					done <- m.wait(ctx, cl)
+				}()
+				p.read() // and never answer
+			}
+			time.Sleep(10 * time.Millisecond)
+			cancel()
+			for range n {
+				select {
+				case err := <-done:
+					if !errors.Is(err, context.Canceled) {
+						t.Fatalf("got %v, want context.Canceled", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("a call did not return after its ctx was cancelled")
+				}
+			}
+		})
+	}
+}
