@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -83,7 +84,14 @@ type conn struct {
 	id   wire.ID
 	ids  wire.IDs
 	get  wire.GetLock
+	olo  wire.OpenLockOp
 	init wire.Init
+	// decoded is the type of the request whose body the shard gate decoded
+	// into its reused struct above already, 0 for none (shard.go).
+	decoded wire.Type
+	// gated is the slot map the request being handled was checked against,
+	// nil between requests and outside a sharded cluster (shard.go).
+	gated atomic.Pointer[shardState]
 	// rare holds the large message structs of requests a client sends
 	// seldom, made on first use: 1 000 idle connections do not carry them.
 	rare *rareMsgs
@@ -367,8 +375,9 @@ func (c *conn) handle(h *wire.Header, body []byte) bool {
 	if t.IsReply() {
 		return c.bad(h, "reply type from a client")
 	}
-	defer s.shard.enter()() // (shard_move.go)
-	if !c.shardGate(h, body) {
+	sm := c.enterShard()
+	defer c.leaveShard(sm) // (shard.go)
+	if sm != nil && !c.shardGate(sm, h, body) {
 		return true
 	}
 	if s.ha != nil && !c.haGate(h, body) {

@@ -31,6 +31,12 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 		c.reply(t, h.ID(), st)
 		return keep
 	}
+	if c.evicted {
+		// Closed to make room, with frames still buffered: it never
+		// becomes a client (a slot map change waits only for the
+		// requests of the server's connections: shard.go).
+		return fail(dlock.ErrGeneric, false)
+	}
 	if t == wire.TInit {
 		if c.client != nil {
 			return fail(dlock.ErrGeneric, true)
@@ -286,7 +292,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 	switch t {
 	case wire.TGetLock:
 		m := &c.get
-		if m.Decode(body) != nil {
+		if !c.predecoded(t) && m.Decode(body) != nil {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
 		}
@@ -308,7 +314,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 		c.reply(t, h.ID(), s.releaseLock(s.instant(), id, m.ID))
 	case wire.TBatchGetLock:
 		m := &c.rareMsg().bget
-		if m.Decode(body) != nil {
+		if !c.predecoded(t) && m.Decode(body) != nil {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
 		}
@@ -497,7 +503,7 @@ func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 	switch t {
 	case wire.TObjCreate, wire.TObjGet:
 		m := &c.obj
-		if m.Decode(body) != nil {
+		if !c.predecoded(t) && m.Decode(body) != nil {
 			c.reply(t, h.ID(), dlock.ErrInval)
 			return true
 		}

@@ -14,8 +14,8 @@ import (
 // reply with the lock's id when the lock has another id, and a header-only
 // TOpenLockOp reply with the status when the open failed.
 func (c *conn) openLockOp(h *wire.Header, body []byte) bool {
-	var m wire.OpenLockOp
-	if m.Decode(body) != nil {
+	m := &c.olo
+	if !c.predecoded(h.Type()) && m.Decode(body) != nil {
 		return c.malformed(h)
 	}
 	s := c.s

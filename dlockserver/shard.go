@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/dlock-io/dlock"
 	"github.com/dlock-io/dlock/internal/lockcore"
@@ -69,14 +70,26 @@ type ShardMap struct {
 }
 
 // shardRef holds a server's shard state (nil outside a sharded cluster).
+//
+// The gate costs a request no write to memory shared between connections:
+// the state is an immutable snapshot behind an atomic pointer, which
+// requests only read, and each connection publishes, in its own gated
+// pointer, the snapshot its current request was checked against, from the
+// check to the end of the handler. SetShardMap stores the new snapshot,
+// then waits until no connection's gated pointer holds an older one. The
+// request side publishes before it checks that the snapshot is still
+// current (enterShard), and the map side stores before it scans: with
+// sequentially consistent atomics, either the request's second load sees
+// the new snapshot (it uses that one), or SetShardMap's scan sees the
+// request's old one published (it waits for the request to end). So once
+// SetShardMap returns, no request checked against an older map is still
+// executing, exactly as when requests held a shared lock. A connection
+// accepted after the scan began loads the new map for each of its requests;
+// one closed to make room (evicted: no longer among the server's
+// connections) never registers, so its requests open and grant nothing.
 type shardRef struct {
 	atomic.Pointer[shardState]
 	shardMu sync.Mutex // serialises SetShardMap
-	// gateMu is held shared by every request from its shard check to the
-	// end of its handler, and exclusively by SetShardMap while it stores a
-	// map: once SetShardMap returns, no request checked against the old
-	// map is still executing.
-	gateMu sync.RWMutex
 }
 
 // shardState is a server's view of the map (immutable once stored).
@@ -166,11 +179,61 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 				"shard", self, "map_version", m.Version)
 		}
 	}
-	s.shard.gateMu.Lock()
 	s.shard.Store(st)
-	s.shard.gateMu.Unlock()
+	s.quiesceShard(st)
 	return nil
 }
+
+// quiesceShard waits until no request checked against a map older than st
+// is executing (see shardRef). Called with shardMu held, without mu.
+func (s *Server) quiesceShard(st *shardState) {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		// A handler runs for microseconds, or as long as the etcd commit
+		// of a durable object: back off up to a millisecond.
+		for d := time.Microsecond; ; d = min(2*d, time.Millisecond) {
+			if g := c.gated.Load(); g == nil || g == st {
+				break
+			}
+			s.clk.sleep(d)
+		}
+	}
+}
+
+// enterShard publishes, for the request about to be handled, the map it
+// is checked against, and returns it (nil outside a sharded cluster, at no
+// cost). The request's handler must end with leaveShard.
+func (c *conn) enterShard() *shardState {
+	st := c.s.shard.Load()
+	if st == nil {
+		return nil
+	}
+	for {
+		c.gated.Store(st)
+		cur := c.s.shard.Load()
+		if cur == st {
+			return st
+		}
+		st = cur // a new map meanwhile: check against it
+	}
+}
+
+// leaveShard ends what enterShard began.
+func (c *conn) leaveShard(st *shardState) {
+	c.decoded = 0
+	if st != nil {
+		c.gated.Store(nil)
+	}
+}
+
+// predecoded reports whether the shard gate decoded the body of the
+// request of type t into the connection's reused struct for it already.
+func (c *conn) predecoded(t wire.Type) bool { return c.decoded == t }
 
 // ShardMapVersion returns the version of the server's slot map, 0 without
 // one.
@@ -187,40 +250,38 @@ var (
 )
 
 // shardGate answers TShardMap and refuses by-name requests for slots the
-// server's shard does not own. It reports whether the request may proceed.
-// Called without mu.
-func (c *conn) shardGate(h *wire.Header, body []byte) bool {
-	st := c.s.shard.Load()
-	if st == nil {
-		return true
-	}
+// server's shard does not own, by map st. It reports whether the request
+// may proceed. A by-name body it decodes is decoded into the connection's
+// reused struct that the handler uses, and marked so (predecoded): the
+// handler does not decode it again. Called without mu.
+func (c *conn) shardGate(st *shardState, h *wire.Header, body []byte) bool {
 	var err error
-	switch h.Type() {
+	switch t := h.Type(); t {
 	case wire.TShardMap:
 		c.outMu.Lock()
 		c.out = st.wire.Append(c.out, h.ID())
 		c.outMu.Unlock()
 		return false
 	case wire.TGetLock:
-		var m wire.GetLock
-		if m.Decode(body) == nil {
+		if m := &c.get; m.Decode(body) == nil {
+			c.decoded = t
 			err = st.check(m.Desc)
 		}
 	case wire.TOpenLockOp:
-		var m wire.OpenLockOp
-		if m.Decode(body) == nil {
+		if m := &c.olo; m.Decode(body) == nil {
+			c.decoded = t
 			err = st.check(m.Open.Desc)
 		}
 	case wire.TBatchGetLock:
-		var m wire.BatchGetLock
-		if m.Decode(body) == nil {
+		if m := &c.rareMsg().bget; m.Decode(body) == nil {
+			c.decoded = t
 			for i := 0; i < m.N && err == nil; i++ {
 				err = st.check(m.Items[i].Desc)
 			}
 		}
 	case wire.TObjCreate, wire.TObjGet:
-		var m wire.Object
-		if m.Decode(body) == nil {
+		if m := &c.obj; m.Decode(body) == nil {
+			c.decoded = t
 			err = st.check(m.Desc)
 		}
 	}

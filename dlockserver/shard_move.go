@@ -18,8 +18,7 @@ import (
 //     the target. Every member applies the map (SetShardMap).
 //  2. Source: the map takes the slots away. From the moment SetShardMap
 //     returns, no request checked against the old map is still executing
-//     (requests hold the shard gate shared from their check to the end of
-//     their handler), and nothing in those slots is granted there again
+//     (SetShardMap waits for them: see shardRef), and nothing in those slots is granted there again
 //     (lock commands and hold queries answer moved, queued grants are
 //     withheld). Holders there may still unlock (letting go is always
 //     safe) but not extend: every hold ends by its holder's unlock, its
@@ -65,16 +64,6 @@ func (s *Server) RaiseTokenFloor(mark uint64) {
 // least a second).
 func (s *Server) MoveGrace() time.Duration {
 	return max(s.cfg.SessionTimeout, time.Second)
-}
-
-// enter holds the shard gate shared for one request and returns its
-// release (a no-op outside a sharded cluster).
-func (r *shardRef) enter() func() {
-	if r.Load() == nil {
-		return func() {}
-	}
-	r.gateMu.RLock()
-	return r.gateMu.RUnlock
 }
 
 // isUnlock reports whether a lock command only lets go.

@@ -24,6 +24,9 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(args) > 0 && args[0] == "rebalance" {
 		return runClusterRebalance(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "remove" {
+		return runClusterRemove(ctx, args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")

@@ -50,8 +50,16 @@ func printShards(ctx context.Context, cli *clientv3.Client, name string, w io.Wr
 		fmt.Fprintf(w, "  clients  %d registered\n", s.Clients)
 		fmt.Fprintf(w, "  tokens   saved mark %d\n", s.TokenMark)
 	}
-	if joined, err := ha.JoinedShards(ctx, cli, name); err == nil && len(joined) > 0 {
-		fmt.Fprintf(w, "joined   %s (no slots yet: dlockctl cluster rebalance)\n", strings.Join(joined, ","))
+	if b, err := ha.ReadBalance(ctx, cli, name); err == nil {
+		if len(b.Joined) > 0 {
+			fmt.Fprintf(w, "joined   %s (no slots yet: given them by its primary, or by dlockctl cluster rebalance)\n", strings.Join(b.Joined, ","))
+		}
+		if len(b.Leaving) > 0 {
+			fmt.Fprintf(w, "leaving  %s (dlockctl cluster remove hands its slots over)\n", strings.Join(b.Leaving, ","))
+		}
+		if len(b.Removed) > 0 {
+			fmt.Fprintf(w, "removed  %s (no slots, out of the map: stop its processes)\n", strings.Join(b.Removed, ","))
+		}
 	}
 	for _, mv := range st.Moves {
 		fmt.Fprintf(w, "moving   slots %s from %s to %s (map version %d)\n", formatRanges(mv.Slots),
@@ -202,24 +210,20 @@ func runClusterRebalance(ctx context.Context, args []string, stdout, stderr io.W
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	st, err := ha.ReadShards(ctx, cli, *name)
+	b, err := ha.ReadBalance(ctx, cli, *name)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
 	}
-	if st.Version == 0 {
+	if b.Status.Version == 0 {
 		return fmt.Errorf("cluster %s has no slot map (dlockctl cluster init writes one)", *name)
 	}
-	joined, err := ha.JoinedShards(ctx, cli, *name)
-	if err != nil {
-		return fmt.Errorf("etcd: %w", err)
-	}
-	plan := ha.Rebalance(st, joined)
+	plan := ha.Plan(b)
 	if len(plan) == 0 {
 		fmt.Fprintln(stdout, "the slots are split evenly already")
 		return nil
 	}
 	for _, p := range plan {
-		mv, err := ha.MoveSlots(ctx, cli, *name, p.Slots, p.To)
+		mv, err := ha.StartMove(ctx, cli, *name, b, p)
 		if err != nil {
 			return err
 		}
@@ -228,7 +232,51 @@ func runClusterRebalance(ctx context.Context, args []string, stdout, stderr io.W
 		if err := waitMove(ctx, cli, *name, mv, stdout); err != nil {
 			return err
 		}
+		// The plan stands (the map changed only by the move just done);
+		// the next move needs the current removal markers.
+		if b, err = ha.ReadBalance(ctx, cli, *name); err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
 	}
+	return nil
+}
+
+// runClusterRemove is "dlockctl cluster remove SHARD": hand every slot of
+// SHARD to the other shards, evenly, one move at a time (each waits for
+// SHARD's holds in its slots to end), then drop SHARD from the map. Its
+// processes may stop afterwards.
+func runClusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cluster remove", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")
+	name := fs.String("cluster", "dlock", "cluster `name` (dlockd -cluster)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up waiting after this long (each move takes at least the target's session timeout; run the command again to go on)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError("usage: dlockctl cluster remove [flags] SHARD")
+	}
+	shard := fs.Arg(0)
+	cli, err := ha.Dial(strings.Split(*etcd, ","), nil, *timeout)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	err = ha.RemoveShard(ctx, cli, *name, shard, func(mv ha.Move, done bool) {
+		if done {
+			fmt.Fprintf(stdout, "shard %s serves slots %s\n", mv.To, formatRanges(mv.Slots))
+		} else {
+			fmt.Fprintf(stdout, "moving slots %s from %s to %s (map version %d)\n", formatRanges(mv.Slots),
+				strings.Join(mv.From, ","), mv.To, mv.Version)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "shard %s owns no slots and is out of the slot map: its processes may stop\n", shard)
 	return nil
 }
 

@@ -11,6 +11,7 @@
 //	dlockctl cluster init -shards A,B,C     write a sharded cluster's slot map, split evenly
 //	dlockctl cluster move [-wait] SLOTS TO  move slots (100-199,512) to shard TO
 //	dlockctl cluster rebalance              split the slots evenly, shards that joined included
+//	dlockctl cluster remove SHARD           hand a shard's slots to the others, then drop it from the map
 //
 // bench measures N clients × M locks (lock type and mode, uncontended or
 // contended, trylock or blocking lock, batches, pipelined requests) and
@@ -100,6 +101,9 @@ commands:
           cluster init -shards A,B,C writes a sharded cluster's slot map;
           cluster move [-wait] SLOTS TO moves slots (100-199,512) to shard TO;
           cluster rebalance splits the slots evenly, shards that joined included
+          (a shard that joins does this itself unless its dlockd runs with -auto-rebalance=false);
+          cluster remove SHARD hands SHARD's slots to the other shards, then drops it from the map
+          (its processes may stop then; a shard that is merely down keeps its slots)
 
 Run "dlockctl <command> -h" for a command's flags.
 `

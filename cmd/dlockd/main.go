@@ -9,11 +9,15 @@
 //	        [-tls-crl file] [-tls-client-auth=false] [-tls-require-aes256]
 //	        [-tls-handshake-timeout d] [-max-pending-handshakes n]]
 //	       [-etcd urls [-cluster name] [-advertise host:port] [-etcd-ttl d]
-//	        [-etcd-ca file] [-etcd-cert file -etcd-key file] [-durable-objects]]
+//	        [-etcd-ca file] [-etcd-cert file -etcd-key file] [-durable-objects]
+//	        [-shard name [-shards a,b,...] [-auto-rebalance=false]]]
 //
 // With -etcd, the server joins a highly available cluster: etcd elects one
 // primary, the others redirect clients to it and take over when it dies
-// (README, "Running a highly available cluster").
+// (README, "Running a highly available cluster"). With -shard it is a
+// member of one shard of a sharded cluster; a shard that joins a running
+// cluster is given its even share of the slots unless -auto-rebalance=false
+// (README, "Growing a cluster with shards").
 //
 // With -tls-cert, every connection is TLS 1.3 with mutual authentication
 // (README, "Securing dlock"). The TLS files are checked at startup, then

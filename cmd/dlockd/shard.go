@@ -11,11 +11,13 @@ import (
 // shardFlags are the flags of a member of a sharded cluster.
 type shardFlags struct {
 	shard, shards string
+	autoRebalance bool
 }
 
 func (f *shardFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.shard, "shard", "", "shard `name`: with -etcd, join this shard of a sharded cluster (README, \"Growing a cluster with shards\")")
 	fs.StringVar(&f.shards, "shards", "", "comma-separated shard `names`: with -shard, the initial slot map splits the slots evenly between them")
+	fs.BoolVar(&f.autoRebalance, "auto-rebalance", true, "with -shard: when this shard joins a cluster whose slot map has no place for it, its primary moves it an even share of the slots (false: wait for dlockctl cluster rebalance or move)")
 }
 
 // apply sets the shard fields of cfg.
@@ -24,6 +26,7 @@ func (f *shardFlags) apply(cfg *ha.Config) error {
 		return errors.New("-shards needs -shard")
 	}
 	cfg.Shard = f.shard
+	cfg.AutoRebalance = f.autoRebalance
 	if f.shards != "" {
 		cfg.Shards = strings.Split(f.shards, ",")
 	}

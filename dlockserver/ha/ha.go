@@ -83,6 +83,10 @@ type Config struct {
 	// the first member to find no slot map writes one that splits the
 	// slots evenly between them.
 	Shards []string
+	// AutoRebalance, with Shard, makes the shard ask for its even share of
+	// the slots when it joins a cluster whose map has no place for it: its
+	// primary moves slots to it from the other shards (rebalance.go).
+	AutoRebalance bool
 	// DurableObjects keeps atomic64 objects in etcd: fetch-and-add,
 	// compare-and-swap and the other object requests are committed (in
 	// batches) before they are answered, and a new primary has the objects
@@ -105,7 +109,9 @@ type Node struct {
 	key string // our leader key while primary
 	rev int64  // its create revision: the epoch
 
-	moves moveState // slot moves received (shard_move.go)
+	moves  moveState // slot moves received (shard_move.go)
+	join   joinState // asking for slots after joining (rebalance.go; under mu)
+	joinWG sync.WaitGroup
 }
 
 // Keys returns the prefix of cluster's keys.

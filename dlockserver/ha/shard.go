@@ -313,7 +313,7 @@ func (n *Node) startShards(ctx context.Context, srv *dlockserver.Server) (func()
 		defer close(done)
 		n.watchShards(ctx, srv)
 	}()
-	return func() { <-done; n.moves.wg.Wait() }, nil
+	return func() { <-done; n.moves.wg.Wait(); n.joinWG.Wait() }, nil
 }
 
 // applyMap gives srv the map in st.

@@ -65,8 +65,9 @@ func ranges(set []bool) Ranges {
 // MoveSlots moves slots to shard to: in one transaction it rewrites the
 // slot map and writes the move record. It returns the move, with an empty
 // Slots when to owns them all already. It fails while another move is in
-// progress, or when the map changed meanwhile.
-func MoveSlots(ctx context.Context, cli *clientv3.Client, cluster string, slots Ranges, to string) (Move, error) {
+// progress, or when the map changed meanwhile, or when one of conds does
+// not hold (they join the transaction's conditions).
+func MoveSlots(ctx context.Context, cli *clientv3.Client, cluster string, slots Ranges, to string, conds ...clientv3.Cmp) (Move, error) {
 	if err := checkShardName(to); err != nil {
 		return Move{}, err
 	}
@@ -143,8 +144,9 @@ func MoveSlots(ctx context.Context, cli *clientv3.Client, cluster string, slots 
 	if err != nil {
 		return Move{}, err
 	}
-	tr, err := cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision),
-		clientv3.Compare(clientv3.CreateRevision(MovesKey(cluster)+to), "=", 0)).
+	conds = append(conds, clientv3.Compare(clientv3.ModRevision(key), "=", kvs[0].ModRevision),
+		clientv3.Compare(clientv3.CreateRevision(MovesKey(cluster)+to), "=", 0))
+	tr, err := cli.Txn(ctx).If(conds...).
 		Then(clientv3.OpPut(key, string(val)), clientv3.OpPut(MovesKey(cluster)+to, string(rec))).Commit()
 	if err != nil {
 		return Move{}, err
@@ -195,6 +197,7 @@ func (n *Node) afterMap(ctx context.Context, srv *dlockserver.Server, st ShardsS
 	if _, err := n.guard(); err != nil {
 		return
 	}
+	n.startJoin(ctx, st) // (rebalance.go)
 	ms := &n.moves
 	ms.mu.Lock()
 	startAck := !ms.acking
@@ -387,32 +390,8 @@ func (n *Node) receive(ctx context.Context, srv *dlockserver.Server, mv Move) {
 // campaigning (dlockd -shard NAME) but no place in cluster's slot map yet:
 // shards that joined after the map was written. A move gives them slots.
 func JoinedShards(ctx context.Context, cli *clientv3.Client, cluster string) ([]string, error) {
-	pfx := Keys(cluster) + "shards/"
-	resp, err := cli.Txn(ctx).Then(clientv3.OpGet(SlotsKey(cluster)),
-		clientv3.OpGet(pfx, clientv3.WithPrefix(), clientv3.WithKeysOnly())).Commit()
-	if err != nil {
-		return nil, err
-	}
-	var a Assignment
-	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-		if err := json.Unmarshal(kvs[0].Value, &a); err != nil {
-			return nil, fmt.Errorf("ha: slot map: %w", err)
-		}
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, kv := range resp.Responses[1].GetResponseRange().Kvs {
-		name, rest, ok := strings.Cut(strings.TrimPrefix(string(kv.Key), pfx), "/")
-		if !ok || !strings.HasPrefix(rest, "election/") || seen[name] {
-			continue
-		}
-		seen[name] = true
-		if _, inMap := a[name]; !inMap && checkShardName(name) == nil {
-			out = append(out, name)
-		}
-	}
-	sort.Strings(out)
-	return out, nil
+	b, err := ReadBalance(ctx, cli, cluster) // (rebalance.go: removed shards are not joined)
+	return b.Joined, err
 }
 
 // Rebalance plans moves that make every shard's share of the slots even:

@@ -258,8 +258,8 @@ func contains(rs ha.Ranges, k int) bool {
 	return false
 }
 
-// TestRebalanceJoinedShard: a third shard joins a two-shard cluster; the
-// cluster lists it as joined, and "dlockctl cluster rebalance" gives it a
+// TestRebalanceJoinedShard: a third shard joins a two-shard cluster
+// without -auto-rebalance; the cluster lists it as joined, and "dlockctl cluster rebalance" gives it a
 // third of the slots through a move. A hold taken before, on a lock whose
 // slot moves, is unlocked afterwards on its old shard; the lock is then
 // opened and taken on the new shard.
@@ -288,7 +288,7 @@ func TestRebalanceJoinedShard(t *testing.T) {
 
 	addr := freeAddr(t)
 	c.addrs["s2"] = []string{addr}
-	c.procs["s2"] = []*proc{c.start("s2", addr)}
+	c.procs["s2"] = []*proc{c.start("s2", addr, "-auto-rebalance=false")}
 	var out string
 	for i := 0; i < 300 && !strings.Contains(out, "joined   s2"); i++ {
 		out, _ = ctl("-etcd", c.eps, "-cluster", c.name)

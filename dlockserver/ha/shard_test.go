@@ -81,10 +81,11 @@ func (c *shardCluster) waitMaps(members int) {
 	c.t.Fatalf("the members' maps did not show every shard: %v", last)
 }
 
-func (c *shardCluster) start(shard, addr string) *proc {
-	return startProc(c.t, "listening", buildDlockd(c.t), "-addr", addr, "-log-level", "info",
+func (c *shardCluster) start(shard, addr string, extra ...string) *proc {
+	args := []string{"-addr", addr, "-log-level", "info",
 		"-etcd", c.eps, "-cluster", c.name, "-etcd-ttl", ttl.String(), "-session-timeout", "5s",
-		"-shard", shard, "-shards", strings.Join(c.shards, ","))
+		"-shard", shard, "-shards", strings.Join(c.shards, ",")}
+	return startProc(c.t, "listening", buildDlockd(c.t), append(args, extra...)...)
 }
 
 func (c *shardCluster) read() ha.ShardsStatus {
