@@ -111,7 +111,7 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	var ttls [MaxBatch]uint32
 	for i := 0; i < n; i++ {
 		l, op, ttl, err := entry(i)
-		if err == nil && l.c != c {
+		if err == nil && l.cl() != c {
 			err = fmt.Errorf("Lock %s belongs to another client: %w", quote(l.name), ErrInval)
 		}
 		if err != nil {
@@ -122,6 +122,13 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	var held lockSet
 	held.lock(locks[:n])
 	defer held.unlock()
+	for i := 0; i < n; i++ {
+		// A Router moves a handle to another Client with its mutex held:
+		// check again now that the handles are held.
+		if l := locks[i]; l.cl() != c {
+			return fmt.Errorf("dlock: batch entry %d: Lock %s belongs to another client: %w", i, quote(l.name), ErrInval)
+		}
+	}
 
 	// Every entry begins under one hold of c.mu (as Lock.begin, which a
 	// batch entry needs no more of), and ends under another: a batch of 31
@@ -342,7 +349,7 @@ func (c *Client) BatchRelease(ctx context.Context, locks []*Lock) error {
 		switch {
 		case l == nil:
 			return fmt.Errorf("dlock: batch release entry %d: %w", i, errNilLock)
-		case l.c != c:
+		case l.cl() != c:
 			return fmt.Errorf("dlock: batch release entry %d: Lock %s belongs to another client: %w", i, quote(l.name), ErrInval)
 		}
 	}

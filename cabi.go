@@ -131,13 +131,14 @@ func (l *Lock) cStart(op Op, expire uint32) (st Status, result LockState, filled
 	cl, err := l.post(&s, 0, 0)
 	if err != nil {
 		l.end(&s, 0, LockState{}, 0, err)
-		l.c.mu.Lock()
-		l.c.stats.Inc(StatBadResponse)
-		l.c.mu.Unlock()
+		c := l.cl()
+		c.mu.Lock()
+		c.stats.Inc(StatBadResponse)
+		c.mu.Unlock()
 		return ErrBadResponse, LockState{}, false, nil
 	}
 	return Success, LockState{}, false, func(ctx context.Context) (Status, LockState, bool, error) {
-		status, res, err := l.c.awaitLock(ctx, cl)
+		status, res, err := l.cl().awaitLock(ctx, cl)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		return l.complete(ctx, &s, status, res, err)

@@ -111,6 +111,10 @@ type Client struct {
 	cfg Config
 	id  int32
 	m   *mux // the connection (mux.go)
+	// router is the Router this Client serves one shard for (nil for a
+	// Client of its own): a lock whose slot moved is handed over through
+	// it (router_move.go). Set before the Client is used.
+	router *Router
 
 	reinitMu sync.Mutex // serialises Reinit
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dlock-io/dlock/internal/wire"
@@ -76,7 +77,10 @@ func checkOptions(opts LockOptions) error {
 // After a successful acquisition, State reports the lock value the server
 // returned and Token its fencing token.
 type Lock struct {
-	c    *Client
+	// cp is the Client the handle belongs to. It changes only when a
+	// Router moves the handle to another shard's Client (router_move.go),
+	// with mu held.
+	cp   atomic.Pointer[Client]
 	name string
 	ttl  uint32
 
@@ -129,7 +133,8 @@ func (c *Client) adoptLock(id int32, name string, opts LockOptions) *Lock {
 	if l := c.locks[id]; l != nil && l.name == name { // (another name: a stale open-and-lock guess)
 		return l
 	}
-	l := &Lock{c: c, name: name, ttl: ttlSeconds(opts.TTL)}
+	l := &Lock{name: name, ttl: ttlSeconds(opts.TTL)}
+	l.cp.Store(c)
 	l.e = lockEntry{id: id, typ: opts.Type, lease: opts.LeaseTime, desc: []byte(name)}
 	c.locks[id] = l
 	return l
@@ -165,16 +170,18 @@ func (l *Lock) State() LockState {
 // holds nothing. Tokens strictly increase per lock: a resource guarded by the
 // lock can refuse writes carrying a token lower than one it has seen.
 func (l *Lock) Token() uint64 {
-	l.c.mu.Lock()
-	defer l.c.mu.Unlock()
+	c := l.cl()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return l.e.token
 }
 
 // Held reports whether the client holds the lock (in either mode) as far as
 // its cache knows.
 func (l *Lock) Held() bool {
-	l.c.mu.Lock()
-	defer l.c.mu.Unlock()
+	c := l.cl()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return l.e.held()
 }
 
@@ -300,11 +307,12 @@ func (l *Lock) Unlock(ctx context.Context) error {
 // lease: ErrInval.
 func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 	op := OpExtendExclusive
-	l.c.mu.Lock()
+	c := l.cl()
+	c.mu.Lock()
 	if l.e.state == stateSharedLocked {
 		op = OpExtendShared
 	}
-	l.c.mu.Unlock()
+	c.mu.Unlock()
 	if err := checkTTL(ttl); err != nil {
 		return l.wrap(op, err)
 	}
@@ -330,7 +338,7 @@ func (l *Lock) Release(ctx context.Context) error {
 	if l.released {
 		return l.wrapName("release", ErrLockNotGet)
 	}
-	c := l.c
+	c := l.cl()
 	c.mu.Lock()
 	state := l.e.state
 	c.mu.Unlock()
@@ -369,3 +377,6 @@ func (l *Lock) wrap(op Op, err error) error {
 func (l *Lock) wrapName(op string, err error) error {
 	return fmt.Errorf("dlock: %s %s: %w", op, quote(l.name), err)
 }
+
+// cl returns the Client the handle belongs to now.
+func (l *Lock) cl() *Client { return l.cp.Load() }

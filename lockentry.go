@@ -312,6 +312,13 @@ func (e *lockEntry) finish(s *step, ret Status, val LockState, token uint64, st 
 	if ret == Success {
 		return e.succeed(s, val, token)
 	}
+	if ret == ErrMoved {
+		// Not executed: the lock's slot belongs to another shard now. The
+		// entry stays as it was (a move loses no hold; a Router hands the
+		// lock over to that shard).
+		e.restore(s)
+		return ret
+	}
 	async := s.via == callAsync
 	switch s.cmd {
 	case CmdExclusiveUnlock, CmdSharedUnlock:

@@ -555,6 +555,43 @@ func TestLockEntryAbort(t *testing.T) {
 	}
 }
 
+// TestLockEntryMoved: a reply "moved" (the lock's slot belongs to another
+// shard now: nothing was executed) leaves the entry as it was, whatever the
+// operation — an Atomic extend included, whose other failures lose the
+// hold.
+func TestLockEntryMoved(t *testing.T) {
+	tests := []struct {
+		name  string
+		typ   LockType
+		state localState
+		ref   uint32
+		op    Op
+		via   callKind
+	}{
+		{"extend", Atomic, stateExclusiveLocked, 1, OpExtendExclusive, callSync},
+		{"batch extend", Fair, stateSharedLocked, 1, OpExtendShared, callBatch},
+		{"reentrant", Atomic, stateExclusiveLocked, 1, OpLockExclusive, callSync},
+		{"trylock", RW, stateUnlocked, 0, OpLockExclusive, callSync},
+		{"async trylock", Atomic, stateInitialized, 0, OpLockExclusive, callAsync},
+		{"ticket trylock", Fair, stateExclusiveTicketed, 0, OpLockExclusive, callSync},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			value := cachedValue(tt.typ)
+			e := &lockEntry{typ: tt.typ, state: tt.state, ref: tt.ref, value: value, token: 9}
+			var st Stats
+			s := e.begin(tt.op, testExpire, testSelf, tt.via, &st)
+			if s.local {
+				t.Fatalf("begin answered locally: %v", s.status)
+			}
+			if got := e.finish(&s, ErrMoved, LockState{}, 0, &st); got != ErrMoved {
+				t.Fatalf("finish: %v, want ErrMoved", got)
+			}
+			checkEntry(t, e, tt.state, tt.ref, value, 9)
+		})
+	}
+}
+
 // TestCacheReport: the value uploaded during recovery (SEMANTICS.md §6.4).
 func TestLockEntryReport(t *testing.T) {
 	heldFair := FairState{Nx: 3, Ns: 4, Mx: 5, Ms: 6, Timeout: 1000, RMs: 2, RFlag: true}

@@ -30,9 +30,10 @@ import (
 func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, error) {
 	st, _, _, err := l.exec(ctx, op, expire, flags, wait)
 	if st == ErrLockNotGet {
-		l.c.mu.Lock()
+		c := l.cl()
+		c.mu.Lock()
 		pending := l.pending
-		l.c.mu.Unlock()
+		c.mu.Unlock()
 		if pending {
 			// Parked while recovery uploads it (the C API's LOCK_NOT_GET):
 			// the hold is not gone, the server is not ready yet.
@@ -47,6 +48,24 @@ func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait u
 func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, LockState, bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	for moves := 1; ; moves++ {
+		st, res, fill, err := l.exec1(ctx, op, expire, flags, wait)
+		r := l.cl().router
+		if err != nil || st != ErrMoved || r == nil || moves >= maxMoves {
+			return st, res, fill, err
+		}
+		// The lock's slot moved to another shard: a Router hands the
+		// handle (and its hold) over to that shard's Client, then the
+		// operation runs there (router_move.go).
+		if err := r.moveLocked(ctx, l, moves); err != nil {
+			return 0, LockState{}, false, err
+		}
+	}
+}
+
+// exec1 runs one synchronous operation on the handle's Client. Called with
+// l.mu held.
+func (l *Lock) exec1(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, LockState, bool, error) {
 	s, err := l.begin(ctx, op, expire, callSync)
 	if err != nil {
 		return 0, LockState{}, false, err
@@ -65,7 +84,7 @@ func (l *Lock) exec(ctx context.Context, op Op, expire uint32, flags uint8, wait
 // cut off, or an operator force-released it). An error is the transport's:
 // the entry is as before.
 func (l *Lock) begin(ctx context.Context, op Op, expire uint32, via callKind) (step, error) {
-	c := l.c
+	c := l.cl()
 	c.mu.Lock()
 	s, drop := l.beginOp(op, expire, via)
 	c.mu.Unlock()
@@ -95,7 +114,7 @@ func (l *Lock) begin(ctx context.Context, op Op, expire uint32, via callKind) (s
 // (a blocking one is FlagBlock). If the request cannot be made, the error
 // says why and nothing was sent.
 func (l *Lock) post(s *step, flags uint8, wait uint32) (*call, error) {
-	c := l.c
+	c := l.cl()
 	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
 	if s.cmd == CmdExclusiveTrylock || s.cmd == CmdSharedTrylock ||
 		s.cmd == CmdExclusiveTicketTrylock || s.cmd == CmdSharedTicketTrylock {
@@ -116,8 +135,9 @@ func (l *Lock) post(s *step, flags uint8, wait uint32) (*call, error) {
 // (status, the lock value val and the grant's token), or abort if err says
 // the outcome is unknown (see awaitLock). It records the result for State.
 func (l *Lock) end(s *step, status Status, val LockState, token uint64, err error) Status {
-	l.c.mu.Lock()
-	defer l.c.mu.Unlock()
+	c := l.cl()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return l.endLocked(s, status, val, token, err)
 }
 
@@ -128,7 +148,7 @@ func (l *Lock) endLocked(s *step, status Status, val LockState, token uint64, er
 		l.e.abort(s)
 		return 0
 	}
-	st := l.e.finish(s, status, val, token, &l.c.stats)
+	st := l.e.finish(s, status, val, token, &l.cl().stats)
 	if s.fill {
 		l.last = s.result
 	}
@@ -141,7 +161,7 @@ func (l *Lock) collect(ctx context.Context, s *step, cl *call, err error) (Statu
 	var res wire.LockResult
 	var status Status
 	if err == nil {
-		status, res, err = l.c.awaitLock(ctx, cl)
+		status, res, err = l.cl().awaitLock(ctx, cl)
 	}
 	return l.complete(ctx, s, status, res, err)
 }
@@ -150,7 +170,7 @@ func (l *Lock) collect(ctx context.Context, s *step, cl *call, err error) (Statu
 // after ctx ended is handed back, and ctx's error returned. Called with l.mu
 // held.
 func (l *Lock) complete(ctx context.Context, s *step, status Status, res wire.LockResult, err error) (Status, LockState, bool, error) {
-	c := l.c
+	c := l.cl()
 	st := l.end(s, status, res.State, res.Token, err)
 	if err != nil {
 		c.mu.Lock()
@@ -169,7 +189,7 @@ func (l *Lock) complete(ctx context.Context, s *step, status Status, res wire.Lo
 // waiting at most cancelGrace, and returns ctx's error. Called with l.mu
 // held.
 func (l *Lock) undoGrant(ctx context.Context) error {
-	c := l.c
+	c := l.cl()
 	c.mu.Lock()
 	u := l.e.begin(OpUnlock, 0, c.id, callSync, &c.stats)
 	c.mu.Unlock()
@@ -282,7 +302,7 @@ func (c *Client) brokenReply(cl *call, what string) error {
 // the cache returned as a ticketDrop, for the caller to report once c.mu is
 // released. Otherwise the step carries the command to send.
 func (l *Lock) beginOp(op Op, expire uint32, via callKind) (step, ticketDrop) {
-	c := l.c
+	c := l.cl()
 	if l.released || l.pending {
 		c.stats.Inc(StatLockNotGet)
 		return step{op: op, via: via, local: true, status: ErrLockNotGet}, ticketDrop{}

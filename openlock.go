@@ -67,7 +67,8 @@ func (c *Client) openAnd(ctx context.Context, name string, opts LockOptions, fla
 		c.mu.Lock()
 		old := c.locks[want]
 		if old == nil {
-			l := &Lock{c: c, name: name, ttl: ttlSeconds(opts.TTL), opening: true}
+			l := &Lock{name: name, ttl: ttlSeconds(opts.TTL), opening: true}
+			l.cp.Store(c)
 			l.e = lockEntry{id: want, typ: opts.Type, lease: opts.LeaseTime, desc: desc}
 			l.mu.Lock() // whoever finds the handle meanwhile waits for this request
 			c.locks[want] = l

@@ -15,6 +15,10 @@ import (
 type RecoveryReport struct {
 	// Addr is the server the client recovered with.
 	Addr string
+	// Shard is the shard the client serves, for a Client of a Router in a
+	// sharded cluster ("" otherwise): each shard's Client recovers on its
+	// own.
+	Shard string
 	// NewPrimary is true when that server was a new primary rebuilding its
 	// state from the clients (the old one died), false when the client only
 	// reconnected to the same server.
@@ -184,7 +188,9 @@ func (c *Client) resolveLock(ctx context.Context, nc net.Conn, l *Lock) (release
 		return false, false, fmt.Errorf("resolve %s: %w", quote(l.name), err)
 	}
 	switch {
-	case held && st == Success: // the hold is real
+	case held && (st == Success || st == ErrMoved):
+		// The hold is real (moved: its slot moved to another shard; the
+		// hold stays until a Router hands it over, or it ends).
 	case held && (st == ErrFail || st == ErrLockNotGet):
 		c.mu.Lock()
 		l.e.reset()
@@ -359,7 +365,7 @@ func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error)
 			return kept, lost, fmt.Errorf("dlock: revalidate %s: %w", quote(l.name), err)
 		}
 		switch st {
-		case Success:
+		case Success, ErrMoved: // (moved: see resolveLock)
 			kept = append(kept, l)
 		case ErrFail, ErrLockNotGet:
 			c.mu.Lock()
@@ -408,7 +414,7 @@ func (c *Client) recoverLoop() {
 	var refused error
 	for {
 		failover := false // a standby answered: a new primary is coming
-		for _, addr := range c.cfg.Addrs {
+		for _, addr := range c.addrs() {
 			rep, err := c.recoverOnce(c.ctx, addr)
 			if c.ctx.Err() != nil {
 				return
@@ -568,6 +574,21 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// addrs returns the members automatic recovery tries.
+func (c *Client) addrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cfg.Addrs
+}
+
+// setAddrs replaces the members automatic recovery tries (a Router's shard
+// Client, when the shard's members change).
+func (c *Client) setAddrs(addrs []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cfg.Addrs = append([]string(nil), addrs...)
 }
 
 // connFailed starts automatic recovery, if configured, once the

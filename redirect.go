@@ -101,7 +101,7 @@ func (c *Client) Epoch() uint64 {
 // seeds returns addr followed by the other configured addresses.
 func (c *Client) seeds(addr string) []string {
 	out := []string{addr}
-	for _, a := range c.cfg.Addrs {
+	for _, a := range c.addrs() {
 		if a != addr {
 			out = append(out, a)
 		}

@@ -26,8 +26,10 @@ import (
 //
 // A server that does not own a name's slot answers ErrMoved with its map
 // version without executing the request; the Router then fetches the map
-// again and retries at the owner. Against a server that is not part of a
-// sharded cluster, a Router is a single Client.
+// again and retries at the owner. When a slot moves, the handles of its
+// locks, and their holds, follow it to the new shard (router_move.go).
+// Against a server that is not part of a sharded cluster, a Router is a
+// single Client.
 
 // NumSlots is the number of slots of a sharded cluster.
 const NumSlots = wire.NumSlots
@@ -78,7 +80,11 @@ type Router struct {
 	shards  map[string]*shardClient
 	retired []*Client // broken Clients replaced by new ones
 	closed  bool
+	orphans []orphan   // source unlocks of hand-overs not answered yet (router_move.go)
 	fetchMu sync.Mutex // one map fetch at a time
+
+	stop func()         // stops watchMoves
+	wg   sync.WaitGroup // watchMoves
 }
 
 // shardClient is the Client of one shard, dialled on first use.
@@ -112,6 +118,10 @@ func DialRouter(ctx context.Context, cfg *Config) (*Router, error) {
 		return nil, err
 	}
 	r.m = m
+	wctx, cancel := context.WithCancel(context.Background())
+	r.stop = cancel
+	r.wg.Add(1)
+	go r.watchMoves(wctx)
 	return r, nil
 }
 
@@ -158,22 +168,31 @@ func fetchMap(ctx context.Context, c *Client, addr string) (*ShardMap, error) {
 		case h.Status() != 0:
 			return nil, fmt.Errorf("dlock: %s: shard map: %w", addr, passThrough(Status(h.Status())))
 		}
-		var wm wire.ShardMap
-		if wm.Decode(body) != nil {
-			return nil, fmt.Errorf("dlock: %s: malformed shard map: %w", addr, ErrBadResponse)
-		}
-		m := &ShardMap{Version: wm.Version}
-		for _, s := range wm.Shards {
-			m.Shards = append(m.Shards, ShardInfo{Name: s.Name, Addrs: s.Addrs})
-		}
-		for i, o := range wm.Slots {
-			m.Slots[i] = int(o)
-			if o == wire.NoShard {
-				m.Slots[i] = -1
-			}
+		m, err := decodeShardMap(body)
+		if err != nil {
+			return nil, fmt.Errorf("dlock: %s: %w", addr, err)
 		}
 		return m, nil
 	}
+}
+
+// decodeShardMap decodes the body of a TShardMap reply.
+func decodeShardMap(body []byte) (*ShardMap, error) {
+	var wm wire.ShardMap
+	if wm.Decode(body) != nil {
+		return nil, fmt.Errorf("malformed shard map: %w", ErrBadResponse)
+	}
+	m := &ShardMap{Version: wm.Version}
+	for _, s := range wm.Shards {
+		m.Shards = append(m.Shards, ShardInfo{Name: s.Name, Addrs: s.Addrs})
+	}
+	for i, o := range wm.Slots {
+		m.Slots[i] = int(o)
+		if o == wire.NoShard {
+			m.Slots[i] = -1
+		}
+	}
+	return m, nil
 }
 
 // fetch asks addrs in turn for the map. A server outside a sharded cluster
@@ -230,7 +249,35 @@ func (r *Router) refresh(ctx context.Context) error {
 		r.m = m
 	}
 	r.mu.Unlock()
+	r.updateAddrs()
 	return nil
+}
+
+// updateAddrs gives each shard's Client the members the map names for its
+// shard (a shard that gained standbys): automatic recovery tries them.
+func (r *Router) updateAddrs() {
+	r.mu.Lock()
+	if r.m == nil {
+		r.mu.Unlock()
+		return
+	}
+	addrs := map[string][]string{}
+	for _, s := range r.m.Shards {
+		addrs[s.Name] = s.Addrs
+	}
+	scs := make(map[string]*shardClient, len(r.shards))
+	for name, sc := range r.shards {
+		scs[name] = sc
+	}
+	r.mu.Unlock()
+	for name, sc := range scs {
+		sc.mu.Lock()
+		c := sc.c
+		sc.mu.Unlock()
+		if a := addrs[name]; c != nil && len(a) > 0 {
+			c.setAddrs(a)
+		}
+	}
 }
 
 // Map returns a copy of the slot map the router uses (nil outside a sharded
@@ -308,11 +355,19 @@ func (r *Router) client(ctx context.Context, name string) (*Client, error) {
 		return nil, fmt.Errorf("dlock: shard %s has no member: %w", info.Name, ErrShardUnavailable)
 	}
 	cfg := r.cfg
-	cfg.Addrs = info.Addrs
+	cfg.Addrs = append([]string(nil), info.Addrs...)
+	if report := r.cfg.OnRecover; report != nil {
+		shard := info.Name
+		cfg.OnRecover = func(rep RecoveryReport) {
+			rep.Shard = shard
+			report(rep)
+		}
+	}
 	c, err := Dial(ctx, info.Addrs[0], &cfg)
 	if err != nil {
 		return nil, fmt.Errorf("dlock: shard %s (%v): %w: %w", info.Name, info.Addrs, ErrShardUnavailable, err)
 	}
+	c.router = r
 	r.mu.Lock()
 	closed := r.closed
 	r.mu.Unlock()
@@ -444,6 +499,13 @@ func (r *Router) Shutdown(ctx context.Context) error {
 func (r *Router) each(f func(*Client) error) error {
 	r.mu.Lock()
 	r.closed = true
+	stop := r.stop
+	r.mu.Unlock()
+	if stop != nil {
+		stop()
+		r.wg.Wait()
+	}
+	r.mu.Lock()
 	retired := r.retired
 	r.retired = nil
 	var cs []*Client

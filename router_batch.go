@@ -74,18 +74,53 @@ func lockOwner(l *Lock) (*Client, error) {
 	if l == nil {
 		return nil, errNilLock
 	}
-	return l.c, nil
+	return l.cl(), nil
 }
 
 // batchLocks runs a batch of lock requests split by shard; call runs one
-// part on its Client.
-func (r *Router) batchLocks(n, nres int, owner func(i int) *Lock, call func(c *Client, idx []int, res []Result) error, results []Result) error {
+// part on its Client. Entries answered "moved" (their slot moved to another
+// shard) have their handles handed over to that shard (router_move.go) and
+// run again there.
+func (r *Router) batchLocks(ctx context.Context, n, nres int, owner func(i int) *Lock, call func(c *Client, idx []int, res []Result) error, results []Result) error {
 	if n == 0 || n > MaxBatch || nres < n {
 		return fmt.Errorf("dlock: batch: %w", ErrBatchSize)
 	}
-	gs, err := groupBy(n, func(i int) (*Client, error) { return lockOwner(owner(i)) })
+	all := make([]int, n)
+	for i := range all {
+		all[i] = i
+	}
+	err := r.batchPart(all, owner, call, results)
+	for try := 1; err == nil && try < maxMoves; try++ {
+		var again []int
+		for i := 0; i < n; i++ {
+			if results[i].Status == ErrMoved {
+				l := owner(i)
+				l.mu.Lock()
+				merr := r.moveLocked(ctx, l, try)
+				l.mu.Unlock()
+				if merr == nil {
+					again = append(again, i)
+				}
+			}
+		}
+		if len(again) == 0 {
+			break
+		}
+		err = r.batchPart(again, owner, call, results)
+	}
+	return err
+}
+
+// batchPart runs the entries idx of a batch (see batchLocks).
+func (r *Router) batchPart(idx []int, owner func(i int) *Lock, call func(c *Client, idx []int, res []Result) error, results []Result) error {
+	gs, err := groupBy(len(idx), func(j int) (*Client, error) { return lockOwner(owner(idx[j])) })
 	if err != nil {
 		return err
+	}
+	for _, g := range gs {
+		for k, j := range g.idx {
+			g.idx[k] = idx[j]
+		}
 	}
 	return runGroups(gs, func(g *group) error {
 		var part [MaxBatch]Result
@@ -101,7 +136,7 @@ func (r *Router) batchLocks(n, nres int, owner func(i int) *Lock, call func(c *C
 // Client.BatchTryLock). results[i] receives entry i's outcome; the error is
 // the first failed part's, in the caller's order.
 func (r *Router) BatchTryLock(ctx context.Context, reqs []LockRequest, results []Result) error {
-	return r.batchLocks(len(reqs), len(results), func(i int) *Lock { return reqs[i].Lock },
+	return r.batchLocks(ctx, len(reqs), len(results), func(i int) *Lock { return reqs[i].Lock },
 		func(c *Client, idx []int, res []Result) error {
 			var part [MaxBatch]LockRequest
 			for j, i := range idx {
@@ -114,7 +149,7 @@ func (r *Router) BatchTryLock(ctx context.Context, reqs []LockRequest, results [
 // BatchUnlock unlocks up to 31 locks, of any shards, at once (see
 // Client.BatchUnlock).
 func (r *Router) BatchUnlock(ctx context.Context, locks []*Lock, results []Result) error {
-	return r.batchLocks(len(locks), len(results), func(i int) *Lock { return locks[i] },
+	return r.batchLocks(ctx, len(locks), len(results), func(i int) *Lock { return locks[i] },
 		func(c *Client, idx []int, res []Result) error {
 			var part [MaxBatch]*Lock
 			for j, i := range idx {
@@ -127,7 +162,7 @@ func (r *Router) BatchUnlock(ctx context.Context, locks []*Lock, results []Resul
 // BatchExtend extends up to 31 holds, of any shards, at once (see
 // Client.BatchExtend).
 func (r *Router) BatchExtend(ctx context.Context, reqs []LockRequest, results []Result) error {
-	return r.batchLocks(len(reqs), len(results), func(i int) *Lock { return reqs[i].Lock },
+	return r.batchLocks(ctx, len(reqs), len(results), func(i int) *Lock { return reqs[i].Lock },
 		func(c *Client, idx []int, res []Result) error {
 			var part [MaxBatch]LockRequest
 			for j, i := range idx {

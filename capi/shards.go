@@ -27,7 +27,9 @@ import (
 // unique in the instance — the server's id when no other shard's lock (or
 // object) of the instance has it, else the next free one — and keeps the
 // mapping. The recovery calls (client_reinit, update_all_locks,
-// client_reinit_done) apply to every shard's session.
+// client_reinit_done) apply to every shard's session. When a slot moves, the
+// Router hands each lock handle of the slot (with its hold) over to the new
+// shard's Client: the handle, hence its C id, stays the same.
 //
 // Against a server that is not part of a sharded cluster nothing of this
 // applies: the instance is one Client and C sees the server's ids.

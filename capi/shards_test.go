@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -126,4 +129,79 @@ func waitShardMaps(t *testing.T, addrs []string, want map[string]int) *dlock.Sha
 	}
 	t.Fatalf("the members' maps did not show the shards %v: %v", want, last)
 	return nil
+}
+
+// TestCShardMove runs testdata/shards_move.c against two shards (a real etcd,
+// one dlockd each on 127.0.0.1 and .2): while the program holds an ATOMIC
+// and an RW lock of one of s0's slots, idle, "dlockctl cluster move" moves
+// the slot to s1. The move completes although nobody unlocks, and the
+// program checks that its holds, its C ids and its unlocks and extends
+// survive it, and that the other client never got the locks.
+func TestCShardMove(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and dlockd processes")
+	}
+	prog, dlockd, client, ports := clusterSetup(t, "shards_move.c", "the C slot move test")
+	dlockctl := filepath.Join(t.TempDir(), "dlockctl")
+	if out, err := exec.Command("go", "build", "-o", dlockctl, "github.com/dlock-io/dlock/cmd/dlockctl").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/dlockctl: %v\n%s", err, out)
+	}
+	port := ports[2]
+	var addrs []string
+	for i, s := range []string{"s0", "s1"} {
+		addrs = append(addrs, net.JoinHostPort(fmt.Sprintf("127.0.0.%d", i+1), port))
+		startBg(t, dlockd, "-addr", addrs[i], "-etcd", client, "-cluster", "capimove",
+			"-etcd-ttl", "2s", "-session-timeout", "5s", "-shard", s, "-shards", "s0,s1")
+	}
+	m := waitShardMaps(t, addrs, map[string]int{"s0": 1, "s1": 1})
+	var tag string
+	for k := 0; k < 1000 && tag == ""; k++ {
+		if n := fmt.Sprintf("{capi move %d}", k); m.Shards[m.Slots[dlock.SlotOf(n)]].Name == "s0" {
+			tag = n
+		}
+	}
+	slot := dlock.SlotOf(tag)
+	dir := t.TempDir()
+	held, moved := filepath.Join(dir, "held"), filepath.Join(dir, "moved")
+	type result struct {
+		out []byte
+		err error
+	}
+	done := make(chan result, 1)
+	pctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(pctx, prog, port, tag+"/atomic", tag+"/rw", held, moved)
+	go func() {
+		out, err := cmd.CombinedOutput()
+		done <- result{out, err}
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	for i := 0; i < 600; i++ {
+		if _, err := os.Stat(held); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := os.Stat(held); err != nil {
+		t.Fatalf("the program did not take its locks: %v", err)
+	}
+	start := time.Now()
+	out, err := exec.Command(dlockctl, "cluster", "move", "-etcd", client, "-cluster", "capimove",
+		"-wait", "-timeout", "60s", strconv.Itoa(slot), "s1").CombinedOutput()
+	if err != nil {
+		t.Fatalf("dlockctl cluster move: %v\n%s", err, out)
+	}
+	t.Logf("the move took %v with the program's holds in the slot", time.Since(start).Round(time.Millisecond))
+	if err := os.WriteFile(moved, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	done <- res
+	if res.err != nil || !strings.Contains(string(res.out), "OK ") {
+		t.Fatalf("shards_move: %v\n%s", res.err, res.out)
+	}
+	t.Log(string(res.out))
 }

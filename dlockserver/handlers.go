@@ -220,7 +220,11 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 		s.resetStatsLocked()
 		c.reply(t, h.ID(), dlock.Success)
 	case wire.TUpdateLocks:
-		if ready || !cl.reinit {
+		if ready {
+			c.moveUpload(cl, h, body) // (shard_move.go)
+			return true
+		}
+		if !cl.reinit {
 			c.reply(t, h.ID(), dlock.ErrGeneric)
 			return true
 		}

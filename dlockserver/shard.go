@@ -104,6 +104,8 @@ type shardState struct {
 	// frozen marks owned slots still moving in: not served yet.
 	frozen [NumSlots]bool
 	wire   wire.ShardMap
+
+	anyFrozen bool // a slot is frozen (shard_move.go)
 }
 
 // SetShardMap makes the server a member of shard self of a sharded
@@ -155,9 +157,11 @@ func (s *Server) SetShardMap(self string, m ShardMap) error {
 			return fmt.Errorf("%w: incoming slot %d", ErrInvalidConfig, k)
 		}
 		st.frozen[k] = true
+		st.anyFrozen = true
 	}
 	s.shard.shardMu.Lock()
 	defer s.shard.shardMu.Unlock()
+	defer s.movedIn(s.shard.Load(), st) // (shard_move.go)
 	if prev := s.shard.Load(); prev != nil {
 		if prev.self != self {
 			return fmt.Errorf("%w: shard %q, was %q", ErrInvalidConfig, self, prev.self)
@@ -284,6 +288,9 @@ func (c *conn) shardGate(st *shardState, h *wire.Header, body []byte) bool {
 			c.decoded = t
 			err = st.check(m.Desc)
 		}
+	}
+	if st.anyFrozen && err == nil && !c.frozenGate(st, h, body) {
+		return false
 	}
 	if st.anyDisowned && err == nil {
 		return c.disownedGate(st, h, body)

@@ -574,8 +574,8 @@ func TestShardFailover(t *testing.T) {
 			if rep.Retrying {
 				continue
 			}
-			if len(rep.Lost) != 0 || rep.Err != nil || !rep.NewPrimary {
-				t.Fatalf("recovery of s1: lost %d, err %v, new primary %v", len(rep.Lost), rep.Err, rep.NewPrimary)
+			if len(rep.Lost) != 0 || rep.Err != nil || !rep.NewPrimary || rep.Shard != "s1" {
+				t.Fatalf("recovery of s1: shard %q, lost %d, err %v, new primary %v", rep.Shard, len(rep.Lost), rep.Err, rep.NewPrimary)
 			}
 			done = true
 		case <-time.After(30 * time.Second):
