@@ -99,6 +99,14 @@ type Config struct {
 	// stops serving when its fence passes. RecoveryClients is then ignored.
 	Cluster Coordinator
 
+	// GoroutineConns serves every connection with a reader and a writer
+	// goroutine of its own. By default, on Linux, plain TCP and Unix-socket
+	// connections are served by the server's event loops instead (one per
+	// GOMAXPROCS, over epoll; see loop_linux.go), which make fewer system
+	// calls per request; TLS connections always use goroutines. The
+	// behaviour clients see is the same either way.
+	GoroutineConns bool
+
 	// WallClock, if set, replaces time.Now as the wall clock the server
 	// reads at start: the anchor of its lease seconds and the start of its
 	// fencing tokens (for tests of a server whose clock is wrong). Time

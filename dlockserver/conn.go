@@ -17,10 +17,15 @@ import (
 	"github.com/dlock-io/dlock/internal/wire"
 )
 
-// conn is one client connection: a reader goroutine that decodes and
-// executes requests, and a writer goroutine that sends replies pushed by
-// other connections (grants). The reader writes its own replies itself once
-// its input is drained, so pipelined requests share one write.
+// conn is one client connection. On Linux a plain TCP or Unix-socket
+// connection is served by an event loop (loop_linux.go), which reads,
+// handles and writes for many connections; otherwise (TLS, other systems,
+// Config.GoroutineConns) by two goroutines of its own, described here: a
+// reader goroutine that decodes and executes requests, and a writer
+// goroutine that sends replies pushed by other connections (grants). The
+// reader writes its own replies itself once its input is drained, so
+// pipelined requests share one write. Either way handlers queue output the
+// same way: appended to out under outMu (reply, sendLock, push).
 //
 // Writes have one owner at a time: whoever sets flushing (under outMu) is
 // the only goroutine that writes to the socket until it clears it; anyone
@@ -66,12 +71,23 @@ type conn struct {
 	readDeadline time.Time
 	frameArmed   bool
 
+	// lp is the event loop serving the connection (loop_linux.go), nil
+	// when goroutines serve it; lst is the loop's state of it.
+	lp  *loop
+	lst loopConn
+	// shut says raw was closed (a loop's connection; set under outMu).
+	shut atomic.Bool
+
 	outMu      sync.Mutex
 	out, spare []byte
 	flushing   bool
 	deadlineAt time.Time
 	kick       chan struct{}
 	quit       chan struct{}
+	// On a loop's connection (guarded by outMu): stalled says the socket
+	// did not take all output and the loop waits until it can write;
+	// fdClosed that the loop has closed the socket.
+	stalled, fdClosed bool
 
 	// Reused message structs, owned by the reader goroutine.
 	op   wire.LockOp
@@ -295,7 +311,10 @@ func (c *conn) flush() {
 		buf := c.out
 		c.out = c.spare[:0]
 		now := c.s.clk.now()
-		if c.deadlineAt.Sub(now) < c.s.cfg.WriteTimeout-time.Second {
+		// The socket's deadline moves only when half of WriteTimeout is
+		// used, so that most writes cost no deadline update; a write gets
+		// between half of WriteTimeout and all of it.
+		if c.deadlineAt.Sub(now) < c.s.cfg.WriteTimeout/2 {
 			c.deadlineAt = now.Add(c.s.cfg.WriteTimeout)
 			c.nc.SetWriteDeadline(c.deadlineAt)
 		}
@@ -318,8 +337,13 @@ func (c *conn) flush() {
 	c.outMu.Unlock()
 }
 
-// push wakes the writer goroutine to send what was queued.
+// push wakes the writer goroutine to send what was queued (on a loop's
+// connection, writes it or leaves it to the loop).
 func (c *conn) push() {
+	if c.lp != nil {
+		c.loopPush()
+		return
+	}
 	select {
 	case c.kick <- struct{}{}:
 	default:
@@ -335,6 +359,11 @@ func (c *conn) sendLock(reqID uint32, r *lockcore.Reply) {
 	res := wire.LockResult{State: r.State, Token: r.Token}
 	c.outMu.Lock()
 	c.out = res.Append(c.out, reqID, int32(r.Status))
+	if c.lp != nil {
+		c.outMu.Unlock()
+		c.loopPush()
+		return
+	}
 	if c.rawConn != nil && !c.flushing {
 		c.writeNow()
 	}

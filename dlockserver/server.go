@@ -53,7 +53,9 @@ type Server struct {
 	ha        *haState    // nil outside a highly available cluster
 	shard     shardRef    // slot map of a sharded cluster (shard.go)
 
-	wg sync.WaitGroup // connection goroutines
+	loops []*loop // event loops, made at the first connection they serve
+
+	wg sync.WaitGroup // connection and loop goroutines
 }
 
 // client is a registered client.
@@ -216,6 +218,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for c := range s.conns {
 		c.raw.Close()
 	}
+	s.stopLoops()
 	s.evMu.Lock()
 	s.timer.Stop()
 	s.evMu.Unlock()
@@ -333,9 +336,11 @@ func (s *Server) startConn(nc net.Conn) (*conn, error) {
 		tc.SetNoDelay(true)
 		tc.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: 60 * time.Second, Interval: 6 * time.Second, Count: 9})
 	}
+	fd := s.loopFD(nc) // a plain socket for an event loop, else -1
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		closeFD(fd)
 		nc.Close()
 		return nil, ErrServerClosed
 	}
@@ -350,6 +355,7 @@ func (s *Server) startConn(nc net.Conn) (*conn, error) {
 		if oldest == nil {
 			s.mu.Unlock()
 			s.cfg.Logger.Warn("connection refused: too many connections", "remote", nc.RemoteAddr())
+			closeFD(fd)
 			nc.Close()
 			return nil, ErrTooManyConns
 		}
@@ -365,6 +371,19 @@ func (s *Server) startConn(nc net.Conn) (*conn, error) {
 	}
 	c := newConn(s, nc, s.connSeq)
 	c.raw = raw
+	if fd >= 0 && !s.adoptLoop(c, fd, nc) {
+		closeFD(fd)
+		fd = -1
+	}
+	if fd >= 0 {
+		s.conns[c] = struct{}{}
+		s.mu.Unlock()
+		raw.Close() // the loop has the socket through fd
+		if s.debugOn() {
+			s.cfg.Logger.Debug("connection accepted", "remote", c.remote(), "tls", false, "loop", true)
+		}
+		return c, nil
+	}
 	if s.tls != nil {
 		s.startHandshake(c)
 	} else if sc, ok := raw.(syscall.Conn); ok {

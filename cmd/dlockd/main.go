@@ -79,6 +79,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.RecoveryTimeout, "recovery-timeout", 0, "end recovery mode after this long even if clients are missing (0: wait forever)")
 	fs.DurationVar(&cfg.RegisterTimeout, "register-timeout", 10*time.Second, "close connections that have not registered a client this long after connecting (negative: never)")
 	fs.DurationVar(&cfg.FrameTimeout, "frame-timeout", 10*time.Second, "close connections that started a frame and did not finish it within this long (negative: never)")
+	fs.BoolVar(&cfg.GoroutineConns, "goroutine-conns", false, "serve every connection with goroutines of its own instead of the event loops (which serve plain TCP and Unix-socket connections on Linux)")
 	var tlsOpts dlock.TLSOptions
 	fs.StringVar(&tlsOpts.CAFile, "tls-ca", "", "PEM `file` of the CAs client certificates must chain to (turns on TLS with -tls-cert)")
 	fs.StringVar(&tlsOpts.CertFile, "tls-cert", "", "PEM certificate `file` of the server; turns on TLS")

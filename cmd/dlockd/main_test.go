@@ -6,6 +6,7 @@ import (
 	"net"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -37,12 +38,18 @@ func freePort(t *testing.T) string {
 }
 
 // TestDaemon runs dlockd as a real process: it prints where it listens,
-// serves a client, and exits cleanly on SIGTERM.
+// serves a client over TCP and a Unix socket, and exits cleanly on SIGTERM;
+// with its event loops (the default on Linux) and with -goroutine-conns.
 func TestDaemon(t *testing.T) {
 	bin := buildDlockd(t)
+	t.Run("default", func(t *testing.T) { testDaemon(t, bin, runtime.GOOS == "linux") })
+	t.Run("goroutine-conns", func(t *testing.T) { testDaemon(t, bin, false, "-goroutine-conns") })
+}
+
+func testDaemon(t *testing.T, bin string, loops bool, args ...string) {
 	addr := freePort(t)
 	sock := filepath.Join(t.TempDir(), "dlockd.sock")
-	cmd := exec.Command(bin, "-addr", addr, "-unix", sock, "-log-level", "debug", "-log-format", "json")
+	cmd := exec.Command(bin, append([]string{"-addr", addr, "-unix", sock, "-log-level", "debug", "-log-format", "json"}, args...)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +110,9 @@ func TestDaemon(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), `"msg":"shutting down"`) {
 		t.Errorf("no shutdown log line in JSON format:\n%s", stderr.String())
+	}
+	if got := strings.Count(stderr.String(), `"loop":true`); loops != (got == 2) {
+		t.Errorf("%d connections served by an event loop, want both: %v\n%s", got, loops, stderr.String())
 	}
 }
 
