@@ -122,16 +122,32 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	var held lockSet
 	held.lock(locks[:n])
 	defer held.unlock()
+	for i := 0; i < n; i++ {
+		// A Router moves a handle to another Client with its mutex held:
+		// check again now that the handles are held.
+		if l := locks[i]; l.cl() != c {
+			return fmt.Errorf("dlock: batch entry %d: Lock %s belongs to another client: %w", i, quote(l.name), ErrInval)
+		}
+	}
 
+	// Every entry begins under one hold of c.mu (as Lock.begin, which a
+	// batch entry needs no more of), and ends under another: a batch of 31
+	// takes it twice, not 62 times.
+	var drops [MaxBatch]ticketDrop
+	c.mu.Lock()
 	for i := 0; i < n; i++ {
 		l := locks[i]
 		sent[i] = -1
-		if steps[i], _ = l.begin(ctx, ops[i], ttls[i], callBatch); steps[i].local {
+		if steps[i], drops[i] = l.beginOp(ops[i], ttls[i], callBatch); steps[i].local {
 			continue // no error without a round trip
 		}
 		sent[i] = m.N
 		m.Items[m.N] = wire.LockOp{LockID: l.e.id, Cmd: uint8(steps[i].cmd), Arg: steps[i].arg}
 		m.N++
+	}
+	c.mu.Unlock()
+	for i := 0; i < n; i++ {
+		c.dropTicket(drops[i])
 	}
 
 	var rep wire.BatchLockResult
@@ -140,6 +156,7 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		err = c.batchRoundTrip(ctx, &m, &rep)
 	}
 
+	c.mu.Lock()
 	for i := 0; i < n; i++ {
 		l, s := locks[i], &steps[i]
 		res := &results[i]
@@ -148,12 +165,12 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		case s.local:
 			res.Status = s.status
 		case err != nil:
-			l.end(s, 0, LockState{}, 0, err)
+			l.endLocked(s, 0, LockState{}, 0, err)
 			res.Status = ErrBadResponse
 			continue
 		default:
 			it := &rep.Items[sent[i]]
-			res.Status = l.end(s, Status(it.Status), it.State, it.Token, nil)
+			res.Status = l.endLocked(s, Status(it.Status), it.State, it.Token, nil)
 			res.Token = it.Token
 		}
 		if s.fill {
@@ -164,9 +181,10 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 		}
 	}
 	if err != nil {
-		c.mu.Lock()
 		c.stats.Inc(StatNetworkFail)
-		c.mu.Unlock()
+	}
+	c.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("dlock: batch: %w", err)
 	}
 	return nil

@@ -23,7 +23,10 @@
 // plus [Lock.Extend] for leases. Blocking calls wait on the server, queued in
 // FIFO (fair locks: ticket) order, and are answered by a push when granted;
 // when their context ends the request is withdrawn and a grant that raced
-// the withdrawal is released before the call returns.
+// the withdrawal is released before the call returns. A non-blocking call is
+// answered within a round trip; if its context ends first (the server or the
+// link stalls), it returns at the context's deadline, or within about 100 ms
+// of a cancel: it does not arm a timer per request for the cancel.
 //
 // [Client.OpenAndLock] and [Client.OpenAndTryLock] open a lock and take it
 // in one round trip, for a lock used once or the first use of many.

@@ -138,11 +138,17 @@ func (l *Lock) end(s *step, status Status, val LockState, token uint64, err erro
 	c := l.cl()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return l.endLocked(s, status, val, token, err)
+}
+
+// endLocked is end with c.mu held (a batch ends all its entries under one
+// hold).
+func (l *Lock) endLocked(s *step, status Status, val LockState, token uint64, err error) Status {
 	if err != nil {
 		l.e.abort(s)
 		return 0
 	}
-	st := l.e.finish(s, status, val, token, &c.stats)
+	st := l.e.finish(s, status, val, token, &l.cl().stats)
 	if s.fill {
 		l.last = s.result
 	}

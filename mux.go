@@ -65,18 +65,27 @@ type mux struct {
 	wspare   []byte
 	flushing bool
 
-	mu        sync.Mutex // everything below
-	pending   map[uint32]*call
-	free      []*call
-	nextID    uint32
-	calls     uint64 // requests made so far (idle detection)
-	err       error  // why calls fail: the connection broke, or closed
-	closing   bool
-	conn      net.Conn
-	br        *bufio.Reader
-	reader    int  // who reads conn: readerNone, readerCaller, readerBackground
-	kicked    bool // the background reader was asked to give the role up
-	followers []*call
+	mu      sync.Mutex // everything below
+	pending map[uint32]*call
+	free    []*call
+	nextID  uint32
+	calls   uint64 // requests made so far (idle detection)
+	err     error  // why calls fail: the connection broke, or closed
+	closing bool
+	conn    net.Conn
+	br      *bufio.Reader
+	reader  int  // who reads conn: readerNone, readerCaller, readerBackground
+	kicked  bool // the background reader was asked to give the role up
+	// leadCtx is the ctx of a leader whose read has no AfterFunc (a short
+	// request whose ctx can end): the idle goroutine kicks it out
+	// (leadKicked) once leadCtx has ended.
+	leadCtx    context.Context
+	leadKicked bool
+	// The callers waiting for a reply while another reads (followers), in
+	// the order they started to wait: a list through call.fprev/fnext, so
+	// that a follower leaves it in O(1) when its reply is in or it stops
+	// waiting, and a leader's release offers the role to a live one.
+	fhead, ftail *call
 	// readerGone is signalled (on mu) when the read role is given up.
 	readerGone sync.Cond
 	// rh, big and bigLen belong to whoever holds the read role: the header
@@ -106,13 +115,14 @@ type muxHooks struct {
 }
 
 // idleCheck is how often the background goroutine looks for an idle
-// connection to watch.
+// connection to watch, and for a leader whose ctx ended while it reads
+// without a deadline (see lead).
 const idleCheck = 100 * time.Millisecond
 
-// quickWait is how long a caller reads for its reply before it registers
-// for the end of its ctx: most replies come within it, and only a call that
-// has to wait longer pays for the registration. A cancel during the first
-// quickWait is noticed when it has passed.
+// quickWait is how long a blocking request reads for its reply before it
+// registers for the end of its ctx: most replies come within it, and only a
+// call that has to wait longer pays for the registration. A cancel during
+// the first quickWait is noticed when it has passed.
 const quickWait = 2 * time.Millisecond
 
 // Who reads the connection (mux.reader).
@@ -133,8 +143,13 @@ type call struct {
 	err    error
 	// finished is set (under mux.mu) once the reply or a failure is in.
 	finished bool
-	// waiting is set while the caller follows, so it can be offered the role.
-	waiting bool
+	// following is set while the call is on the followers list (fprev,
+	// fnext), waiting to be offered the read role. fctx is its caller's ctx
+	// when the follower waits for cl.done alone (a short call without a
+	// deadline): the idle goroutine signals it once fctx has ended.
+	following    bool
+	fprev, fnext *call
+	fctx         context.Context
 	// long marks a blocking lock request, which may wait for a long time.
 	long bool
 	// locks are the ids of the locks a lock request (single or batch)
@@ -271,7 +286,8 @@ func (m *mux) newCall() (*call, error) {
 	cl.err = nil
 	cl.nlocks = 0
 	cl.finished = false
-	cl.waiting = false
+	cl.following = false
+	cl.fctx = nil
 	cl.long = false
 	select {
 	case <-cl.done: // a stale signal from the record's previous use
@@ -371,8 +387,8 @@ func (m *mux) wait(ctx context.Context, cl *call) error {
 // itself when nobody else does. It returns ctx's error if ctx ends first;
 // the call then stays pending (see abandon).
 func (m *mux) await(ctx context.Context, cl *call) error {
+	m.mu.Lock()
 	for {
-		m.mu.Lock()
 		if cl.finished {
 			m.mu.Unlock()
 			return cl.err
@@ -385,10 +401,16 @@ func (m *mux) await(ctx context.Context, cl *call) error {
 		case readerNone:
 			m.reader = readerCaller
 			nc, br := m.conn, m.br
+			watched := !cl.long && ctx.Done() != nil
+			if watched {
+				m.leadCtx = ctx
+			}
 			m.mu.Unlock()
-			if err := m.lead(ctx, cl, nc, br); err != nil {
+			err := m.lead(ctx, cl, nc, br, watched)
+			if err != nil {
 				return err
 			}
+			m.mu.Lock()
 			continue
 		case readerBackground:
 			if !m.kicked {
@@ -396,31 +418,86 @@ func (m *mux) await(ctx context.Context, cl *call) error {
 				m.conn.SetReadDeadline(pastDeadline)
 			}
 		}
-		cl.waiting = true
-		m.followers = append(m.followers, cl)
-		m.mu.Unlock()
-		select {
-		case <-cl.done:
-		case <-ctx.Done():
+		m.follow(cl)
+		if _, hasDeadline := ctx.Deadline(); cl.long || hasDeadline || ctx.Done() == nil {
+			m.mu.Unlock()
+			select {
+			case <-cl.done:
+			case <-ctx.Done():
+			}
+		} else {
+			// A short call is answered within a round trip: wait for the
+			// reply (or the read role) alone, which costs less than a
+			// select; if ctx is cancelled first, the idle goroutine
+			// signals. (A deadline is kept to the dot: the select.)
+			cl.fctx = ctx
+			m.mu.Unlock()
+			<-cl.done
 		}
 		m.mu.Lock()
-		cl.waiting = false
-		m.mu.Unlock()
+		m.unfollow(cl)
+		cl.fctx = nil
+		if !cl.finished && ctx.Err() != nil && m.reader == readerNone {
+			// We give up while the read role is free, maybe offered to
+			// us: pass it on.
+			m.offer()
+		}
 	}
+}
+
+// follow puts cl at the end of the followers list. Called with m.mu held.
+func (m *mux) follow(cl *call) {
+	cl.following = true
+	cl.fnext = nil
+	cl.fprev = m.ftail
+	if m.ftail != nil {
+		m.ftail.fnext = cl
+	} else {
+		m.fhead = cl
+	}
+	m.ftail = cl
+}
+
+// unfollow takes cl off the followers list, if it is on it. Called with
+// m.mu held.
+func (m *mux) unfollow(cl *call) {
+	if !cl.following {
+		return
+	}
+	if cl.fprev != nil {
+		cl.fprev.fnext = cl.fnext
+	} else {
+		m.fhead = cl.fnext
+	}
+	if cl.fnext != nil {
+		cl.fnext.fprev = cl.fprev
+	} else {
+		m.ftail = cl.fprev
+	}
+	cl.fprev, cl.fnext, cl.following = nil, nil, false
 }
 
 // lead reads frames as the leader until cl is finished, ctx ends or the
 // connection fails, then gives the read role up. It returns ctx's error if
 // ctx ended.
-func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader) error {
-	// Any end of ctx must stop the read. A blocking request may wait long,
-	// and a ctx without a deadline gives the read no bound: their ctx is
-	// watched by an AfterFunc (which costs allocations and a lock of ctx),
-	// registered only once the reply has not come within quickWait. A
-	// short request with a deadline needs only that deadline (a bare
-	// cancel is then noticed within a round trip).
+//
+// watched says that the call is a short request whose ctx can end,
+// registered as m.leadCtx: its read has at most ctx's deadline, and the idle
+// goroutine kicks it out of the read once ctx has ended (within idleCheck),
+// which a cancel before the deadline needs.
+func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader, watched bool) error {
+	// Any end of ctx must stop the read. A blocking request may wait long:
+	// its ctx is watched by an AfterFunc (which costs allocations and a
+	// lock of ctx), registered only once the reply has not come within
+	// quickWait. A short request (watched) is answered within a round trip
+	// unless the link is broken: its read has ctx's deadline if any, and
+	// the idle goroutine ends it if ctx is cancelled first. Setting a
+	// socket deadline costs two timer updates per call, and a timer
+	// pending while the goroutine sleeps in the poller costs extra system
+	// calls of the scheduler's: measured on the 2-core VM, ~0.35 fewer
+	// system calls per request without it.
 	d, hasDeadline := ctx.Deadline()
-	watch := ctx.Done() != nil && (cl.long || !hasDeadline)
+	watch := cl.long && ctx.Done() != nil
 	var stop func() bool
 	var kicked chan struct{}
 	if watch {
@@ -445,9 +522,9 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader)
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				// Our own deadline: ctx's, or a quick wait's. ctx's timer
-				// may trail the socket's by a hair; wait for it rather
-				// than call the link broken.
+				// Our own deadline: ctx's, a quick wait's, or the idle
+				// goroutine's kick. ctx's timer may trail the socket's by
+				// a hair; wait for it rather than call the link broken.
 				if ctxErr = ctx.Err(); ctxErr != nil {
 					break
 				}
@@ -479,6 +556,18 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader)
 	}
 	if hasDeadline || watch {
 		nc.SetReadDeadline(time.Time{})
+	}
+	if watched {
+		// From now on the idle goroutine leaves the read alone; undo its
+		// kick, if it came, before the next reader reads.
+		m.mu.Lock()
+		m.leadCtx = nil
+		kicked := m.leadKicked
+		m.leadKicked = false
+		m.mu.Unlock()
+		if kicked {
+			nc.SetReadDeadline(time.Time{})
+		}
 	}
 	m.release()
 	return ctxErr
@@ -549,17 +638,13 @@ func (m *mux) release() {
 }
 
 // offer signals one waiting follower that the read role is free. Called
-// with m.mu held.
+// with m.mu held. Every call on the list is waiting and unfinished: dispatch and failConn
+// take a call off when its reply or failure is in. The most recent follower
+// gets it, as the one least likely to have its reply already buffered.
 func (m *mux) offer() {
-	for len(m.followers) > 0 {
-		n := len(m.followers) - 1
-		f := m.followers[n]
-		m.followers[n] = nil
-		m.followers = m.followers[:n]
-		if f.waiting && !f.finished {
-			signal(f.done)
-			return
-		}
+	if f := m.ftail; f != nil {
+		m.unfollow(f)
+		signal(f.done)
 	}
 }
 
@@ -589,6 +674,7 @@ func (m *mux) dispatch(h *wire.Header, body []byte) (*call, error) {
 	cl.typ = h.Type()
 	cl.body = append(cl.body[:0], body...)
 	cl.finished = true
+	m.unfollow(cl)
 	m.mu.Unlock()
 	signal(cl.done)
 	return cl, nil
@@ -607,6 +693,16 @@ func (m *mux) idleLoop() {
 		case <-t.C:
 		}
 		m.mu.Lock()
+		if m.leadCtx != nil && !m.leadKicked && m.leadCtx.Err() != nil {
+			// A leader reads without a deadline for a ctx that ended.
+			m.leadKicked = true
+			m.conn.SetReadDeadline(pastDeadline)
+		}
+		for f := m.fhead; f != nil; f = f.fnext {
+			if f.fctx != nil && f.fctx.Err() != nil {
+				signal(f.done) // a follower that waits for its reply alone
+			}
+		}
 		busy := m.calls != seen || m.reader != readerNone || m.err != nil
 		seen = m.calls
 		if busy {
@@ -670,6 +766,7 @@ func (m *mux) failConn(nc net.Conn, err error, notify bool) {
 		}
 		cl.err = m.err
 		cl.finished = true
+		m.unfollow(cl)
 		signal(cl.done)
 	}
 	m.inflight.Store(0)

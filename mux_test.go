@@ -333,3 +333,180 @@ func TestMuxCancelSilentPeer(t *testing.T) {
 		}
 	}
 }
+
+// TestMuxKickedLeaderLeavesNoDeadline: a short call whose ctx has no
+// deadline reads without one; when its ctx is cancelled while the peer is
+// silent, the idle goroutine ends its read, and the next call (whose ctx has
+// neither deadline nor cancel) reads its reply normally: the kick's past
+// deadline was undone. A late reply to the cancelled call goes to the late
+// hook.
+func TestMuxKickedLeaderLeavesNoDeadline(t *testing.T) {
+	m, p, ev := newPipeMux(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := m.roundTrip(ctx, heartbeat)
+		done <- err
+	}()
+	h1, _ := p.read() // and do not answer yet
+	// Cancel once the call reads without a deadline, registered for the
+	// idle goroutine's watch.
+	for i := 0; ; i++ {
+		m.mu.Lock()
+		leading := m.leadCtx != nil
+		m.mu.Unlock()
+		if leading {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the call never read as a watched leader")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled call: got %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled call did not return")
+	}
+	type result struct {
+		body string
+		err  error
+	}
+	second := make(chan result, 1)
+	go func() {
+		cl, err := m.roundTrip(context.Background(), heartbeat)
+		if err != nil {
+			second <- result{err: err}
+			return
+		}
+		second <- result{body: string(cl.body)}
+		m.putCall(cl)
+	}()
+	h2, _ := p.read()
+	go func() { // a stuck reader would block these writes
+		p.reply(h1, 0, []byte("late"))
+		p.reply(h2, 0, []byte("ok"))
+	}()
+	select {
+	case r := <-second:
+		if r.err != nil || r.body != "ok" {
+			t.Fatalf("call after the kick: %v %q", r.err, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call after the kick did not get its reply (a past deadline left on the socket?)")
+	}
+	ev.mu.Lock()
+	defer ev.mu.Unlock()
+	if len(ev.late) != 1 || ev.late[0] != h1.ID() {
+		t.Fatalf("late replies %v, want [%d]", ev.late, h1.ID())
+	}
+}
+
+// TestMuxCancelFollower: a short call that waits while another call reads
+// (a follower) returns when its ctx is cancelled although its reply never
+// comes, and the reader still gets its own reply afterwards.
+func TestMuxCancelFollower(t *testing.T) {
+	m, p, _ := newPipeMux(t)
+	lead := make(chan error, 1)
+	go func() {
+		cl, err := m.roundTrip(context.Background(), heartbeat)
+		if err == nil && string(cl.body) != "lead" {
+			err = fmt.Errorf("leader got %q", cl.body)
+		}
+		lead <- err
+	}()
+	h1, _ := p.read()
+	for i := 0; ; i++ { // the first call reads before the second starts
+		m.mu.Lock()
+		reading := m.reader == readerCaller
+		m.mu.Unlock()
+		if reading {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the first call never took the read role")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	follow := make(chan error, 1)
+	go func() {
+		_, err := m.roundTrip(ctx, heartbeat)
+		follow <- err
+	}()
+	p.read() // never answered
+	for i := 0; ; i++ {
+		m.mu.Lock()
+		waiting := m.fhead != nil && m.fhead.fctx != nil
+		m.mu.Unlock()
+		if waiting {
+			break
+		}
+		if i == 1000 {
+			t.Fatal("the second call never waited as a follower")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-follow:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("follower: got %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled follower did not return")
+	}
+	go p.reply(h1, 0, []byte("lead"))
+	select {
+	case err := <-lead:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leader did not get its reply")
+	}
+}
+
+// TestMuxCancelBeforeDeadline: a call whose ctx has a distant deadline
+// returns when ctx is cancelled long before it, although the peer never
+// answers — as the reader or as a follower.
+func TestMuxCancelBeforeDeadline(t *testing.T) {
+	for _, long := range []bool{false, true} {
+		t.Run(fmt.Sprint("long=", long), func(t *testing.T) {
+			m, p, _ := newPipeMux(t)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
+			const n = 2 // the first to wait reads, the other follows
+			done := make(chan error, n)
+			for range n {
+				go func() {
+					cl, err := m.newCall()
+					if err != nil {
+						done <- err
+						return
+					}
+					cl.long = long
+					m.send(func(dst []byte) []byte { return heartbeat(dst, cl.id) })
+					done <- m.wait(ctx, cl)
+				}()
+				p.read() // and never answer
+			}
+			time.Sleep(10 * time.Millisecond)
+			cancel()
+			for range n {
+				select {
+				case err := <-done:
+					if !errors.Is(err, context.Canceled) {
+						t.Fatalf("got %v, want context.Canceled", err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatal("a call did not return after its ctx was cancelled")
+				}
+			}
+		})
+	}
+}

@@ -13,12 +13,15 @@ import (
 	"github.com/dlock-io/dlock"
 )
 
+// firstNames is how many lock names a worker of -op first cycles through.
+const firstNames = 4096
+
 // worker is one goroutine of a dlock run.
 type worker struct {
 	c       *dlock.Client
 	index   int
 	group   int
-	prefix  string // -op first: lock names
+	names   []string // -op first: the lock names it cycles through
 	opts    dlock.LockOptions
 	n       int // -op first: locks used so far
 	locks   []*dlock.Lock
@@ -78,7 +81,15 @@ func newDlockRun(ctx context.Context, cfg *benchConfig, srv *server) (*dlockRun,
 	opts := dlock.LockOptions{Type: cfg.typ, TTL: time.Minute}
 	r.ws = make([]*worker, cfg.workers())
 	for i := range r.ws {
-		w := &worker{c: clients[i/cfg.inflight], index: i, group: i % r.groups, prefix: prefix, opts: opts}
+		w := &worker{c: clients[i/cfg.inflight], index: i, group: i % r.groups, opts: opts}
+		if cfg.first > 0 {
+			// Made here, so that formatting a name is not timed as part
+			// of the open-and-lock (the echo floor formats nothing).
+			w.names = make([]string, firstNames)
+			for k := range w.names {
+				w.names[k] = fmt.Sprintf("%s%d/first/%d", prefix, i, k)
+			}
+		}
 		for j := range cfg.batch {
 			if cfg.first > 0 {
 				break // each operation opens its own lock
@@ -252,9 +263,10 @@ func (w *worker) acquire(ctx context.Context, cfg *benchConfig) (int, error) {
 
 // firstUse opens a lock the worker has not open and tries to take it:
 // with OpenAndTryLock (one round trip) or OpenLock then TryLock (two).
-// The worker cycles through 4096 names; release drops each lock again.
+// The worker cycles through firstNames names; release drops each lock
+// again.
 func (w *worker) firstUse(ctx context.Context, cfg *benchConfig) (int, error) {
-	name := fmt.Sprintf("%s%d/first/%d", w.prefix, w.index, w.n%4096)
+	name := w.names[w.n%len(w.names)]
 	w.n++
 	w.locks = w.locks[:0]
 	w.lockOps++
