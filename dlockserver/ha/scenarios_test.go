@@ -491,6 +491,13 @@ func TestFailoverPrimaryDiesDuringReclaim(t *testing.T) {
 // them, then freezes each for 1.5 s (SIGSTOP), under a running cluster: no
 // dlock failover happens. While keepalives stall the primary may be
 // suspended (DLOCK_NOT_READY); it resumes with its state and epoch.
+//
+// The cluster runs with a lease TTL of 3 s rather than the harness's 2 s: a
+// frozen member holds the keepalive stream of the primary connected to it
+// for the whole 1.5 s, then has to catch up, and under CI's parallel load
+// (race detector, 2 cores) that took longer than the 2 s TTL's grace in a
+// few full-suite runs. The TTL must exceed the longest etcd stall a
+// deployment wants to ride out, which is what this test shows.
 func TestFailoverEtcdMemberRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and dlockd processes")
@@ -498,6 +505,9 @@ func TestFailoverEtcdMemberRestart(t *testing.T) {
 	ctx := testCtx(t, 3*time.Minute)
 	etcd := startEtcd(t, 3)
 	c := newCluster(t, 2, etcd)
+	for i := range c.extra {
+		c.extra[i] = []string{"-etcd-ttl", "3s"}
+	}
 	c.start(0)
 	c.waitMembers(1)
 	c.start(1)
