@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dlock-io/dlock/dlockserver/ha"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // runCluster prints a highly available cluster as etcd knows it: the
@@ -27,21 +28,16 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(args) > 0 && args[0] == "remove" {
 		return runClusterRemove(ctx, args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("cluster", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")
-	name := fs.String("cluster", "dlock", "cluster `name` (dlockd -cluster)")
-	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
+	cf := newClusterFlags("cluster", stderr, 5*time.Second, "give up after this long")
+	fs, name := cf.fs, cf.name
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	cli, err := ha.Dial(strings.Split(*etcd, ","), nil, *timeout)
+	cli, ctx, done, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
+	defer done()
 	if sharded, err := printShards(ctx, cli, *name, stdout); sharded || err != nil {
 		return err
 	}
@@ -61,4 +57,37 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "clients  %d registered\n", st.Clients)
 	fmt.Fprintf(stdout, "tokens   saved mark %d\n", st.TokenMark)
 	return nil
+}
+
+// clusterFlags are the flags every cluster command takes: where etcd is,
+// which cluster, and how long to try.
+type clusterFlags struct {
+	fs      *flag.FlagSet
+	etcd    *string
+	name    *string
+	timeout *time.Duration
+}
+
+// newClusterFlags makes command cmd's flag set with the cluster flags; its
+// -timeout defaults to timeout and says timeoutUsage.
+func newClusterFlags(cmd string, stderr io.Writer, timeout time.Duration, timeoutUsage string) *clusterFlags {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return &clusterFlags{
+		fs:      fs,
+		etcd:    fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`"),
+		name:    fs.String("cluster", "dlock", "cluster `name` (dlockd -cluster)"),
+		timeout: fs.Duration("timeout", timeout, timeoutUsage),
+	}
+}
+
+// dial connects to etcd. It returns the client, ctx bounded by -timeout,
+// and done, which closes the client and ends that ctx.
+func (f *clusterFlags) dial(ctx context.Context) (*clientv3.Client, context.Context, func(), error) {
+	cli, err := ha.Dial(strings.Split(*f.etcd, ","), nil, *f.timeout)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *f.timeout)
+	return cli, ctx, func() { cancel(); cli.Close() }, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strconv"
@@ -104,12 +103,9 @@ func parseRanges(s string) (ha.Ranges, error) {
 // TO. The sources stop serving them at once; the target serves them after
 // its grace; -wait waits for that.
 func runClusterMove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("cluster move", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")
-	name := fs.String("cluster", "dlock", "cluster `name` (dlockd -cluster)")
+	cf := newClusterFlags("cluster move", stderr, 5*time.Second, "give up after this long (with -wait, the target's grace is the session timeout)")
+	fs, name := cf.fs, cf.name
 	wait := fs.Bool("wait", false, "wait until the target serves the slots")
-	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long (with -wait, the target's grace is the session timeout)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,13 +117,11 @@ func runClusterMove(ctx context.Context, args []string, stdout, stderr io.Writer
 		return usageError(err.Error())
 	}
 	to := fs.Arg(1)
-	cli, err := ha.Dial(strings.Split(*etcd, ","), nil, *timeout)
+	cli, ctx, done, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
+	defer done()
 	st, err := ha.ReadShards(ctx, cli, *name)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
@@ -192,24 +186,19 @@ func waitMove(ctx context.Context, cli *clientv3.Client, name string, mv ha.Move
 // moving as few slots as it can, one move at a time (each waits for the
 // previous one).
 func runClusterRebalance(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("cluster rebalance", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")
-	name := fs.String("cluster", "dlock", "cluster `name` (dlockd -cluster)")
-	timeout := fs.Duration("timeout", 5*time.Minute, "give up waiting after this long (each move takes at least the target's session timeout)")
+	cf := newClusterFlags("cluster rebalance", stderr, 5*time.Minute, "give up waiting after this long (each move takes at least the target's session timeout)")
+	fs, name := cf.fs, cf.name
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return usageError("usage: dlockctl cluster rebalance [flags]")
 	}
-	cli, err := ha.Dial(strings.Split(*etcd, ","), nil, *timeout)
+	cli, ctx, done, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
+	defer done()
 	b, err := ha.ReadBalance(ctx, cli, *name)
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
@@ -246,11 +235,8 @@ func runClusterRebalance(ctx context.Context, args []string, stdout, stderr io.W
 // SHARD's holds in its slots to end), then drop SHARD from the map. Its
 // processes may stop afterwards.
 func runClusterRemove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("cluster remove", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")
-	name := fs.String("cluster", "dlock", "cluster `name` (dlockd -cluster)")
-	timeout := fs.Duration("timeout", 5*time.Minute, "give up waiting after this long (each move takes at least the target's session timeout; run the command again to go on)")
+	cf := newClusterFlags("cluster remove", stderr, 5*time.Minute, "give up waiting after this long (each move takes at least the target's session timeout; run the command again to go on)")
+	fs, name := cf.fs, cf.name
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -258,13 +244,11 @@ func runClusterRemove(ctx context.Context, args []string, stdout, stderr io.Writ
 		return usageError("usage: dlockctl cluster remove [flags] SHARD")
 	}
 	shard := fs.Arg(0)
-	cli, err := ha.Dial(strings.Split(*etcd, ","), nil, *timeout)
+	cli, ctx, done, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
+	defer done()
 	err = ha.RemoveShard(ctx, cli, *name, shard, func(mv ha.Move, done bool) {
 		if done {
 			fmt.Fprintf(stdout, "shard %s serves slots %s\n", mv.To, formatRanges(mv.Slots))
@@ -283,25 +267,20 @@ func runClusterRemove(ctx context.Context, args []string, stdout, stderr io.Writ
 // runClusterInit is "dlockctl cluster init": write a sharded cluster's
 // slot map, the slots split evenly between -shards, unless it has one.
 func runClusterInit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("cluster init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	etcd := fs.String("etcd", "http://127.0.0.1:2379", "comma-separated etcd client `URLs`")
-	name := fs.String("cluster", "dlock", "cluster `name` (dlockd -cluster)")
+	cf := newClusterFlags("cluster init", stderr, 5*time.Second, "give up after this long")
+	fs, name := cf.fs, cf.name
 	shards := fs.String("shards", "", "comma-separated shard `names` (dlockd -shard): the slots are split evenly between them, in this order")
-	timeout := fs.Duration("timeout", 5*time.Second, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *shards == "" {
 		return usageError("cluster init needs -shards")
 	}
-	cli, err := ha.Dial(strings.Split(*etcd, ","), nil, *timeout)
+	cli, ctx, done, err := cf.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer cli.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
+	defer done()
 	wrote, err := ha.InitSlots(ctx, cli, *name, strings.Split(*shards, ","))
 	if err != nil {
 		return fmt.Errorf("etcd: %w", err)
