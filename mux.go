@@ -245,13 +245,6 @@ func (m *mux) stop() {
 	m.idleWG.Wait()
 }
 
-// current returns the connection in use.
-func (m *mux) current() net.Conn {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.conn
-}
-
 // replaceErr replaces the error calls fail with while the connection is
 // failed (and the mux not closed).
 func (m *mux) replaceErr(err error) {

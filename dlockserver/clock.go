@@ -13,9 +13,6 @@ type clock struct {
 	wallFrac int64     // start's nanoseconds within that second
 }
 
-// systemClock is a clock anchored now.
-func systemClock() clock { return newClock(time.Now()) }
-
 func newClock(now time.Time) clock {
 	return clock{start: now, wallSec: now.Unix(), wallFrac: int64(now.Nanosecond())}
 }

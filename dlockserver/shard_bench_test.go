@@ -152,16 +152,6 @@ func (p *benchPeer) getLock(m *wire.GetLock) int32 {
 	return rep.ID
 }
 
-func (p *benchPeer) release(id int32) {
-	var h wire.Header
-	m := wire.ID{ID: id}
-	p.c.handle(&h, p.frame(m.Append(nil, wire.TReleaseLock, 2, p.id), &h))
-	p.reply()
-	if p.h.Status() != 0 {
-		p.tb.Fatalf("release: %d", p.h.Status())
-	}
-}
-
 // TestShardGateAllocs: in a sharded server, a trylock and an unlock by id
 // allocate nothing, the gate included (a gate that returned a release
 // closure allocated one per request).
