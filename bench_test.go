@@ -114,8 +114,17 @@ func BenchmarkFetchAndAdd(b *testing.B) {
 // BenchmarkBatchTryLock31 takes and releases 31 locks per iteration, each
 // direction in one round trip.
 func BenchmarkBatchTryLock31(b *testing.B) {
-	srv := dlocktest.NewServer(b, nil)
-	c := srv.Dial(b)
+	benchBatchTryLock31(b, dlocktest.NewServer(b, nil).Dial(b))
+}
+
+// BenchmarkBatchTryLock31Pipe is BenchmarkBatchTryLock31 over an in-memory
+// connection: no system call, so what it measures is the client's and the
+// server's own work per batch (and the goroutine switches of net.Pipe).
+func BenchmarkBatchTryLock31Pipe(b *testing.B) {
+	benchBatchTryLock31(b, dlocktest.NewPipeServer(b, nil).Dial(b))
+}
+
+func benchBatchTryLock31(b *testing.B, c *dlock.Client) {
 	ctx := context.Background()
 	names := make([]string, dlock.MaxBatch)
 	for i := range names {
@@ -178,4 +187,48 @@ func benchParallelTryLockUnlock(b *testing.B, c *dlock.Client, ctx context.Conte
 			}
 		}
 	})
+}
+
+// BenchmarkOpenAndTryLock measures the first use of a lock: OpenAndTryLock
+// (one request), then Unlock and Release, cycling through names so that
+// every iteration opens a lock the client does not have open (three round
+// trips per iteration).
+func BenchmarkOpenAndTryLock(b *testing.B) {
+	benchOpenAndTryLock(b, dlocktest.NewServer(b, nil).Dial(b))
+}
+
+// BenchmarkOpenAndTryLockPipe is BenchmarkOpenAndTryLock over an in-memory
+// connection (see BenchmarkBatchTryLock31Pipe).
+func BenchmarkOpenAndTryLockPipe(b *testing.B) {
+	benchOpenAndTryLock(b, dlocktest.NewPipeServer(b, nil).Dial(b))
+}
+
+// BenchmarkTryLockUnlockPipe is BenchmarkTryLockUnlock over an in-memory
+// connection (see BenchmarkBatchTryLock31Pipe).
+func BenchmarkTryLockUnlockPipe(b *testing.B) {
+	benchTryLockUnlock(b, dlocktest.NewPipeServer(b, nil).Dial(b), context.Background())
+}
+
+func benchOpenAndTryLock(b *testing.B, c *dlock.Client) {
+	ctx := context.Background()
+	names := make([]string, 4096)
+	for i := range names {
+		names[i] = fmt.Sprint("first/", i)
+	}
+	opts := dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		l, ok, err := c.OpenAndTryLock(ctx, names[i%len(names)], opts)
+		i++
+		if !ok || err != nil {
+			b.Fatal(ok, err)
+		}
+		if err := l.Unlock(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := l.Release(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
