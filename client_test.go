@@ -302,6 +302,74 @@ func TestBatch(t *testing.T) {
 	}
 }
 
+// TestBatchEntryOrder: the server runs a batch's entries in entry order
+// whichever stripes their locks fall in (the tokens of its grants increase
+// in that order); 31 locks share stripes (the server has 16), and each
+// entry gets its own result.
+func TestBatchEntryOrder(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	c := srv.Dial(t)
+	names := make([]string, dlock.MaxBatch)
+	for i := range names {
+		names[i] = fmt.Sprintf("order-%02d", (i*7)%len(names))
+	}
+	locks := make([]*dlock.Lock, len(names))
+	if err := c.BatchOpenLock(ctx, names, dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute}, locks); err != nil {
+		t.Fatal(err)
+	}
+	// The ids are hashes of the names: in entry order they go up and down.
+	sorted := true
+	for i := 1; i < len(locks); i++ {
+		sorted = sorted && locks[i-1].ID() < locks[i].ID()
+	}
+	if sorted {
+		t.Fatal("the lock ids are in entry order: the test would not see a reordering")
+	}
+	reqs := make([]dlock.LockRequest, len(locks))
+	for i, l := range locks {
+		reqs[i] = dlock.LockRequest{Lock: l}
+	}
+	// Another client holds every fourth lock: those entries fail, alone.
+	other := srv.Dial(t)
+	for i := 0; i < len(names); i += 4 {
+		l := open(t, other, names[i], dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+		mustTry(t, l, false, true)
+	}
+	res := make([]dlock.Result, len(reqs))
+	if err := c.BatchTryLock(ctx, reqs, res); err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for i, r := range res {
+		want := dlock.Success
+		if i%4 == 0 {
+			want = dlock.ErrFail
+		}
+		if r.Status != want {
+			t.Fatalf("entry %d (lock %d): %v, want %v", i, locks[i].ID(), r.Status, want)
+		}
+		if want == dlock.Success {
+			if r.Token <= last {
+				t.Fatalf("entry %d (lock %d) got token %d after %d: the entries did not run in order", i, locks[i].ID(), r.Token, last)
+			}
+			last = r.Token
+		}
+	}
+	if err := c.BatchUnlock(ctx, locks, res); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		want := dlock.Success
+		if i%4 == 0 {
+			want = dlock.ErrAlreadyUnlocked
+		}
+		if r.Status != want || locks[i].Held() {
+			t.Fatalf("unlock entry %d: %v (held %v), want %v", i, r.Status, locks[i].Held(), want)
+		}
+	}
+}
+
 func TestAtomic64(t *testing.T) {
 	srv := dlocktest.NewServer(t, nil)
 	ctx := testCtx(t)

@@ -43,7 +43,7 @@ import (
 // the server-wide state stable, and requests on locks of different stripes
 // share no mutex and no written cache line except the fencing-token
 // counter. A batch takes the stripes
-// of its items one after the other. In a highly available cluster a
+// of its items for the whole batch, each once, in index order. In a highly available cluster a
 // request takes g before its stripe, so that the fence and token checks
 // run one request at a time, as they did when one mutex guarded all.
 //
@@ -259,6 +259,40 @@ func (s *serverState) opLock(st *stripe) {
 // opUnlock releases what opLock took.
 func (s *serverState) opUnlock(st *stripe) {
 	st.mu.Unlock()
+	if s.srv.ha != nil {
+		s.mu.g.Unlock()
+	}
+}
+
+// stripeSet is a set of stripes, one bit per index.
+type stripeSet uint64
+
+// A stripeSet has a bit for every stripe.
+var _ [64 - numStripes]struct{}
+
+// add puts the stripe of lock or object id in the set.
+func (ss *stripeSet) add(id int32) { *ss |= 1 << (uint32(id) % numStripes) }
+
+// opLockSet is opLock for the stripes of set: each taken once, in index
+// order.
+func (s *serverState) opLockSet(set stripeSet) {
+	if s.srv.ha != nil {
+		s.mu.g.Lock()
+	}
+	for i := range s.stripes {
+		if set&(1<<i) != 0 {
+			s.stripes[i].mu.Lock()
+		}
+	}
+}
+
+// opUnlockSet releases what opLockSet took.
+func (s *serverState) opUnlockSet(set stripeSet) {
+	for i := len(s.stripes) - 1; i >= 0; i-- {
+		if set&(1<<i) != 0 {
+			s.stripes[i].mu.Unlock()
+		}
+	}
 	if s.srv.ha != nil {
 		s.mu.g.Unlock()
 	}
