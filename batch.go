@@ -138,7 +138,7 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	for i := 0; i < n; i++ {
 		l := locks[i]
 		sent[i] = -1
-		if steps[i], drops[i] = l.beginOp(ops[i], ttls[i], callBatch); steps[i].local {
+		if drops[i] = l.beginOpInto(&steps[i], ops[i], ttls[i], callBatch); steps[i].local {
 			continue // no error without a round trip
 		}
 		sent[i] = m.N
@@ -224,17 +224,26 @@ var errNilLock = fmt.Errorf("nil Lock: %w", ErrInval)
 // concurrent batches over the same locks cannot deadlock.
 type lockSet struct {
 	sorted [MaxBatch]*Lock
+	ids    [MaxBatch]int32 // sorted[i]'s id: the sort compares these, not the handles
 	n      int
 }
 
+// lock sorts the handles by id (an insertion sort: a batch has at most 31)
+// and locks them. A handle that appears twice is taken once; two handles
+// with the same id (one released, the other opened again) are both taken.
 func (ls *lockSet) lock(locks []*Lock) {
 	for _, l := range locks {
 		if l == nil {
 			continue
 		}
+		id := l.e.id
+		j := ls.n
+		for j > 0 && ls.ids[j-1] > id {
+			j--
+		}
 		dup := false
-		for j := 0; j < ls.n; j++ {
-			if ls.sorted[j] == l {
+		for k := j - 1; k >= 0 && ls.ids[k] == id; k-- {
+			if ls.sorted[k] == l {
 				dup = true
 				break
 			}
@@ -242,12 +251,9 @@ func (ls *lockSet) lock(locks []*Lock) {
 		if dup {
 			continue
 		}
-		j := ls.n
-		for j > 0 && ls.sorted[j-1].e.id > l.e.id {
-			ls.sorted[j] = ls.sorted[j-1]
-			j--
-		}
-		ls.sorted[j] = l
+		copy(ls.sorted[j+1:ls.n+1], ls.sorted[j:ls.n])
+		copy(ls.ids[j+1:ls.n+1], ls.ids[j:ls.n])
+		ls.sorted[j], ls.ids[j] = l, id
 		ls.n++
 	}
 	for i := 0; i < ls.n; i++ {

@@ -125,14 +125,13 @@ func (e *lockEntry) restore(s *step) {
 
 // answer ends s locally with status, filling the result from the cache when
 // fill is set.
-func (e *lockEntry) answer(s *step, status Status, fill bool) step {
+func (e *lockEntry) answer(s *step, status Status, fill bool) {
 	s.local = true
 	s.status = status
 	if fill {
 		s.fill = true
 		s.result = e.value
 	}
-	return *s
 }
 
 // payload builds the command payload (SEMANTICS.md §6.2): ATOMIC {self, expire}; RW
@@ -164,35 +163,50 @@ func (e *lockEntry) payload(cmd Cmd, expire uint32, self int32) LockState {
 // the hold is already counted (ref++); for an unlock the cached value and the
 // token are already cleared and, in a sync or batch call, ref decremented.
 func (e *lockEntry) begin(op Op, expire uint32, self int32, via callKind, st *Stats) step {
-	s := step{op: op, via: via, savedRef: e.ref, savedValue: e.value, savedToken: e.token}
+	var s step
+	e.beginInto(&s, op, expire, self, via, st)
+	return s
+}
+
+// beginInto is begin writing the step to s (a batch begins its entries in
+// place).
+func (e *lockEntry) beginInto(s *step, op Op, expire uint32, self int32, via callKind, st *Stats) {
+	*s = step{op: op, via: via, savedRef: e.ref, savedValue: e.value, savedToken: e.token}
 	if !op.Valid() {
-		return e.answer(&s, ErrInval, false)
+		e.answer(s, ErrInval, false)
+		return
 	}
 	if !e.typ.Valid() {
 		st.Inc(StatEInvalLockType)
-		return e.answer(&s, ErrInval, false)
+		e.answer(s, ErrInval, false)
+		return
 	}
 	switch {
 	case isLockOp(op):
 		if via == callAsync && expire == 0 {
-			return e.answer(&s, ErrInval, false) // no peek in async
+			e.answer(s, ErrInval, false) // no peek in async
+			return
 		}
 		if e.typ == Atomic && op == OpLockShared {
 			st.Inc(StatEInvalLockOp)
-			return e.answer(&s, ErrInval, false)
+			e.answer(s, ErrInval, false)
+			return
 		}
 		if expire == 0 {
-			return e.answer(&s, Success, true) // peek
+			e.answer(s, Success, true) // peek
+			return
 		}
-		return e.beginLock(&s, expire, self, st)
+		e.beginLock(s, expire, self, st)
+		return
 	case op == OpUnlock:
-		return e.beginUnlock(&s, self, st)
+		e.beginUnlock(s, self, st)
+		return
 	}
-	return e.beginExtend(&s, expire, self, st)
+	e.beginExtend(s, expire, self, st)
 }
 
 // beginLock maps LOCK_EXCLUSIVE / LOCK_SHARED.
-func (e *lockEntry) beginLock(s *step, expire uint32, self int32, st *Stats) step {
+func (e *lockEntry) beginLock(s *step, expire uint32, self int32, st *Stats) {
 	excl := s.op == OpLockExclusive
 	switch e.state {
 	case stateInitialized, stateUnlocked:
@@ -203,12 +217,14 @@ func (e *lockEntry) beginLock(s *step, expire uint32, self int32, st *Stats) ste
 	case stateExclusiveLocked, stateSharedLocked:
 		if excl != (e.state == stateExclusiveLocked) {
 			st.Inc(StatEInvalLockOp)
-			return e.answer(s, ErrInval, false)
+			e.answer(s, ErrInval, false)
+			return
 		}
 		if e.typ == RW {
 			e.ref++ // local reentry
 			st.Inc(StatAlreadyLocked)
-			return e.answer(s, ErrAlreadyLocked, true)
+			e.answer(s, ErrAlreadyLocked, true)
+			return
 		}
 		s.cmd = CmdSharedExtend
 		if excl {
@@ -224,7 +240,8 @@ func (e *lockEntry) beginLock(s *step, expire uint32, self int32, st *Stats) ste
 	default: // ticketed (FAIR only)
 		if excl != (e.state == stateExclusiveTicketed) {
 			st.Inc(StatETicket)
-			return e.answer(s, ErrTicket, false)
+			e.answer(s, ErrTicket, false)
+			return
 		}
 		s.cmd = CmdSharedTicketTrylock
 		if excl {
@@ -232,23 +249,25 @@ func (e *lockEntry) beginLock(s *step, expire uint32, self int32, st *Stats) ste
 		}
 	}
 	s.arg = e.payload(s.cmd, expire, self)
-	return *s
 }
 
 // beginUnlock maps UNLOCK.
-func (e *lockEntry) beginUnlock(s *step, self int32, st *Stats) step {
+func (e *lockEntry) beginUnlock(s *step, self int32, st *Stats) {
 	if e.ref > 1 {
 		e.ref--
 		st.Inc(StatAlreadyLocked)
-		return e.answer(s, ErrAlreadyLocked, false)
+		e.answer(s, ErrAlreadyLocked, false)
+		return
 	}
 	switch {
 	case e.state == stateExclusiveTicketed || e.state == stateSharedTicketed:
 		e.state = stateInitialized // abandon the ticket, no message
-		return e.answer(s, Success, false)
+		e.answer(s, Success, false)
+		return
 	case !e.held() || (e.ref == 0 && e.typ != Fair):
 		st.Inc(StatAlreadyUnlocked)
-		return e.answer(s, ErrAlreadyUnlocked, false)
+		e.answer(s, ErrAlreadyUnlocked, false)
+		return
 	}
 	s.cmd = CmdExclusiveUnlock
 	if e.state == stateSharedLocked {
@@ -262,11 +281,10 @@ func (e *lockEntry) beginUnlock(s *step, self int32, st *Stats) step {
 	if s.via != callAsync {
 		e.ref = 0
 	}
-	return *s
 }
 
 // beginExtend maps EXTEND_LOCK_EXCLUSIVE / EXTEND_LOCK_SHARED.
-func (e *lockEntry) beginExtend(s *step, expire uint32, self int32, st *Stats) step {
+func (e *lockEntry) beginExtend(s *step, expire uint32, self int32, st *Stats) {
 	excl := s.op == OpExtendExclusive
 	want := stateSharedLocked
 	if excl {
@@ -274,14 +292,14 @@ func (e *lockEntry) beginExtend(s *step, expire uint32, self int32, st *Stats) s
 	}
 	if e.ref == 0 || e.typ == RW || e.state != want {
 		st.Inc(StatEInvalLockOp)
-		return e.answer(s, ErrInval, false)
+		e.answer(s, ErrInval, false)
+		return
 	}
 	s.cmd = CmdSharedExtend
 	if excl {
 		s.cmd = CmdExclusiveExtend
 	}
 	s.arg = e.payload(s.cmd, expire, self)
-	return *s
 }
 
 // abort settles s after a failed exchange (send failure, no reply, malformed

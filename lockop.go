@@ -302,23 +302,31 @@ func (c *Client) brokenReply(cl *call, what string) error {
 // the cache returned as a ticketDrop, for the caller to report once c.mu is
 // released. Otherwise the step carries the command to send.
 func (l *Lock) beginOp(op Op, expire uint32, via callKind) (step, ticketDrop) {
+	var s step
+	drop := l.beginOpInto(&s, op, expire, via)
+	return s, drop
+}
+
+// beginOpInto is beginOp writing the step to s (a batch begins its entries
+// in place).
+func (l *Lock) beginOpInto(s *step, op Op, expire uint32, via callKind) ticketDrop {
 	c := l.cl()
 	if l.released || l.pending {
 		c.stats.Inc(StatLockNotGet)
-		return step{op: op, via: via, local: true, status: ErrLockNotGet}, ticketDrop{}
+		*s = step{op: op, via: via, local: true, status: ErrLockNotGet}
+		return ticketDrop{}
 	}
 	prev, ticket := l.e.state, l.e.value
-	s := l.e.begin(op, expire, c.id, via, &c.stats)
-	var drop ticketDrop
+	l.e.beginInto(s, op, expire, c.id, via, &c.stats)
 	if s.local {
 		if s.fill {
 			l.last = s.result
 		}
-		if gaveUpTicket(prev, op, &s) {
-			drop = ticketDrop{id: l.e.id, ticket: ticket, was: prev}
+		if gaveUpTicket(prev, op, s) {
+			return ticketDrop{id: l.e.id, ticket: ticket, was: prev}
 		}
 	}
-	return s, drop
+	return ticketDrop{}
 }
 
 // gaveUpTicket reports whether step s, begun on an entry in state prev,

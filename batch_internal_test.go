@@ -1,0 +1,52 @@
+package dlock
+
+import (
+	"math/rand/v2"
+	"testing"
+)
+
+// TestLockSet: a batch's handles are locked in id order, each handle once
+// however often it appears, and two handles with the same id both; unlock
+// lets every one go.
+func TestLockSet(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		n := 1 + r.IntN(MaxBatch)
+		pool := make([]*Lock, 1+r.IntN(n))
+		for i := range pool {
+			pool[i] = &Lock{}
+			pool[i].e.id = int32(r.IntN(8)) // few ids: handles share them
+		}
+		locks := make([]*Lock, n)
+		distinct := map[*Lock]bool{}
+		for i := range locks {
+			if r.IntN(10) == 0 {
+				continue // nil entries are skipped
+			}
+			locks[i] = pool[r.IntN(len(pool))]
+			distinct[locks[i]] = true
+		}
+		var ls lockSet
+		ls.lock(locks)
+		if ls.n != len(distinct) {
+			t.Fatalf("round %d: %d handles locked, want %d", round, ls.n, len(distinct))
+		}
+		for i := 0; i < ls.n; i++ {
+			l := ls.sorted[i]
+			if !distinct[l] || ls.ids[i] != l.e.id || (i > 0 && ls.ids[i-1] > ls.ids[i]) {
+				t.Fatalf("round %d: sorted %v ids %v", round, ls.sorted[:ls.n], ls.ids[:ls.n])
+			}
+			delete(distinct, l)
+			if l.mu.TryLock() {
+				t.Fatalf("round %d: handle %d not locked", round, i)
+			}
+		}
+		ls.unlock()
+		for _, l := range pool {
+			if !l.mu.TryLock() {
+				t.Fatalf("round %d: a handle is still locked", round)
+			}
+			l.mu.Unlock()
+		}
+	}
+}
