@@ -147,7 +147,9 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	}
 	c.mu.Unlock()
 	for i := 0; i < n; i++ {
-		c.dropTicket(drops[i])
+		if drops[i].id != 0 {
+			c.dropTicket(drops[i])
+		}
 	}
 
 	var rep wire.BatchLockResult
@@ -224,41 +226,47 @@ var errNilLock = fmt.Errorf("nil Lock: %w", ErrInval)
 // concurrent batches over the same locks cannot deadlock.
 type lockSet struct {
 	sorted [MaxBatch]*Lock
-	ids    [MaxBatch]int32 // sorted[i]'s id: the sort compares these, not the handles
 	n      int
 }
 
-// lock sorts the handles by id (an insertion sort: a batch has at most 31)
-// and locks them. A handle that appears twice is taken once; two handles
-// with the same id (one released, the other opened again) are both taken.
+// lock sorts the handles by id and locks them. A handle that appears twice
+// is taken once; two handles with the same id (one released, the other
+// opened again) are both taken. The sort is an insertion sort (a batch has
+// at most 31 entries) of keys that hold the id and the entry's index, so
+// that it moves integers, not pointers.
 func (ls *lockSet) lock(locks []*Lock) {
-	for _, l := range locks {
+	var keys [MaxBatch]uint64
+	n := 0
+	for i, l := range locks {
 		if l == nil {
 			continue
 		}
-		id := l.e.id
-		j := ls.n
-		for j > 0 && ls.ids[j-1] > id {
+		id := uint64(uint32(l.e.id) ^ 1<<31) // signed order
+		j := n
+		for j > 0 && keys[j-1]>>8 > id {
+			keys[j] = keys[j-1]
 			j--
 		}
 		dup := false
-		for k := j - 1; k >= 0 && ls.ids[k] == id; k-- {
-			if ls.sorted[k] == l {
+		for k := j - 1; k >= 0 && keys[k]>>8 == id; k-- {
+			if locks[keys[k]&0xFF] == l {
 				dup = true
 				break
 			}
 		}
 		if dup {
+			copy(keys[j:n], keys[j+1:n+1]) // undo the shift
 			continue
 		}
-		copy(ls.sorted[j+1:ls.n+1], ls.sorted[j:ls.n])
-		copy(ls.ids[j+1:ls.n+1], ls.ids[j:ls.n])
-		ls.sorted[j], ls.ids[j] = l, id
-		ls.n++
+		keys[j] = id<<8 | uint64(i)
+		n++
 	}
-	for i := 0; i < ls.n; i++ {
-		ls.sorted[i].mu.Lock()
+	for k := 0; k < n; k++ {
+		l := locks[keys[k]&0xFF]
+		ls.sorted[k] = l
+		l.mu.Lock()
 	}
+	ls.n = n
 }
 
 func (ls *lockSet) unlock() {
