@@ -52,6 +52,11 @@ type Table struct {
 	byDesc  map[string]*Lock
 	byID    map[int32]*Lock
 	clients map[int32]map[int32]struct{} // client → ids it references
+	// spare is the last client set that became empty, kept for the next
+	// client set to be made: a client that opens and releases one lock at a
+	// time does not make a map (and seed its hash) per open. At most one is
+	// kept, and it holds memory the table had in use already.
+	spare map[int32]struct{}
 }
 
 // NewTable returns an empty table.
@@ -110,7 +115,10 @@ func (t *Table) Get(client int32, desc []byte, typ dlock.LockType, preferred int
 		l.refs.Add(client, lease)
 		set := t.clients[client]
 		if set == nil {
-			set = make(map[int32]struct{})
+			set, t.spare = t.spare, nil
+			if set == nil {
+				set = make(map[int32]struct{})
+			}
 			t.clients[client] = set
 		}
 		set[l.id] = struct{}{}
@@ -155,6 +163,7 @@ func (t *Table) Release(now uint32, client int32, id int32, wake []Grant) (dlock
 		delete(set, id)
 		if len(set) == 0 {
 			delete(t.clients, client)
+			t.spare = set
 		}
 	}
 	return dlock.Success, wake

@@ -256,3 +256,42 @@ func TestTokens(t *testing.T) {
 		t.Fatalf("token %d last %d", r.Token, tb.Tokens().Last())
 	}
 }
+
+// TestTableOpenReleaseAllocs: a client that opens a new lock and releases
+// it again, one at a time, costs the table the lock and its name (three
+// allocations with the lock's first reference), not a new per-client set
+// each time; the client's set is still gone once it has no lock open.
+func TestTableOpenReleaseAllocs(t *testing.T) {
+	tb := NewTable(Limits{})
+	names := make([][]byte, 64)
+	for i := range names {
+		names[i] = []byte{'n', byte('0' + i/10), byte('0' + i%10)}
+	}
+	i := 0
+	cycle := func() {
+		id, st := tb.Get(3, names[i%len(names)], dlock.Atomic, 0, 0)
+		i++
+		if st != dlock.Success {
+			t.Fatal(st)
+		}
+		if st, _ := tb.Release(0, 3, id, nil); st != dlock.Success {
+			t.Fatal(st)
+		}
+	}
+	cycle()
+	if n := testing.AllocsPerRun(200, cycle); n > 3 {
+		t.Errorf("%.1f allocations per open + release, want ≤ 3 (the lock, its name, its reference)", n)
+	}
+	if got := tb.ClientLocks(3, nil); len(got) != 0 {
+		t.Errorf("client 3 references %v after releasing everything", got)
+	}
+	// A set taken from the spare starts empty.
+	a, _ := tb.Get(4, []byte("a"), dlock.Atomic, 0, 0)
+	b, _ := tb.Get(5, []byte("b"), dlock.Atomic, 0, 0)
+	if got := tb.ClientLocks(4, nil); len(got) != 1 || got[0] != a {
+		t.Errorf("client 4 references %v, want [%d]", got, a)
+	}
+	if got := tb.ClientLocks(5, nil); len(got) != 1 || got[0] != b {
+		t.Errorf("client 5 references %v, want [%d]", got, b)
+	}
+}
