@@ -42,10 +42,11 @@ import (
 // (opLock): since every transition holds that mutex too, the request sees
 // the server-wide state stable, and requests on locks of different stripes
 // share no mutex and no written cache line except the fencing-token
-// counter. A batch takes the stripes
-// of its items for the whole batch, each once, in index order. In a highly available cluster a
-// request takes g before its stripe, so that the fence and token checks
-// run one request at a time, as they did when one mutex guarded all.
+// counter. A batch holds the stripes of its items for the whole batch,
+// each taken once, in index order (opLockSet), and runs its items in
+// order. In a highly available cluster a request takes g before its
+// stripe, so that the fence and token checks run one request at a time,
+// as they did when one mutex guarded all.
 //
 // Server.objMu guards the atomic64 object table: object requests hold a
 // stripe (any, for create/get/release/destroy) and objMu, so they do not
