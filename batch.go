@@ -43,6 +43,12 @@ var ErrBatchSize = fmt.Errorf("batch needs 1..%d entries and a result per entry:
 // BatchTryLock tries up to 31 locks in one round trip (batch_trylock). The
 // server runs the entries independently, in order; there is no all-or-
 // nothing semantics. results[i] receives entry i's outcome.
+//
+// A batch sends at most one command per lock: an entry on a lock for which
+// an earlier entry of the same batch sends one is answered ErrInval without
+// the server (this holds for every batch operation). Entries the cache
+// answers locally (a reentrant RW lock, an unlock of a reentered hold) do
+// not count.
 func (c *Client) BatchTryLock(ctx context.Context, reqs []LockRequest, results []Result) error {
 	return c.batch(ctx, len(reqs), results, func(i int) (*Lock, Op, uint32, error) {
 		r := &reqs[i]
@@ -138,6 +144,14 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	for i := 0; i < n; i++ {
 		l := locks[i]
 		sent[i] = -1
+		if held.repeated&(1<<i) != 0 && sentEarlier(locks[:i], sent[:i], l) {
+			// An earlier entry sends a command on this lock already: the
+			// cache cannot account for two outcomes of one lock in one
+			// reply (the second's would undo the first's).
+			steps[i] = step{op: ops[i], via: callBatch, local: true, status: ErrInval}
+			drops[i] = ticketDrop{}
+			continue
+		}
 		if drops[i] = l.beginOpInto(&steps[i], ops[i], ttls[i], callBatch); steps[i].local {
 			continue // no error without a round trip
 		}
@@ -192,6 +206,17 @@ func (c *Client) batch(ctx context.Context, n int, results []Result, entry func(
 	return nil
 }
 
+// sentEarlier reports whether one of the entries before, locks with sent
+// (their indices into the frame, -1 for local ones), sends a command on l.
+func sentEarlier(locks []*Lock, sent []int, l *Lock) bool {
+	for j, o := range locks {
+		if o == l && sent[j] >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // batchRoundTrip sends a batch of lock commands and waits for the reply
 // (see settle: an unknown outcome is resolved on reconnection).
 func (c *Client) batchRoundTrip(ctx context.Context, m *wire.BatchLockOp, rep *wire.BatchLockResult) error {
@@ -227,6 +252,8 @@ var errNilLock = fmt.Errorf("nil Lock: %w", ErrInval)
 type lockSet struct {
 	sorted [MaxBatch]*Lock
 	n      int
+	// repeated has bit i set when entry i's handle is also another entry's.
+	repeated uint32
 }
 
 // lock sorts the handles by id and locks them. A handle that appears twice
@@ -249,7 +276,8 @@ func (ls *lockSet) lock(locks []*Lock) {
 		}
 		dup := false
 		for k := j - 1; k >= 0 && keys[k]>>8 == id; k-- {
-			if locks[keys[k]&0xFF] == l {
+			if first := keys[k] & 0xFF; locks[first] == l {
+				ls.repeated |= 1<<i | 1<<first
 				dup = true
 				break
 			}

@@ -6,8 +6,8 @@ import (
 )
 
 // TestLockSet: a batch's handles are locked in id order, each handle once
-// however often it appears, and two handles with the same id both; unlock
-// lets every one go.
+// however often it appears (the entries of a repeated handle are marked),
+// and two handles with the same id both; unlock lets every one go.
 func TestLockSet(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for round := range 200 {
@@ -28,6 +28,17 @@ func TestLockSet(t *testing.T) {
 		}
 		var ls lockSet
 		ls.lock(locks)
+		var repeated uint32
+		for i, l := range locks {
+			for j, o := range locks {
+				if l != nil && i != j && o == l {
+					repeated |= 1 << i
+				}
+			}
+		}
+		if ls.repeated != repeated {
+			t.Fatalf("round %d: repeated %b, want %b", round, ls.repeated, repeated)
+		}
 		if ls.n != len(distinct) {
 			t.Fatalf("round %d: %d handles locked, want %d", round, ls.n, len(distinct))
 		}

@@ -370,6 +370,58 @@ func TestBatchEntryOrder(t *testing.T) {
 	}
 }
 
+// TestBatchRepeatedLock: a batch sends at most one command per lock. A
+// second entry on a lock that an earlier entry sends a command for is
+// answered ErrInval without the server (before, the server ran both and
+// the second's failure undid the first's grant in the cache: the lock
+// stayed held on the server and Unlock answered "already unlocked");
+// entries the cache answers locally still run in order.
+func TestBatchRepeatedLock(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	c, other := srv.Dial(t), srv.Dial(t)
+	opts := dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute}
+	a, b := open(t, c, "repeat-a", opts), open(t, c, "repeat-b", opts)
+	res := make([]dlock.Result, 3)
+	if err := c.BatchTryLock(ctx, []dlock.LockRequest{{Lock: a}, {Lock: b}, {Lock: a}}, res); err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Status != dlock.Success || res[1].Status != dlock.Success || res[2].Status != dlock.ErrInval {
+		t.Fatalf("BatchTryLock a, b, a = %v, %v, %v; want success, success, invalid", res[0].Status, res[1].Status, res[2].Status)
+	}
+	if !a.Held() || res[0].Token == 0 {
+		t.Fatalf("a: held %v, token %d", a.Held(), res[0].Token)
+	}
+	if err := c.BatchUnlock(ctx, []*dlock.Lock{a, a, b}, res); err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Status != dlock.Success || res[1].Status != dlock.ErrInval || res[2].Status != dlock.Success {
+		t.Fatalf("BatchUnlock a, a, b = %v, %v, %v; want success, invalid, success", res[0].Status, res[1].Status, res[2].Status)
+	}
+	// Released on the server: another client takes both.
+	for _, name := range []string{"repeat-a", "repeat-b"} {
+		mustTry(t, open(t, other, name, opts), false, true)
+	}
+
+	// An RW lock held twice (the second hold is a local reentry): a batch
+	// unlocking it twice answers the first entry locally and sends the
+	// second.
+	rw := open(t, c, "repeat-rw", dlock.LockOptions{Type: dlock.RW, TTL: time.Minute})
+	if err := rw.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rw.Lock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.BatchUnlock(ctx, []*dlock.Lock{rw, rw}, res); err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Status != dlock.ErrAlreadyLocked || res[1].Status != dlock.Success || rw.Held() {
+		t.Fatalf("BatchUnlock rw, rw = %v, %v (held %v); want already locked, success", res[0].Status, res[1].Status, rw.Held())
+	}
+	mustTry(t, open(t, other, "repeat-rw", dlock.LockOptions{Type: dlock.RW, TTL: time.Minute}), false, true)
+}
+
 func TestAtomic64(t *testing.T) {
 	srv := dlocktest.NewServer(t, nil)
 	ctx := testCtx(t)
