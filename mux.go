@@ -152,11 +152,18 @@ type call struct {
 	fctx         context.Context
 	// long marks a blocking lock request, which may wait for a long time.
 	long bool
+	// drain marks a pipeline's waiter (pipeline.go): as the leader it
+	// reads on while whole replies are buffered.
+	drain bool
 	// locks are the ids of the locks a lock request (single or batch)
 	// operates on: if the connection fails before the reply is in, the
 	// outcome on each is unknown and is resolved on reconnection.
 	locks  [MaxBatch]int32
 	nlocks int
+	// async is the asynchronous request the call carries (pipeline.go),
+	// nil for a call a goroutine waits for: its reply or failure is
+	// handed to it under mu instead of signalling done.
+	async *Request
 }
 
 // setLocks records the lock ids a request operates on. Call it before the
@@ -201,6 +208,9 @@ const readBufSize = 16 << 10
 func (m *mux) attach(nc net.Conn) {
 	m.wmu.Lock()
 	m.wconn = nc
+	// Frames queued for the connection that is gone belong to calls that
+	// were failed with it: they must not go out on its successor.
+	m.wbuf = m.wbuf[:0]
 	m.wmu.Unlock()
 	m.mu.Lock()
 	m.conn = nc
@@ -259,6 +269,11 @@ func (m *mux) replaceErr(err error) {
 func (m *mux) newCall() (*call, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.newCallLocked()
+}
+
+// newCallLocked is newCall with m.mu held.
+func (m *mux) newCallLocked() (*call, error) {
 	if m.err != nil {
 		return nil, m.err
 	}
@@ -282,6 +297,7 @@ func (m *mux) newCall() (*call, error) {
 	cl.following = false
 	cl.fctx = nil
 	cl.long = false
+	cl.async = nil
 	select {
 	case <-cl.done: // a stale signal from the record's previous use
 	default:
@@ -319,12 +335,32 @@ func (m *mux) abandon(cl *call) bool {
 func (m *mux) send(encode func(dst []byte) []byte) {
 	m.wmu.Lock()
 	m.wbuf = encode(m.wbuf)
+	m.flushLocked(true)
+}
+
+// sendBatch sends frames encoded for the calls of connection nc, in one
+// write unless another goroutine is writing; if nc is not the current
+// connection any more (its calls were failed), they are dropped.
+func (m *mux) sendBatch(nc net.Conn, frames []byte) {
+	m.wmu.Lock()
+	if m.wconn != nc {
+		m.wmu.Unlock()
+		return
+	}
+	m.wbuf = append(m.wbuf, frames...)
+	m.flushLocked(false)
+}
+
+// flushLocked writes the write buffer unless another goroutine is writing
+// it already; it is called with m.wmu held and releases it. yield lets
+// other callers append their frames first when requests are in flight.
+func (m *mux) flushLocked(yield bool) {
 	if m.flushing {
 		m.wmu.Unlock()
 		return
 	}
 	m.flushing = true
-	if m.inflight.Load() > 1 {
+	if yield && m.inflight.Load() > 1 {
 		// Other requests are in flight: their callers are likely about to
 		// send too. Let them append first so one write carries them all.
 		m.wmu.Unlock()
@@ -462,6 +498,10 @@ func (m *mux) failConn(nc net.Conn, err error, notify bool) {
 		}
 		cl.err = m.err
 		cl.finished = true
+		if cl.async != nil {
+			m.arrived(cl)
+			continue
+		}
 		m.unfollow(cl)
 		signal(cl.done)
 	}
