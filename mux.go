@@ -66,7 +66,7 @@ type mux struct {
 	flushing bool
 
 	mu      sync.Mutex // everything below
-	pending map[uint32]*call
+	pending callTable
 	free    []*call
 	nextID  uint32
 	calls   uint64 // requests made so far (idle detection)
@@ -186,11 +186,10 @@ func signal(ch chan struct{}) {
 // watches the connection while it is idle; stop ends it.
 func newMux(nc net.Conn, hooks muxHooks) *mux {
 	m := &mux{
-		hooks:   hooks,
-		pending: make(map[uint32]*call),
-		wbuf:    make([]byte, 0, 4096),
-		wspare:  make([]byte, 0, 4096),
-		quit:    make(chan struct{}),
+		hooks:  hooks,
+		wbuf:   make([]byte, 0, 4096),
+		wspare: make([]byte, 0, 4096),
+		quit:   make(chan struct{}),
 	}
 	m.readerGone.L = &m.mu
 	m.attach(nc)
@@ -284,9 +283,13 @@ func (m *mux) newCallLocked() (*call, error) {
 	} else {
 		cl = &call{done: make(chan struct{}, 1)}
 	}
-	m.nextID++
-	if m.nextID == 0 {
-		m.nextID = 1
+	m.pending.reserve()
+	for {
+		// An id whose slot is free: at most half the slots are taken.
+		m.nextID++
+		if m.nextID != 0 && m.pending.free(m.nextID) {
+			break
+		}
 	}
 	m.calls++
 	cl.id = m.nextID
@@ -302,8 +305,8 @@ func (m *mux) newCallLocked() (*call, error) {
 	case <-cl.done: // a stale signal from the record's previous use
 	default:
 	}
-	m.pending[cl.id] = cl
-	m.inflight.Store(int32(len(m.pending)))
+	m.pending.put(cl)
+	m.inflight.Store(int32(m.pending.n))
 	return cl, nil
 }
 
@@ -324,8 +327,8 @@ func (m *mux) abandon(cl *call) bool {
 	if cl.finished {
 		return false
 	}
-	delete(m.pending, cl.id)
-	m.inflight.Store(int32(len(m.pending)))
+	m.pending.take(cl.id)
+	m.inflight.Store(int32(m.pending.n))
 	return true
 }
 
@@ -491,8 +494,11 @@ func (m *mux) failConn(nc net.Conn, err error, notify bool) {
 			m.err = fmt.Errorf("%w: %w", ErrConnLost, err)
 		}
 	}
-	for id, cl := range m.pending {
-		delete(m.pending, id)
+	for _, cl := range m.pending.slots {
+		if cl == nil {
+			continue
+		}
+		m.pending.take(cl.id)
 		if m.hooks.lost != nil {
 			m.hooks.lost(cl)
 		}
@@ -511,4 +517,53 @@ func (m *mux) failConn(nc net.Conn, err error, notify bool) {
 	if notify && m.hooks.failed != nil {
 		m.hooks.failed(failErr)
 	}
+}
+
+// callTable holds the pending calls by request id: a power-of-two table
+// indexed by the id's low bits, at most half full. newCall picks an id whose
+// slot is free, so finding a reply's call is one index and one compare, and
+// no slot ever holds two calls.
+type callTable struct {
+	slots []*call
+	n     int
+}
+
+// reserve makes room for one more call: it doubles the table when half
+// full. Two ids in different slots of a table stay apart in the doubled one.
+func (t *callTable) reserve() {
+	if 2*(t.n+1) <= len(t.slots) {
+		return
+	}
+	slots := make([]*call, max(64, 2*len(t.slots)))
+	mask := uint32(len(slots) - 1)
+	for _, cl := range t.slots {
+		if cl != nil {
+			slots[cl.id&mask] = cl
+		}
+	}
+	t.slots = slots
+}
+
+func (t *callTable) free(id uint32) bool {
+	return t.slots[id&uint32(len(t.slots)-1)] == nil
+}
+
+func (t *callTable) put(cl *call) {
+	t.slots[cl.id&uint32(len(t.slots)-1)] = cl
+	t.n++
+}
+
+// take removes and returns the call with request id, nil if none.
+func (t *callTable) take(id uint32) *call {
+	if len(t.slots) == 0 {
+		return nil
+	}
+	i := id & uint32(len(t.slots)-1)
+	cl := t.slots[i]
+	if cl == nil || cl.id != id {
+		return nil
+	}
+	t.slots[i] = nil
+	t.n--
+	return cl
 }

@@ -304,9 +304,8 @@ func (m *mux) dispatch(h *wire.Header, body []byte) (*call, error) {
 		return nil, errRedirected
 	}
 	m.mu.Lock()
-	cl := m.pending[h.ID()]
-	delete(m.pending, h.ID())
-	m.inflight.Store(int32(len(m.pending)))
+	cl := m.pending.take(h.ID())
+	m.inflight.Store(int32(m.pending.n))
 	if cl == nil {
 		m.mu.Unlock()
 		if m.hooks.late != nil {
