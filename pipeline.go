@@ -14,8 +14,10 @@ import (
 // goroutine, without a goroutine per request: start requests with its
 // TryLock, TryRLock, Lock, RLock, Unlock and Extend methods, each on a
 // Request the caller owns and reuses, and collect them with Next in the
-// order their replies arrive. Requests started since the last Flush go out
-// together in one write when Next (or Flush) is called; while Next waits, the
+// order their replies arrive. Requests started go out together, in one
+// write, when Next (or Flush) is called or once about 4 KB of them have
+// accumulated (so that the server works on some while the caller starts
+// the others); while Next waits, the
 // goroutine reads the connection itself and settles every reply that one
 // read brought. After warm-up neither starting nor collecting a request
 // allocates.
@@ -266,8 +268,19 @@ func (p *Pipeline) start(r *Request, l *Lock, kind reqKind, op Op, flags uint8, 
 	}
 	p.outConn = nc
 	p.out = cmd.Append(p.out, id, c.id)
+	if len(p.out) >= flushAt {
+		p.Flush()
+	}
 	return nil
 }
+
+// flushAt is how many bytes of requests (about 90) a pipeline accumulates
+// before it sends them without waiting for Next: the server starts on them
+// while the caller is still collecting replies and starting requests, so
+// that the two work at the same time rather than in turns. With a window of
+// 256 on the 2-core VM this took the pipeline scenario from 0.39-0.51x of
+// the echo window to 0.69-0.92x (interleaved runs, load average 3.7-5.5).
+const flushAt = 4096
 
 // Outstanding returns how many requests were started and not yet returned
 // by Next.

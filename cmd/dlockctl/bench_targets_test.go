@@ -43,6 +43,28 @@ func TestBenchPipelinedEcho(t *testing.T) {
 	}
 }
 
+// TestBenchAsync: -async keeps the window with the Pipeline API from one
+// goroutine per client: every operation is a TryLock that got its lock and
+// an Unlock, counted once, on every lock type; the pipeline scenario uses it.
+func TestBenchAsync(t *testing.T) {
+	for _, typ := range []string{"atomic", "rw", "fair"} {
+		rep := benchJSON(t, "-clients", "2", "-inflight", "8", "-async", "-type", typ, "-count", "400", "-warmup", "0", "-baseline", "echo")
+		d := rep.Dlock
+		if d.Ops != 400 || d.LockOps != 800 || d.Failed != 0 || d.Acquire.Count != 400 || d.Latency.Count != 400 {
+			t.Errorf("-async -type %s: ops %d, lock requests %d, failed %d, timed %d/%d; want 400, 800, 0, 400/400",
+				typ, d.Ops, d.LockOps, d.Failed, d.Acquire.Count, d.Latency.Count)
+		}
+		if !strings.Contains(rep.Config, "inflight=8 async") || rep.Echo == nil || rep.Echo.LockOps != 400 { // the window counts a ping-pong as an operation
+			t.Errorf("-async -type %s: config %q, echo %+v", typ, rep.Config, rep.Echo)
+		}
+	}
+	var c benchConfig
+	scenarioByName("pipeline").setup(&c)
+	if !c.async || c.inflight != 256 || c.clients != 1 {
+		t.Errorf("pipeline scenario: %+v, want one client keeping 256 requests in flight with -async", c)
+	}
+}
+
 // TestBenchContendedTurns: 4 blocking clients on one lock are counted for
 // round-robin breaks.
 func TestBenchContendedTurns(t *testing.T) {

@@ -133,6 +133,8 @@ func TestParseBenchFlags(t *testing.T) {
 		{"-scenario", "nope"},
 		{"-scenario", "single", "-addr", "127.0.0.1:1"},
 		{"-duration", "0"},
+		{"-async", "-locks", "1"}, // a window of requests needs a lock per request
+		{"-async", "-op", "block"},
 		{"extra"},
 	}
 	for _, args := range bad {

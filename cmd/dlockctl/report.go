@@ -94,6 +94,9 @@ func div(a, b float64) float64 {
 
 func describe(c *benchConfig) string {
 	s := fmt.Sprintf("clients=%d locks=%d type=%s mode=%s op=%s inflight=%d", c.clients, c.lockGroups(), c.typ, c.mode, c.opName(), c.inflight)
+	if c.async {
+		s += " async"
+	}
 	if c.count > 0 {
 		return s + fmt.Sprintf(" count=%d", c.count)
 	}
