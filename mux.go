@@ -20,7 +20,10 @@ import (
 //
 //	Client.reinitMu  serialises Reinit (recovery.go)
 //	Lock.mu          serialises the operations on one lock; a batch takes
-//	                 several, in lock id order (lockSet)
+//	                 several, in lock id order (lockSet). An asynchronous
+//	                 request (pipeline.go) holds it from its start until its
+//	                 reply or failure is settled, by whichever goroutine reads
+//	                 it, under mux.mu: there it is only released, never taken
 //	Atomic64.mu      an object's opened flag; nothing is taken under it
 //	mux.wmu          the write buffer; nothing is taken under it
 //	mux.mu           pending calls and the read role; the mux's lost hook

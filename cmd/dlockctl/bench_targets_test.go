@@ -98,20 +98,24 @@ func TestCountTurnBreaks(t *testing.T) {
 
 // TestBenchScenarioPinned runs the built dlockctl: the first-use scenario
 // against a spawned server pinned to CPU 0, the tool pinned to CPU 0 too
-// (one CPU is all a test machine is sure to have), and checks the table.
+// (one CPU is all a test machine is sure to have), and checks the report.
 func TestBenchScenarioPinned(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("-pin needs Linux")
 	}
 	_, dlockctl := binaries(t)
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(dlockctl, "bench", "-scenario", "first", "-pin", "0,0", "-duration", "200ms", "-warmup", "20ms")
+	cmd := exec.Command(dlockctl, "bench", "-scenario", "first", "-pin", "0,0", "-duration", "200ms", "-warmup", "20ms", "-json")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%v: %v\n%s", cmd.Args, err, stderr.String())
 	}
 	if !strings.Contains(stdout.String(), "open-and-lock p50 ÷ echo ping-pong p50") {
 		t.Errorf("table lacks the first-use check:\n%s", stdout.String())
+	}
+	// With the server in a child process, the tool's own CPU time is known.
+	if out := stdout.String(); !strings.Contains(out, `"client_cpu_us_per_op"`) || strings.Contains(out, `"client_cpu_us_per_op": -1`) {
+		t.Errorf("no client CPU figure with a spawned server:\n%s", out)
 	}
 }
 

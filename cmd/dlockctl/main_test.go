@@ -54,8 +54,8 @@ func TestBenchClientsWithEcho(t *testing.T) {
 	if rep.Ratios == nil || rep.Ratios.P50 <= 0 || rep.Ratios.Throughput <= 0 {
 		t.Errorf("ratios %+v: want positive", rep.Ratios)
 	}
-	if d.ServerCPUMicros != -1 {
-		t.Errorf("in-process server CPU = %v, want -1 (unknown)", d.ServerCPUMicros)
+	if d.ServerCPUMicros != -1 || d.ClientCPUMicros != -1 {
+		t.Errorf("in-process server CPU = %v, client CPU = %v, want -1 (unknown: one process)", d.ServerCPUMicros, d.ClientCPUMicros)
 	}
 }
 
