@@ -508,7 +508,7 @@ func (m *mux) failConn(nc net.Conn, err error, notify bool) {
 		cl.err = m.err
 		cl.finished = true
 		if cl.async != nil {
-			m.arrived(cl)
+			m.arrived(cl, nil)
 			continue
 		}
 		m.unfollow(cl)

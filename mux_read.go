@@ -315,13 +315,13 @@ func (m *mux) dispatch(h *wire.Header, body []byte) (*call, error) {
 	}
 	cl.status = Status(h.Status())
 	cl.typ = h.Type()
-	cl.body = append(cl.body[:0], body...)
 	cl.finished = true
 	if cl.async != nil {
-		w, err := m.arrived(cl)
+		w, err := m.arrived(cl, body)
 		m.mu.Unlock()
 		return w, err
 	}
+	cl.body = append(cl.body[:0], body...)
 	m.unfollow(cl)
 	m.mu.Unlock()
 	signal(cl.done)

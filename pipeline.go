@@ -372,11 +372,11 @@ func (r *Request) result(st Status, err error) {
 	}
 }
 
-// settle completes the request carried by call cl, whose reply is in or
-// whose connection failed (cl.err), and releases its lock. Called by the
+// settle completes the request carried by call cl, whose reply (body) is
+// in or whose connection failed (cl.err), and releases its lock. Called by the
 // reader with mux.mu held. It returns an error if the reply breaks the
 // protocol: the connection must be failed.
-func (r *Request) settle(cl *call) error {
+func (r *Request) settle(cl *call, body []byte) error {
 	l := r.l
 	c := l.cl()
 	err := cl.err
@@ -385,7 +385,7 @@ func (r *Request) settle(cl *call) error {
 	var broken error
 	if err == nil {
 		status = cl.status
-		if cl.typ != wire.TLockOp.Reply() || res.Decode(cl.body) != nil {
+		if cl.typ != wire.TLockOp.Reply() || res.Decode(body) != nil {
 			// The outcome is unknown: resolved on reconnection.
 			broken = fmt.Errorf("malformed lock reply: %w", ErrBadResponse)
 			err = broken
@@ -402,14 +402,14 @@ func (r *Request) settle(cl *call) error {
 	return broken
 }
 
-// arrived hands the finished asynchronous call cl to its pipeline, with
-// m.mu held: the request is settled, the call record freed, and the
+// arrived hands the finished asynchronous call cl (with the reply's body,
+// valid during the call) to its pipeline, with m.mu held: the request is settled, the call record freed, and the
 // pipeline's waiter woken. It returns the waiter (for the leader's read
 // loop) and an error if the reply broke the protocol.
-func (m *mux) arrived(cl *call) (*call, error) {
+func (m *mux) arrived(cl *call, body []byte) (*call, error) {
 	r := cl.async
 	p := r.p
-	err := r.settle(cl)
+	err := r.settle(cl, body)
 	cl.async = nil
 	if len(m.free) < 256 {
 		m.free = append(m.free, cl)
