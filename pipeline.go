@@ -39,16 +39,17 @@ import (
 // Lock whose previous asynchronous request is still outstanding fails with
 // an error wrapping [ErrAsync] (collect the first one before starting the
 // next); a Lock busy with a synchronous call of another goroutine is waited
-// for. While a request on a Lock is outstanding, other goroutines' calls on
-// that Lock wait until its reply is in; the pipeline's own goroutine must
-// not call that Lock's methods before it has collected the request (they
-// would wait for a reply it has not sent or read).
+// for. A request keeps its Lock busy until its reply is read (by Next, or by
+// any goroutine of the client that reads the connection): the Lock's
+// operations and State called meanwhile wait for it. A request that was
+// not sent yet keeps it busy until Next or Flush sends it, so the
+// pipeline's own goroutine must Flush before it calls them.
 //
 // A Pipeline must be used by one goroutine at a time. Several pipelines,
 // and synchronous calls from other goroutines, may share one Client. A
-// Pipeline holds no goroutine and needs no closing; requests still
-// outstanding when it is dropped keep their Locks busy, so collect every
-// request started.
+// Pipeline holds no goroutine and needs no closing. Dropped with requests
+// outstanding, it loses their results but not the lock state, which is
+// updated when the replies are read, provided they were sent (Flush).
 type Pipeline struct {
 	c *Client
 	// w is the waiter: the call record Next awaits. It is finished (under

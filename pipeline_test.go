@@ -489,6 +489,32 @@ func TestPipelineMisuse(t *testing.T) {
 	}
 }
 
+// TestPipelineSettledWithoutNext: a sent request is settled by whoever
+// reads its reply, here the client's idle watch, so that the pipeline's
+// own goroutine can call the lock once it has flushed; Next then returns
+// the request with its result.
+func TestPipelineSettledWithoutNext(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	a := srv.Dial(t)
+	l := open(t, a, "settled", dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+	p := a.NewPipeline()
+	var r dlock.Request
+	if err := p.TryLock(&r, l); err != nil {
+		t.Fatal(err)
+	}
+	p.Flush()
+	if err := l.Unlock(ctx); err != nil { // waits until the TryLock's reply is read
+		t.Fatalf("Unlock after the pipeline's TryLock = %v", err)
+	}
+	if l.Held() {
+		t.Fatal("lock held after Unlock")
+	}
+	if got := collect(t, ctx, p, 1)[0]; got != &r || !got.Acquired() || got.Err() != nil {
+		t.Fatalf("TryLock = %v, %v", got.Acquired(), got.Err())
+	}
+}
+
 // TestPipelineClosedWithRequestsInFlight: Close completes every request in
 // flight with ErrClosed.
 func TestPipelineClosedWithRequestsInFlight(t *testing.T) {
