@@ -206,6 +206,42 @@ func TestPipelineBlockingLock(t *testing.T) {
 	}
 }
 
+// TestPipelineFairTicket: a TryLock of a busy Fair lock reports false and
+// leaves a ticket, as TryLock does; the next TryLock uses it once the holder
+// has unlocked, and the server saw the ticket's order.
+func TestPipelineFairTicket(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	ctx := testCtx(t)
+	a, b := srv.Dial(t), srv.Dial(t)
+	opts := dlock.LockOptions{Type: dlock.Fair, TTL: time.Minute}
+	la, lb := open(t, a, "fair-ticket", opts), open(t, b, "fair-ticket", opts)
+	mustTry(t, lb, false, true)
+	p := a.NewPipeline()
+	var r dlock.Request
+	if err := p.TryLock(&r, la); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, ctx, p, 1)[0]; got.Acquired() || got.Err() != nil || la.Held() {
+		t.Fatalf("TryLock of a held fair lock = %v, %v, held %v; want false, nil", got.Acquired(), got.Err(), la.Held())
+	}
+	if err := lb.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.TryLock(&r, la); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, ctx, p, 1)[0]; !got.Acquired() || got.Err() != nil || !la.Held() {
+		t.Fatalf("TryLock with the ticket = %v, %v, held %v; want true", got.Acquired(), got.Err(), la.Held())
+	}
+	mustTry(t, lb, false, false)
+	if err := p.Unlock(&r, la); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, ctx, p, 1)[0]; got.Err() != nil || la.Held() {
+		t.Fatalf("Unlock = %v, held %v", got.Err(), la.Held())
+	}
+}
+
 // TestPipelineMixedWithSync: a pipeline keeps 64 requests in flight while
 // other goroutines make synchronous calls on the same Client, some on the
 // pipeline's locks (they wait for its outstanding request) and some on
