@@ -150,10 +150,19 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 	// cl is not finished when its caller takes the read role, and while it
 	// leads only its own reads deliver replies; a failure elsewhere (fail)
 	// closes the connection, which ends the read below.
-	for {
-		got, err := m.readOne(br)
-		if got == cl {
+	for have := false; ; {
+		if have && !frameBuffered(br) {
 			break
+		}
+		got, err := m.readOne(br)
+		if got == cl && err == nil {
+			if !cl.drain {
+				break
+			}
+			// A pipeline's waiter: read on while whole replies are
+			// buffered, so that one read serves every reply it brought.
+			have = true
+			continue
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -295,9 +304,8 @@ func (m *mux) dispatch(h *wire.Header, body []byte) (*call, error) {
 		return nil, errRedirected
 	}
 	m.mu.Lock()
-	cl := m.pending[h.ID()]
-	delete(m.pending, h.ID())
-	m.inflight.Store(int32(len(m.pending)))
+	cl := m.pending.take(h.ID())
+	m.inflight.Store(int32(m.pending.n))
 	if cl == nil {
 		m.mu.Unlock()
 		if m.hooks.late != nil {
@@ -307,8 +315,13 @@ func (m *mux) dispatch(h *wire.Header, body []byte) (*call, error) {
 	}
 	cl.status = Status(h.Status())
 	cl.typ = h.Type()
-	cl.body = append(cl.body[:0], body...)
 	cl.finished = true
+	if cl.async != nil {
+		w, err := m.arrived(cl, body)
+		m.mu.Unlock()
+		return w, err
+	}
+	cl.body = append(cl.body[:0], body...)
 	m.unfollow(cl)
 	m.mu.Unlock()
 	signal(cl.done)
