@@ -58,6 +58,11 @@ type mux struct {
 
 	// inflight is len(pending), readable without mu (write coalescing).
 	inflight atomic.Int32
+	// longWait is set when a blocking request waited longer than
+	// quickWait for its reply, cleared when one was answered within it:
+	// while set, a blocking request watches its ctx from the start (see
+	// lead).
+	longWait atomic.Bool
 
 	wmu      sync.Mutex
 	wconn    net.Conn
