@@ -318,6 +318,11 @@ func (l *loop) run() {
 				continue
 			}
 			l.read(c)
+			if i < n-1 {
+				// A grant this read produced ends a wait: it goes out
+				// now, not after the other sockets' reads of this pass.
+				l.flushPending()
+			}
 		}
 		// Grants first (queued by other connections' requests): they end a
 		// wait, the requesters' own replies do not.
