@@ -23,7 +23,12 @@ package dlockserver
 //     goroutine would (conn.handle);
 //   - at the end of the pass, one write per connection that has output:
 //     its replies and the grants produced in that pass for it by any
-//     connection, coalesced (grants first: they end a wait).
+//     connection, coalesced (grants first: they end a wait). Grants that a
+//     socket's read produced are written before the next socket of the
+//     pass is read: at 64 clients on one lock the next unlock and a
+//     re-queued request often share a pass, and the hand-over should not
+//     wait for the other read (a waiter that gets grants from several
+//     connections in one pass then gets them in several writes).
 //
 // The loop reads into one 64 KB buffer of its own; a connection keeps only
 // the start of a frame that is not whole yet, so an idle connection holds
