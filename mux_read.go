@@ -144,6 +144,7 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 	var stop func() bool
 	var kicked chan struct{}
 	var start time.Time
+	deadline := hasDeadline // nc may have a read deadline to clear at the end
 	if watch {
 		start = time.Now()
 		quick := start.Add(quickWait)
@@ -158,6 +159,7 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 			stop, kicked = kickOnDone(ctx, nc)
 		default:
 			nc.SetReadDeadline(quick)
+			deadline = true
 		}
 	} else if hasDeadline {
 		nc.SetReadDeadline(d)
@@ -192,6 +194,7 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 						nc.SetReadDeadline(d)
 					} else {
 						nc.SetReadDeadline(time.Time{})
+						deadline = false
 					}
 					stop, kicked = kickOnDone(ctx, nc)
 					continue
@@ -208,8 +211,9 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 		// cleared, or it could set a past deadline on the next reader's
 		// read (which would then spin until its own ctx ends).
 		<-kicked
+		deadline = true
 	}
-	if hasDeadline || watch {
+	if deadline {
 		nc.SetReadDeadline(time.Time{})
 	}
 	if watched {
