@@ -13,3 +13,24 @@ func EventLoops(s *Server) (n, stopped int) {
 	}
 	return len(loops), stopped
 }
+
+// HoldStripe locks the stripe of lock id, so that a request on a lock of
+// that stripe (and the event loop handling it) waits until release is
+// called. For tests.
+func HoldStripe(s *Server, id int32) (release func()) {
+	st := s.stripeOf(id)
+	st.mu.Lock()
+	return st.mu.Unlock
+}
+
+// LoopOf returns the event loop serving the connection of client id (nil
+// if none), for tests to compare.
+func LoopOf(s *Server, id int32) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cl := s.clients[id]
+	if cl == nil || cl.conn == nil || cl.conn.lp == nil {
+		return nil
+	}
+	return cl.conn.lp
+}
