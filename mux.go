@@ -100,6 +100,9 @@ type mux struct {
 	big    []byte
 	bigLen int
 
+	// kick belongs to whoever holds the read role (see lead).
+	kick kicker
+
 	quit   chan struct{} // closed by stop: ends the idle watch
 	idleWG sync.WaitGroup
 }
@@ -191,6 +194,7 @@ func newMux(nc net.Conn, hooks muxHooks) *mux {
 		quit:    make(chan struct{}),
 	}
 	m.readerGone.L = &m.mu
+	m.kick.init()
 	m.attach(nc)
 	m.idleWG.Add(1)
 	go m.idleLoop()

@@ -142,7 +142,6 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 	d, hasDeadline := ctx.Deadline()
 	watch := cl.long && ctx.Done() != nil
 	var stop func() bool
-	var kicked chan struct{}
 	var start time.Time
 	deadline := hasDeadline // nc may have a read deadline to clear at the end
 	if watch {
@@ -156,7 +155,7 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 			if hasDeadline {
 				nc.SetReadDeadline(d)
 			}
-			stop, kicked = kickOnDone(ctx, nc)
+			stop = m.kick.on(ctx, nc)
 		default:
 			nc.SetReadDeadline(quick)
 			deadline = true
@@ -196,7 +195,7 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 						nc.SetReadDeadline(time.Time{})
 						deadline = false
 					}
-					stop, kicked = kickOnDone(ctx, nc)
+					stop = m.kick.on(ctx, nc)
 					continue
 				}
 				runtime.Gosched()
@@ -210,7 +209,7 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 		// The kick is running or ran: let it finish before the deadline is
 		// cleared, or it could set a past deadline on the next reader's
 		// read (which would then spin until its own ctx ends).
-		<-kicked
+		<-m.kick.done
 		deadline = true
 	}
 	if deadline {
@@ -232,17 +231,32 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 	return ctxErr
 }
 
-// kickOnDone makes a read on nc return when ctx ends. stop unregisters;
-// if it reports false, the kick ran or is running, and kicked is closed
-// once it is done. (A function of its own, so that a lead that does not
-// need it allocates nothing.)
-func kickOnDone(ctx context.Context, nc net.Conn) (stop func() bool, kicked chan struct{}) {
-	kicked = make(chan struct{})
-	stop = context.AfterFunc(ctx, func() {
-		nc.SetReadDeadline(pastDeadline)
-		close(kicked)
-	})
-	return stop, kicked
+// kicker makes the leader's read return when its ctx ends. A mux has one,
+// made with it: only the leader uses it, and one lead ends (its kick
+// unregistered or done) before the next begins, so a waiting Lock pays
+// only for context.AfterFunc's own allocations.
+type kicker struct {
+	nc   net.Conn      // the connection the registered kick interrupts
+	done chan struct{} // capacity 1: a kick that ran sends once
+	fn   func()        // kick, as a func value made once
+}
+
+func (k *kicker) init() {
+	k.done = make(chan struct{}, 1)
+	k.fn = k.kick
+}
+
+func (k *kicker) kick() {
+	k.nc.SetReadDeadline(pastDeadline)
+	k.done <- struct{}{}
+}
+
+// on makes a read on nc return when ctx ends. stop unregisters; if it
+// reports false, the kick ran or is running, and k.done receives once it
+// is done.
+func (k *kicker) on(ctx context.Context, nc net.Conn) (stop func() bool) {
+	k.nc = nc
+	return context.AfterFunc(ctx, k.fn)
 }
 
 // readOne reads one frame and hands it to its call, which it returns (nil
