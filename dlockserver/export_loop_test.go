@@ -34,3 +34,25 @@ func LoopOf(s *Server, id int32) any {
 	}
 	return cl.conn.lp
 }
+
+// LoopProbe returns, for the connection of client id, a probe that
+// reports whether its event loop is in a pass and how many bytes its
+// socket holds unread (-1: not served by a loop). The probe takes none of
+// the server's locks. For tests.
+func LoopProbe(s *Server, id int32) func() (busy bool, unread int) {
+	s.mu.Lock()
+	cl := s.clients[id]
+	var c *conn
+	fd := -1
+	if cl != nil && cl.conn != nil && cl.conn.lp != nil {
+		c = cl.conn
+		fd = loopConnFD(c)
+	}
+	s.mu.Unlock()
+	return func() (bool, int) {
+		if c == nil {
+			return false, -1
+		}
+		return loopBusy(c), unreadBytes(fd)
+	}
+}

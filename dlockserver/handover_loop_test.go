@@ -104,15 +104,39 @@ func TestLoopHandlesGrantedUnlockFirst(t *testing.T) {
 	go func() { wDone <- wl.Lock(ctx) }()
 	waitWaiters(t, w, name, 1)
 
-	// Stall the loop on z's request; meanwhile y's request and then x's
-	// unlock arrive.
+	// Stall the loop on z's request (held at its lock's stripe); meanwhile
+	// y's request and then x's unlock arrive, so that the loop finds both
+	// ready, in that order, in its next pass.
+	until := func(what string, cond func() bool) {
+		t.Helper()
+		for range 2000 {
+			if cond() {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t.Fatalf("never %s", what)
+	}
+	xProbe := dlockserver.LoopProbe(srv.Server, x.ID())
+	yProbe := dlockserver.LoopProbe(srv.Server, y.ID())
+	zProbe := dlockserver.LoopProbe(srv.Server, z.ID())
 	release := dlockserver.HoldStripe(srv.Server, zl.ID())
 	zDone := make(chan error, 1)
 	go func() {
 		_, err := zl.TryLock(ctx)
 		zDone <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	// Stalled: in a pass, z's request read, for 20 ms on end (a pass that
+	// only serves a heartbeat ends within microseconds).
+	held := 0
+	until("the loop stalled on z's request", func() bool {
+		if busy, n := zProbe(); busy && n == 0 {
+			held++
+		} else {
+			held = 0
+		}
+		return held == 20
+	})
 	yDone := make(chan error, 1)
 	go func() {
 		ok, err := ym.TryLock(ctx)
@@ -121,10 +145,10 @@ func TestLoopHandlesGrantedUnlockFirst(t *testing.T) {
 		}
 		yDone <- err
 	}()
-	time.Sleep(50 * time.Millisecond)
+	until("y's request arrived", func() bool { _, n := yProbe(); return n > 0 })
 	xUnlock := make(chan error, 1)
 	go func() { xUnlock <- xl.Unlock(ctx) }()
-	time.Sleep(50 * time.Millisecond)
+	until("x's unlock arrived", func() bool { _, n := xProbe(); return n > 0 })
 	release()
 
 	for _, ch := range []chan error{zDone, yDone, xUnlock, wDone} {
