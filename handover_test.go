@@ -45,13 +45,11 @@ func waitQueued(t *testing.T, c *dlock.Client, name string, n int) {
 	t.Fatalf("%s: %d requests never queued", name, n)
 }
 
-// TestContendedLockWaitsWithoutWakeups: a blocking Lock on a contended lock
-// is not woken while it waits (each wake costs the CPU every hand-over
-// needs) once a Lock on its connection had to wait, and a cancel still ends
-// such a wait at once and withdraws the request.
-func TestContendedLockWaitsWithoutWakeups(t *testing.T) {
-	srv := dlocktest.NewServer(t, nil)
-	var expired atomic.Int64
+// dialDeadlines dials a client whose connections count the reads that end
+// at a read deadline.
+func dialDeadlines(t *testing.T, srv *dlocktest.Server) (*dlock.Client, *atomic.Int64) {
+	t.Helper()
+	expired := new(atomic.Int64)
 	var d net.Dialer
 	cfg := srv.ClientConfig()
 	cfg.DialContext = func(ctx context.Context, network, address string) (net.Conn, error) {
@@ -59,13 +57,35 @@ func TestContendedLockWaitsWithoutWakeups(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		return deadlineConn{nc, &expired}, nil
+		return deadlineConn{nc, expired}, nil
 	}
-	waiter, err := dlock.Dial(testCtx(t), srv.Addr, cfg)
+	c, err := dlock.Dial(testCtx(t), srv.Addr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { waiter.Close() })
+	t.Cleanup(func() { c.Close() })
+	return c, expired
+}
+
+// waitExpired waits until n has passed was.
+func waitExpired(t *testing.T, n *atomic.Int64, was int64) {
+	t.Helper()
+	for range 1000 {
+		if n.Load() > was {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("the waiting Lock's quick wait never ended")
+}
+
+// TestContendedLockWaitsWithoutWakeups: a blocking Lock on a contended lock
+// is not woken while it waits (each wake costs the CPU every hand-over
+// needs) once a Lock on its connection had to wait, and a cancel still ends
+// such a wait at once and withdraws the request.
+func TestContendedLockWaitsWithoutWakeups(t *testing.T) {
+	srv := dlocktest.NewServer(t, nil)
+	waiter, expired := dialDeadlines(t, srv)
 	holder := srv.Dial(t)
 	opts := dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute}
 	const name = "handover/contended"
@@ -82,7 +102,11 @@ func TestContendedLockWaitsWithoutWakeups(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- wl.Lock(ctx) }()
 		waitQueued(t, holder, name, 1)
-		time.Sleep(20 * time.Millisecond) // a wait well past the client's quick wait
+		if round == 0 {
+			waitExpired(t, expired, before) // the first wait outlasts the quick wait
+		} else {
+			time.Sleep(20 * time.Millisecond) // a wait well past the quick wait
+		}
 		if err := hl.Unlock(testCtx(t)); err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +152,8 @@ func TestContendedLockWaitsWithoutWakeups(t *testing.T) {
 // allocation: an uncontended Lock allocates no more than a TryLock.
 func TestQuickLockBackToQuickWait(t *testing.T) {
 	srv := dlocktest.NewServer(t, nil)
-	waiter, holder := srv.Dial(t), srv.Dial(t)
+	waiter, expired := dialDeadlines(t, srv)
+	holder := srv.Dial(t)
 	opts := dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute}
 	const name = "handover/quick"
 	hl := open(t, holder, name, opts)
@@ -138,9 +163,10 @@ func TestQuickLockBackToQuickWait(t *testing.T) {
 	// One Lock that has to wait.
 	mustTry(t, hl, false, true)
 	done := make(chan error, 1)
+	before := expired.Load()
 	go func() { done <- wl.Lock(ctx) }()
 	waitQueued(t, holder, name, 1)
-	time.Sleep(20 * time.Millisecond)
+	waitExpired(t, expired, before)
 	if err := hl.Unlock(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
