@@ -130,7 +130,9 @@ const idleCheck = 100 * time.Millisecond
 // quickWait is how long a blocking request reads for its reply before it
 // registers for the end of its ctx: most replies come within it, and only a
 // call that has to wait longer pays for the registration. A cancel during
-// the first quickWait is noticed when it has passed.
+// the first quickWait is noticed when it has passed. Once a blocking
+// request on the connection had to wait longer, the next ones register at
+// once (mux.longWait), until one is answered within quickWait again.
 const quickWait = 2 * time.Millisecond
 
 // Who reads the connection (mux.reader).
