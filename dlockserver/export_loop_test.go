@@ -56,3 +56,19 @@ func LoopProbe(s *Server, id int32) func() (busy bool, unread int) {
 		return loopBusy(c), unreadBytes(fd)
 	}
 }
+
+// NumStripes is the number of stripes of the lock ids: lock id i is on
+// stripe i % NumStripes.
+const NumStripes = numStripes
+
+// HomeStripe returns the stripe that every request of client id's
+// connection holds while it looks its client up (-1 if none).
+func HomeStripe(s *Server, id int32) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cl := s.clients[id]
+	if cl == nil || cl.conn == nil {
+		return -1
+	}
+	return int(uint32(int32(cl.conn.seq)) % numStripes)
+}

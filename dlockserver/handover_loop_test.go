@@ -30,10 +30,12 @@ func waitWaiters(t *testing.T, c *dlock.Client, name string, n int) {
 
 // TestLoopHandlesGrantedUnlockFirst: when an event loop finds, in one pass,
 // the unlock of the connection it last sent a grant to and another
-// connection's request, it handles the unlock first, so the hand-over does
-// not wait for the other request. Observed through fencing tokens (one
-// counter for every lock): the waiter the unlock grants gets a lower token
-// than the other request, which arrived at the server before the unlock.
+// connection's request, it handles the unlock first and writes the grant
+// before it handles the other request, so the hand-over waits for neither.
+// Observed through fencing tokens (one counter for every lock): the waiter
+// the unlock grants gets a lower token than the other request, which
+// arrived at the server before the unlock; and the waiter has its grant
+// while the other request is held up.
 func TestLoopHandlesGrantedUnlockFirst(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("event loops serve connections on Linux only")
@@ -72,13 +74,28 @@ func TestLoopHandlesGrantedUnlockFirst(t *testing.T) {
 	}
 	const name = "order/contended"
 	xl, wl := openOn(x, name), openOn(w, name)
-	ym := openOn(y, "order/other")
+	// Holding a stripe holds up the requests on its locks and those of the
+	// connections that look their client up there. x's unlock needs xl's
+	// stripe and x's home stripe; y's lock is on neither.
+	stripe := func(l *dlock.Lock) int { return int(l.ID()) % dlockserver.NumStripes }
+	xNeeds := map[int]bool{stripe(xl): true, dlockserver.HomeStripe(srv.Server, x.ID()): true}
+	var ym *dlock.Lock
+	for i := range 64 {
+		l := openOn(y, fmt.Sprintf("order/other/%d", i))
+		if !xNeeds[stripe(l)] {
+			ym = l
+			break
+		}
+	}
+	if ym == nil {
+		t.Fatal("no lock on a stripe x does not need")
+	}
 	// z's lock is on a stripe of its own: holding that stripe stalls the
 	// loop in the middle of a pass.
 	var zl *dlock.Lock
 	for i := range 64 {
 		l := openOn(z, fmt.Sprintf("order/stall/%d", i))
-		if s := l.ID() % 16; s != xl.ID()%16 && s != ym.ID()%16 {
+		if s := stripe(l); !xNeeds[s] && s != stripe(ym) && s != dlockserver.HomeStripe(srv.Server, z.ID()) {
 			zl = l
 			break
 		}
@@ -149,9 +166,23 @@ func TestLoopHandlesGrantedUnlockFirst(t *testing.T) {
 	xUnlock := make(chan error, 1)
 	go func() { xUnlock <- xl.Unlock(ctx) }()
 	until("x's unlock arrived", func() bool { _, n := xProbe(); return n > 0 })
+	// The next pass handles x's unlock, writes w's grant, then stalls on
+	// y's request (its stripe held): w gets its grant while the pass is
+	// still going, so the grant did not wait for the rest of the pass.
+	releaseY := dlockserver.HoldStripe(srv.Server, ym.ID())
 	release()
+	select {
+	case err := <-wDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		releaseY()
+		t.Fatal("w got no grant while the pass was held up on y's request: the unlock was not handled first, or its grant waited for the rest of the pass")
+	}
+	releaseY()
 
-	for _, ch := range []chan error{zDone, yDone, xUnlock, wDone} {
+	for _, ch := range []chan error{zDone, yDone, xUnlock} {
 		if err := <-ch; err != nil {
 			t.Fatal(err)
 		}
