@@ -61,6 +61,11 @@ type mux struct {
 
 	// inflight is len(pending), readable without mu (write coalescing).
 	inflight atomic.Int32
+	// longWait is set when a blocking request waited longer than
+	// quickWait for its reply, cleared when one was answered within it:
+	// while set, a blocking request watches its ctx from the start (see
+	// lead).
+	longWait atomic.Bool
 
 	wmu      sync.Mutex
 	wconn    net.Conn
@@ -98,6 +103,9 @@ type mux struct {
 	big    []byte
 	bigLen int
 
+	// kick belongs to whoever holds the read role (see lead).
+	kick kicker
+
 	quit   chan struct{} // closed by stop: ends the idle watch
 	idleWG sync.WaitGroup
 }
@@ -125,7 +133,9 @@ const idleCheck = 100 * time.Millisecond
 // quickWait is how long a blocking request reads for its reply before it
 // registers for the end of its ctx: most replies come within it, and only a
 // call that has to wait longer pays for the registration. A cancel during
-// the first quickWait is noticed when it has passed.
+// the first quickWait is noticed when it has passed. Once a blocking
+// request on the connection had to wait longer, the next ones register at
+// once (mux.longWait), until one is answered within quickWait again.
 const quickWait = 2 * time.Millisecond
 
 // Who reads the connection (mux.reader).
@@ -195,6 +205,7 @@ func newMux(nc net.Conn, hooks muxHooks) *mux {
 		quit:   make(chan struct{}),
 	}
 	m.readerGone.L = &m.mu
+	m.kick.init()
 	m.attach(nc)
 	m.idleWG.Add(1)
 	go m.idleLoop()
