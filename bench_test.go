@@ -232,3 +232,55 @@ func benchOpenAndTryLock(b *testing.B, c *dlock.Client) {
 		}
 	}
 }
+
+// BenchmarkPipelineTryLockUnlock: one goroutine keeps a window of 256
+// requests in flight on one client with a Pipeline, each slot cycling
+// TryLock and Unlock on its own lock; an operation is one TryLock + Unlock,
+// as in BenchmarkParallelTryLockUnlock (32 goroutines per CPU, each making
+// synchronous calls).
+func BenchmarkPipelineTryLockUnlock(b *testing.B) {
+	srv := dlocktest.NewServer(b, nil)
+	c := srv.Dial(b)
+	ctx := context.Background()
+	const window = 256
+	locks := make([]*dlock.Lock, window)
+	for i := range locks {
+		l, err := c.OpenLock(ctx, fmt.Sprint("pipe", i), dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute})
+		if err != nil {
+			b.Fatal(err)
+		}
+		locks[i] = l
+	}
+	p := c.NewPipeline()
+	reqs := make([]dlock.Request, window)
+	b.ReportAllocs()
+	started := 0
+	for i := range reqs {
+		if started == b.N {
+			break
+		}
+		if err := p.TryLock(&reqs[i], locks[i]); err != nil {
+			b.Fatal(err)
+		}
+		started++
+	}
+	for p.Outstanding() > 0 {
+		r, err := p.Next(ctx)
+		if err != nil || r.Err() != nil {
+			b.Fatal(err, r.Err())
+		}
+		switch {
+		case r.Op() != dlock.OpUnlock:
+			if !r.Acquired() {
+				b.Fatal("TryLock of a free lock failed")
+			}
+			err = p.Unlock(r, r.Lock())
+		case started < b.N:
+			started++
+			err = p.TryLock(r, r.Lock())
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}

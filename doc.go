@@ -31,6 +31,18 @@
 // [Client.OpenAndLock] and [Client.OpenAndTryLock] open a lock and take it
 // in one round trip, for a lock used once or the first use of many.
 //
+// # Many requests in flight
+//
+// Goroutines sharing a Client share its connection: their requests go out
+// and come back together. To keep many requests in flight without a
+// goroutine per request, use a [Pipeline] ([Client.NewPipeline]): one
+// goroutine starts TryLock, Lock (with a wait), Unlock and Extend requests
+// on caller-owned [Request] values, and collects them with
+// [Pipeline.Next] in the order their replies arrive, sending a batch of
+// requests in one write and reading the replies one read brought. Results
+// and lock state are those of the synchronous calls; a connection lost with
+// requests in flight completes each of them with [ErrConnLost].
+//
 // Ownership belongs to the [Client], not to a goroutine, as in DLock: any
 // goroutine of the client may unlock what another locked, and locking a lock
 // the client already holds is a reentrant hold that needs one more Unlock.
@@ -80,7 +92,7 @@
 // returns raw status codes where the Go API returns (bool, error). Op and
 // Cmd are exported as that vocabulary (the server's statistics count by
 // Cmd); the operations with the C API's exact results — raw statuses,
-// result buffers, asynchronous requests, batch opens with per-entry ids,
+// result buffers, the C API's asynchronous requests, batch opens with per-entry ids,
 // objects by id, the transport mode — are not part of the Go API: capi
 // reaches them through an internal package. A Go program needs none of
 // them.

@@ -89,6 +89,8 @@ type Lock struct {
 	last     LockState  // guarded by mu
 	released bool
 	opening  bool // guarded by mu: an open-and-lock's handle the server has not confirmed (openlock.go)
+	// async is set while an asynchronous request holds mu (pipeline.go).
+	async atomic.Bool
 
 	// Recovery (guarded by c.mu): pending while uploaded to a new primary
 	// and not yet confirmed; confirmed once it was, until ReinitDone.
@@ -292,6 +294,11 @@ func (l *Lock) blockResult(ctx context.Context, op Op, st Status, err error) err
 // lease ran out and someone else took the lock).
 func (l *Lock) Unlock(ctx context.Context) error {
 	st, err := l.do(ctx, OpUnlock, 0, 0, 0)
+	return l.unlockResult(st, err)
+}
+
+// unlockResult turns the outcome of an unlock into Unlock's answer.
+func (l *Lock) unlockResult(st Status, err error) error {
 	switch {
 	case err != nil:
 		return l.wrap(OpUnlock, err)
@@ -321,6 +328,11 @@ func (l *Lock) Extend(ctx context.Context, ttl time.Duration) error {
 		secs = ttlSeconds(ttl)
 	}
 	st, err := l.do(ctx, op, secs, 0, 0)
+	return l.extendResult(op, st, err)
+}
+
+// extendResult turns the outcome of an extension into Extend's answer.
+func (l *Lock) extendResult(op Op, st Status, err error) error {
 	switch {
 	case err != nil:
 		return l.wrap(op, err)

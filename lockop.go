@@ -29,6 +29,12 @@ import (
 // round trip. flags and wait apply to a blocking lock request.
 func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait uint32) (Status, error) {
 	st, _, _, err := l.exec(ctx, op, expire, flags, wait)
+	return l.parked(st), err
+}
+
+// parked turns the status of an operation into the Go API's: a lock parked
+// while recovery uploads it answers ErrNotReady, not ErrLockNotGet.
+func (l *Lock) parked(st Status) Status {
 	if st == ErrLockNotGet {
 		c := l.cl()
 		c.mu.Lock()
@@ -40,7 +46,7 @@ func (l *Lock) do(ctx context.Context, op Op, expire uint32, flags uint8, wait u
 			st = ErrNotReady
 		}
 	}
-	return st, err
+	return st
 }
 
 // exec runs one synchronous operation and reports the result buffer as the
@@ -115,12 +121,7 @@ func (l *Lock) begin(ctx context.Context, op Op, expire uint32, via callKind) (s
 // says why and nothing was sent.
 func (l *Lock) post(s *step, flags uint8, wait uint32) (*call, error) {
 	c := l.cl()
-	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
-	if s.cmd == CmdExclusiveTrylock || s.cmd == CmdSharedTrylock ||
-		s.cmd == CmdExclusiveTicketTrylock || s.cmd == CmdSharedTicketTrylock {
-		m.Flags, m.WaitMillis = flags, wait
-		s.retiresTicket = flags&wire.FlagBlock != 0 && flags&wire.FlagKeepTicket == 0
-	}
+	m := l.command(s, flags, wait)
 	cl, err := c.m.newCall()
 	if err != nil {
 		return nil, err
@@ -129,6 +130,17 @@ func (l *Lock) post(s *step, flags uint8, wait uint32) (*call, error) {
 	cl.setLocks(m.LockID)
 	c.m.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	return cl, nil
+}
+
+// command is the request of step s (see post).
+func (l *Lock) command(s *step, flags uint8, wait uint32) wire.LockOp {
+	m := wire.LockOp{LockID: l.e.id, Cmd: uint8(s.cmd), Arg: s.arg}
+	if s.cmd == CmdExclusiveTrylock || s.cmd == CmdSharedTrylock ||
+		s.cmd == CmdExclusiveTicketTrylock || s.cmd == CmdSharedTicketTrylock {
+		m.Flags, m.WaitMillis = flags, wait
+		s.retiresTicket = flags&wire.FlagBlock != 0 && flags&wire.FlagKeepTicket == 0
+	}
+	return m
 }
 
 // end settles step s with its exchange's outcome: finish with the reply

@@ -20,7 +20,10 @@ import (
 //
 //	Client.reinitMu  serialises Reinit (recovery.go)
 //	Lock.mu          serialises the operations on one lock; a batch takes
-//	                 several, in lock id order (lockSet)
+//	                 several, in lock id order (lockSet). An asynchronous
+//	                 request (pipeline.go) holds it from its start until its
+//	                 reply or failure is settled, by whichever goroutine reads
+//	                 it, under mux.mu: there it is only released, never taken
 //	Atomic64.mu      an object's opened flag; nothing is taken under it
 //	mux.wmu          the write buffer; nothing is taken under it
 //	mux.mu           pending calls and the read role; the mux's lost hook
@@ -58,6 +61,11 @@ type mux struct {
 
 	// inflight is len(pending), readable without mu (write coalescing).
 	inflight atomic.Int32
+	// longWait is set when a blocking request waited longer than
+	// quickWait for its reply, cleared when one was answered within it:
+	// while set, a blocking request watches its ctx from the start (see
+	// lead).
+	longWait atomic.Bool
 
 	wmu      sync.Mutex
 	wconn    net.Conn
@@ -66,7 +74,7 @@ type mux struct {
 	flushing bool
 
 	mu      sync.Mutex // everything below
-	pending map[uint32]*call
+	pending callTable
 	free    []*call
 	nextID  uint32
 	calls   uint64 // requests made so far (idle detection)
@@ -95,6 +103,9 @@ type mux struct {
 	big    []byte
 	bigLen int
 
+	// kick belongs to whoever holds the read role (see lead).
+	kick kicker
+
 	quit   chan struct{} // closed by stop: ends the idle watch
 	idleWG sync.WaitGroup
 }
@@ -122,7 +133,9 @@ const idleCheck = 100 * time.Millisecond
 // quickWait is how long a blocking request reads for its reply before it
 // registers for the end of its ctx: most replies come within it, and only a
 // call that has to wait longer pays for the registration. A cancel during
-// the first quickWait is noticed when it has passed.
+// the first quickWait is noticed when it has passed. Once a blocking
+// request on the connection had to wait longer, the next ones register at
+// once (mux.longWait), until one is answered within quickWait again.
 const quickWait = 2 * time.Millisecond
 
 // Who reads the connection (mux.reader).
@@ -152,11 +165,18 @@ type call struct {
 	fctx         context.Context
 	// long marks a blocking lock request, which may wait for a long time.
 	long bool
+	// drain marks a pipeline's waiter (pipeline.go): as the leader it
+	// reads on while whole replies are buffered.
+	drain bool
 	// locks are the ids of the locks a lock request (single or batch)
 	// operates on: if the connection fails before the reply is in, the
 	// outcome on each is unknown and is resolved on reconnection.
 	locks  [MaxBatch]int32
 	nlocks int
+	// async is the asynchronous request the call carries (pipeline.go),
+	// nil for a call a goroutine waits for: its reply or failure is
+	// handed to it under mu instead of signalling done.
+	async *Request
 }
 
 // setLocks records the lock ids a request operates on. Call it before the
@@ -179,13 +199,13 @@ func signal(ch chan struct{}) {
 // watches the connection while it is idle; stop ends it.
 func newMux(nc net.Conn, hooks muxHooks) *mux {
 	m := &mux{
-		hooks:   hooks,
-		pending: make(map[uint32]*call),
-		wbuf:    make([]byte, 0, 4096),
-		wspare:  make([]byte, 0, 4096),
-		quit:    make(chan struct{}),
+		hooks:  hooks,
+		wbuf:   make([]byte, 0, 4096),
+		wspare: make([]byte, 0, 4096),
+		quit:   make(chan struct{}),
 	}
 	m.readerGone.L = &m.mu
+	m.kick.init()
 	m.attach(nc)
 	m.idleWG.Add(1)
 	go m.idleLoop()
@@ -201,6 +221,9 @@ const readBufSize = 16 << 10
 func (m *mux) attach(nc net.Conn) {
 	m.wmu.Lock()
 	m.wconn = nc
+	// Frames queued for the connection that is gone belong to calls that
+	// were failed with it: they must not go out on its successor.
+	m.wbuf = m.wbuf[:0]
 	m.wmu.Unlock()
 	m.mu.Lock()
 	m.conn = nc
@@ -259,6 +282,11 @@ func (m *mux) replaceErr(err error) {
 func (m *mux) newCall() (*call, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.newCallLocked()
+}
+
+// newCallLocked is newCall with m.mu held.
+func (m *mux) newCallLocked() (*call, error) {
 	if m.err != nil {
 		return nil, m.err
 	}
@@ -269,9 +297,13 @@ func (m *mux) newCall() (*call, error) {
 	} else {
 		cl = &call{done: make(chan struct{}, 1)}
 	}
-	m.nextID++
-	if m.nextID == 0 {
-		m.nextID = 1
+	m.pending.reserve()
+	for {
+		// An id whose slot is free: at most half the slots are taken.
+		m.nextID++
+		if m.nextID != 0 && m.pending.free(m.nextID) {
+			break
+		}
 	}
 	m.calls++
 	cl.id = m.nextID
@@ -282,12 +314,13 @@ func (m *mux) newCall() (*call, error) {
 	cl.following = false
 	cl.fctx = nil
 	cl.long = false
+	cl.async = nil
 	select {
 	case <-cl.done: // a stale signal from the record's previous use
 	default:
 	}
-	m.pending[cl.id] = cl
-	m.inflight.Store(int32(len(m.pending)))
+	m.pending.put(cl)
+	m.inflight.Store(int32(m.pending.n))
 	return cl, nil
 }
 
@@ -308,8 +341,8 @@ func (m *mux) abandon(cl *call) bool {
 	if cl.finished {
 		return false
 	}
-	delete(m.pending, cl.id)
-	m.inflight.Store(int32(len(m.pending)))
+	m.pending.take(cl.id)
+	m.inflight.Store(int32(m.pending.n))
 	return true
 }
 
@@ -319,12 +352,32 @@ func (m *mux) abandon(cl *call) bool {
 func (m *mux) send(encode func(dst []byte) []byte) {
 	m.wmu.Lock()
 	m.wbuf = encode(m.wbuf)
+	m.flushLocked(true)
+}
+
+// sendBatch sends frames encoded for the calls of connection nc, in one
+// write unless another goroutine is writing; if nc is not the current
+// connection any more (its calls were failed), they are dropped.
+func (m *mux) sendBatch(nc net.Conn, frames []byte) {
+	m.wmu.Lock()
+	if m.wconn != nc {
+		m.wmu.Unlock()
+		return
+	}
+	m.wbuf = append(m.wbuf, frames...)
+	m.flushLocked(false)
+}
+
+// flushLocked writes the write buffer unless another goroutine is writing
+// it already; it is called with m.wmu held and releases it. yield lets
+// other callers append their frames first when requests are in flight.
+func (m *mux) flushLocked(yield bool) {
 	if m.flushing {
 		m.wmu.Unlock()
 		return
 	}
 	m.flushing = true
-	if m.inflight.Load() > 1 {
+	if yield && m.inflight.Load() > 1 {
 		// Other requests are in flight: their callers are likely about to
 		// send too. Let them append first so one write carries them all.
 		m.wmu.Unlock()
@@ -455,13 +508,20 @@ func (m *mux) failConn(nc net.Conn, err error, notify bool) {
 			m.err = fmt.Errorf("%w: %w", ErrConnLost, err)
 		}
 	}
-	for id, cl := range m.pending {
-		delete(m.pending, id)
+	for _, cl := range m.pending.slots {
+		if cl == nil {
+			continue
+		}
+		m.pending.take(cl.id)
 		if m.hooks.lost != nil {
 			m.hooks.lost(cl)
 		}
 		cl.err = m.err
 		cl.finished = true
+		if cl.async != nil {
+			m.arrived(cl, nil)
+			continue
+		}
 		m.unfollow(cl)
 		signal(cl.done)
 	}
@@ -471,4 +531,53 @@ func (m *mux) failConn(nc net.Conn, err error, notify bool) {
 	if notify && m.hooks.failed != nil {
 		m.hooks.failed(failErr)
 	}
+}
+
+// callTable holds the pending calls by request id: a power-of-two table
+// indexed by the id's low bits, at most half full. newCall picks an id whose
+// slot is free, so finding a reply's call is one index and one compare, and
+// no slot ever holds two calls.
+type callTable struct {
+	slots []*call
+	n     int
+}
+
+// reserve makes room for one more call: it doubles the table when half
+// full. Two ids in different slots of a table stay apart in the doubled one.
+func (t *callTable) reserve() {
+	if 2*(t.n+1) <= len(t.slots) {
+		return
+	}
+	slots := make([]*call, max(64, 2*len(t.slots)))
+	mask := uint32(len(slots) - 1)
+	for _, cl := range t.slots {
+		if cl != nil {
+			slots[cl.id&mask] = cl
+		}
+	}
+	t.slots = slots
+}
+
+func (t *callTable) free(id uint32) bool {
+	return t.slots[id&uint32(len(t.slots)-1)] == nil
+}
+
+func (t *callTable) put(cl *call) {
+	t.slots[cl.id&uint32(len(t.slots)-1)] = cl
+	t.n++
+}
+
+// take removes and returns the call with request id, nil if none.
+func (t *callTable) take(id uint32) *call {
+	if len(t.slots) == 0 {
+		return nil
+	}
+	i := id & uint32(len(t.slots)-1)
+	cl := t.slots[i]
+	if cl == nil || cl.id != id {
+		return nil
+	}
+	t.slots[i] = nil
+	t.n--
+	return cl
 }

@@ -131,17 +131,34 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 	// pending while the goroutine sleeps in the poller costs extra system
 	// calls of the scheduler's: measured on the 2-core VM, ~0.35 fewer
 	// system calls per request without it.
+	//
+	// A blocking request on a contended lock waits for the hand-overs
+	// ahead of it, far longer than quickWait: the quick wait's deadline
+	// then wakes the caller for nothing (a timer, a goroutine switch, a
+	// read) before it registers anyway, on the CPU that every hand-over
+	// needs. So once a blocking request on this connection had to wait
+	// (m.longWait), the next ones register at once, until one is answered
+	// within quickWait again.
 	d, hasDeadline := ctx.Deadline()
 	watch := cl.long && ctx.Done() != nil
 	var stop func() bool
-	var kicked chan struct{}
+	var start time.Time
+	deadline := hasDeadline // nc may have a read deadline to clear at the end
 	if watch {
-		quick := time.Now().Add(quickWait)
-		if hasDeadline && d.Before(quick) {
+		start = time.Now()
+		quick := start.Add(quickWait)
+		switch {
+		case hasDeadline && d.Before(quick):
 			nc.SetReadDeadline(d) // the deadline comes first anyway
 			watch = false
-		} else {
+		case m.longWait.Load():
+			if hasDeadline {
+				nc.SetReadDeadline(d)
+			}
+			stop = m.kick.on(ctx, nc)
+		default:
 			nc.SetReadDeadline(quick)
+			deadline = true
 		}
 	} else if hasDeadline {
 		nc.SetReadDeadline(d)
@@ -150,10 +167,22 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 	// cl is not finished when its caller takes the read role, and while it
 	// leads only its own reads deliver replies; a failure elsewhere (fail)
 	// closes the connection, which ends the read below.
-	for {
-		got, err := m.readOne(br)
-		if got == cl {
+	for have := false; ; {
+		if have && !frameBuffered(br) {
 			break
+		}
+		got, err := m.readOne(br)
+		if got == cl && err == nil {
+			if watch && stop != nil && time.Since(start) < quickWait {
+				m.longWait.Store(false) // answered quickly: back to the quick wait
+			}
+			if !cl.drain {
+				break
+			}
+			// A pipeline's waiter: read on while whole replies are
+			// buffered, so that one read serves every reply it brought.
+			have = true
+			continue
 		}
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -168,12 +197,14 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 					// deadline first: a cancel that comes meanwhile runs
 					// the AfterFunc at once, and its past deadline must
 					// not be overwritten.
+					m.longWait.Store(true)
 					if hasDeadline {
 						nc.SetReadDeadline(d)
 					} else {
 						nc.SetReadDeadline(time.Time{})
+						deadline = false
 					}
-					stop, kicked = kickOnDone(ctx, nc)
+					stop = m.kick.on(ctx, nc)
 					continue
 				}
 				runtime.Gosched()
@@ -187,9 +218,10 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 		// The kick is running or ran: let it finish before the deadline is
 		// cleared, or it could set a past deadline on the next reader's
 		// read (which would then spin until its own ctx ends).
-		<-kicked
+		<-m.kick.done
+		deadline = true
 	}
-	if hasDeadline || watch {
+	if deadline {
 		nc.SetReadDeadline(time.Time{})
 	}
 	if watched {
@@ -208,17 +240,32 @@ func (m *mux) lead(ctx context.Context, cl *call, nc net.Conn, br *bufio.Reader,
 	return ctxErr
 }
 
-// kickOnDone makes a read on nc return when ctx ends. stop unregisters;
-// if it reports false, the kick ran or is running, and kicked is closed
-// once it is done. (A function of its own, so that a lead that does not
-// need it allocates nothing.)
-func kickOnDone(ctx context.Context, nc net.Conn) (stop func() bool, kicked chan struct{}) {
-	kicked = make(chan struct{})
-	stop = context.AfterFunc(ctx, func() {
-		nc.SetReadDeadline(pastDeadline)
-		close(kicked)
-	})
-	return stop, kicked
+// kicker makes the leader's read return when its ctx ends. A mux has one,
+// made with it: only the leader uses it, and one lead ends (its kick
+// unregistered or done) before the next begins, so a waiting Lock pays
+// only for context.AfterFunc's own allocations.
+type kicker struct {
+	nc   net.Conn      // the connection the registered kick interrupts
+	done chan struct{} // capacity 1: a kick that ran sends once
+	fn   func()        // kick, as a func value made once
+}
+
+func (k *kicker) init() {
+	k.done = make(chan struct{}, 1)
+	k.fn = k.kick
+}
+
+func (k *kicker) kick() {
+	k.nc.SetReadDeadline(pastDeadline)
+	k.done <- struct{}{}
+}
+
+// on makes a read on nc return when ctx ends. stop unregisters; if it
+// reports false, the kick ran or is running, and k.done receives once it
+// is done.
+func (k *kicker) on(ctx context.Context, nc net.Conn) (stop func() bool) {
+	k.nc = nc
+	return context.AfterFunc(ctx, k.fn)
 }
 
 // readOne reads one frame and hands it to its call, which it returns (nil
@@ -295,9 +342,8 @@ func (m *mux) dispatch(h *wire.Header, body []byte) (*call, error) {
 		return nil, errRedirected
 	}
 	m.mu.Lock()
-	cl := m.pending[h.ID()]
-	delete(m.pending, h.ID())
-	m.inflight.Store(int32(len(m.pending)))
+	cl := m.pending.take(h.ID())
+	m.inflight.Store(int32(m.pending.n))
 	if cl == nil {
 		m.mu.Unlock()
 		if m.hooks.late != nil {
@@ -307,8 +353,13 @@ func (m *mux) dispatch(h *wire.Header, body []byte) (*call, error) {
 	}
 	cl.status = Status(h.Status())
 	cl.typ = h.Type()
-	cl.body = append(cl.body[:0], body...)
 	cl.finished = true
+	if cl.async != nil {
+		w, err := m.arrived(cl, body)
+		m.mu.Unlock()
+		return w, err
+	}
+	cl.body = append(cl.body[:0], body...)
 	m.unfollow(cl)
 	m.mu.Unlock()
 	signal(cl.done)

@@ -25,7 +25,8 @@ type benchConfig struct {
 	mode     dlock.Mode
 	block    bool // blocking Lock instead of TryLock
 	batch    int  // locks per BatchTryLock; 1 = single operations
-	inflight int  // goroutines per client
+	inflight int  // requests in flight per client: goroutines, or the window of -async
+	async    bool // one goroutine per client keeps inflight requests in flight (Pipeline)
 	duration time.Duration
 	warmup   time.Duration
 	count    int64
@@ -94,7 +95,8 @@ the same frame sizes at the same concurrency and prints the ratios.
 	fs.StringVar(&mode, "mode", "exclusive", "lock `mode`: exclusive or shared")
 	fs.StringVar(&op, "op", "try", "acquire with `try` (TryLock), block (Lock), first (each operation the first use of a lock: OpenAndTryLock, one round trip) or first-split (OpenLock then TryLock, two)")
 	fs.IntVar(&c.batch, "batch", 1, "`K` locks per BatchTryLock/BatchUnlock (1..31); 1 = single operations")
-	fs.IntVar(&c.inflight, "inflight", 1, "goroutines per client sharing its connection (requests in flight)")
+	fs.IntVar(&c.inflight, "inflight", 1, "requests in flight per client: goroutines sharing its connection, each making synchronous calls (or, with -async, the window of one goroutine)")
+	fs.BoolVar(&c.async, "async", false, "one goroutine per client keeps -inflight requests in flight with the asynchronous Pipeline API (TryLock, Unlock), as the echo window does")
 	fs.DurationVar(&c.duration, "duration", 3*time.Second, "measurement time (unless -count)")
 	fs.DurationVar(&c.warmup, "warmup", 300*time.Millisecond, "time run before measuring")
 	fs.Int64Var(&c.count, "count", 0, "measure this many operations instead of -duration")
@@ -171,6 +173,8 @@ the same frame sizes at the same concurrency and prints the ratios.
 		return nil, fmt.Errorf("bench: -batch must be within 1..%d", dlock.MaxBatch)
 	case c.batch > 1 && (c.block || c.first > 0):
 		return nil, errors.New("bench: batches are trylocks: -batch needs -op try")
+	case c.async && (c.batch > 1 || c.block || c.first > 0 || c.locks != 0):
+		return nil, errors.New("bench: -async runs TryLock and Unlock on one lock per request in flight: it needs -op try, -batch 1 and -locks 0")
 	case c.first > 0 && c.mode != dlock.Exclusive:
 		return nil, errors.New("bench: -op first takes exclusive locks")
 	case c.pinServer >= 0 && (c.inproc || c.addr != ""):

@@ -59,6 +59,7 @@ type dlockRun struct {
 	cfg        *benchConfig
 	clients    []*dlock.Client
 	ws         []*worker
+	aws        []*asyncWorker // -async: one per client
 	groups     int
 	cont       []contention
 	checkExcl  bool
@@ -105,6 +106,18 @@ func newDlockRun(ctx context.Context, cfg *benchConfig, srv *server) (*dlockRun,
 		w.results = make([]dlock.Result, cfg.batch)
 		r.ws[i] = w
 	}
+	if cfg.async {
+		// The same locks, each kept busy by one slot of its client's
+		// window instead of by a goroutine.
+		for k, c := range clients {
+			var locks []*dlock.Lock
+			for _, w := range r.ws[k*cfg.inflight : (k+1)*cfg.inflight] {
+				locks = append(locks, w.locks[0])
+			}
+			r.aws = append(r.aws, newAsyncWorker(c, locks, cfg.mode == dlock.Shared))
+		}
+		r.ws = nil
+	}
 	// Checks of a contended exclusive lock: at most one holder at a time
 	// (across clients: a client's own goroutines share its holds), and for
 	// a FAIR lock, grants in ticket order.
@@ -122,6 +135,9 @@ func (r *dlockRun) slice(ctx context.Context, warmup, d time.Duration, count int
 	err := r.runner.slice(ctx, warmup, d, count, func(ctx context.Context, rc *runControl, spawn func(func() error)) {
 		for _, w := range r.ws {
 			spawn(func() error { return w.run(ctx, r, rc) })
+		}
+		for _, w := range r.aws {
+			spawn(func() error { return w.run(ctx, rc) })
 		}
 	})
 	if err != nil {
@@ -141,6 +157,13 @@ func (r *dlockRun) result() *runResult {
 		res.LockOps += w.lockOps
 		res.Failed += w.failed
 		holds = append(holds, w.holds...)
+	}
+	for _, w := range r.aws {
+		op.Merge(&w.op)
+		acq.Merge(&w.acq)
+		res.Ops += w.ops
+		res.LockOps += w.lockOps
+		res.Failed += w.failed
 	}
 	r.fill(res)
 	res.Latency = summarize(&op)

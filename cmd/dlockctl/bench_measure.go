@@ -55,6 +55,10 @@ type runner struct {
 	elapsed    time.Duration
 	cpu        time.Duration
 	cpuUnknown bool
+	// ccpu is the load tool's own CPU time (ccpuUnknown: not readable, or
+	// the server runs in the process too).
+	ccpu        time.Duration
+	ccpuUnknown bool
 }
 
 // slice runs the workers started by start for warmup (unrecorded), then
@@ -101,7 +105,7 @@ func (r *runner) slice(ctx context.Context, warmup, d time.Duration, count int64
 		<-done
 		return context.Cause(ctx)
 	}
-	cpu0 := r.srv.cpuTime()
+	cpu0, ccpu0 := r.srv.cpuTime(), r.srv.clientCPU()
 	t0 := time.Now()
 	rc.phase.Store(phaseMeasure)
 	if count > 0 {
@@ -110,12 +114,17 @@ func (r *runner) slice(ctx context.Context, warmup, d time.Duration, count int64
 	wait(d)
 	rc.phase.Store(phaseStop)
 	r.elapsed += time.Since(t0)
-	cpu1 := r.srv.cpuTime()
+	cpu1, ccpu1 := r.srv.cpuTime(), r.srv.clientCPU()
 	<-done
 	if cpu0 < 0 || cpu1 < 0 {
 		r.cpuUnknown = true
 	} else {
 		r.cpu += cpu1 - cpu0
+	}
+	if ccpu0 < 0 || ccpu1 < 0 {
+		r.ccpuUnknown = true
+	} else {
+		r.ccpu += ccpu1 - ccpu0
 	}
 	return context.Cause(ctx)
 }
@@ -129,6 +138,10 @@ func (r *runner) fill(res *runResult) {
 	res.ServerCPUMicros = -1
 	if !r.cpuUnknown && res.Ops > 0 {
 		res.ServerCPUMicros = float64(r.cpu.Nanoseconds()) / 1e3 / float64(res.Ops)
+	}
+	res.ClientCPUMicros = -1
+	if !r.ccpuUnknown && res.Ops > 0 {
+		res.ClientCPUMicros = float64(r.ccpu.Nanoseconds()) / 1e3 / float64(res.Ops)
 	}
 }
 

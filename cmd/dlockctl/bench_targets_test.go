@@ -43,6 +43,28 @@ func TestBenchPipelinedEcho(t *testing.T) {
 	}
 }
 
+// TestBenchAsync: -async keeps the window with the Pipeline API from one
+// goroutine per client: every operation is a TryLock that got its lock and
+// an Unlock, counted once, on every lock type; the pipeline scenario uses it.
+func TestBenchAsync(t *testing.T) {
+	for _, typ := range []string{"atomic", "rw", "fair"} {
+		rep := benchJSON(t, "-clients", "2", "-inflight", "8", "-async", "-type", typ, "-count", "400", "-warmup", "0", "-baseline", "echo")
+		d := rep.Dlock
+		if d.Ops != 400 || d.LockOps != 800 || d.Failed != 0 || d.Acquire.Count != 400 || d.Latency.Count != 400 {
+			t.Errorf("-async -type %s: ops %d, lock requests %d, failed %d, timed %d/%d; want 400, 800, 0, 400/400",
+				typ, d.Ops, d.LockOps, d.Failed, d.Acquire.Count, d.Latency.Count)
+		}
+		if !strings.Contains(rep.Config, "inflight=8 async") || rep.Echo == nil || rep.Echo.LockOps != 400 { // the window counts a ping-pong as an operation
+			t.Errorf("-async -type %s: config %q, echo %+v", typ, rep.Config, rep.Echo)
+		}
+	}
+	var c benchConfig
+	scenarioByName("pipeline").setup(&c)
+	if !c.async || c.inflight != 256 || c.clients != 1 {
+		t.Errorf("pipeline scenario: %+v, want one client keeping 256 requests in flight with -async", c)
+	}
+}
+
 // TestBenchContendedTurns: 4 blocking clients on one lock are counted for
 // round-robin breaks.
 func TestBenchContendedTurns(t *testing.T) {
@@ -76,20 +98,24 @@ func TestCountTurnBreaks(t *testing.T) {
 
 // TestBenchScenarioPinned runs the built dlockctl: the first-use scenario
 // against a spawned server pinned to CPU 0, the tool pinned to CPU 0 too
-// (one CPU is all a test machine is sure to have), and checks the table.
+// (one CPU is all a test machine is sure to have), and checks the report.
 func TestBenchScenarioPinned(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("-pin needs Linux")
 	}
 	_, dlockctl := binaries(t)
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(dlockctl, "bench", "-scenario", "first", "-pin", "0,0", "-duration", "200ms", "-warmup", "20ms")
+	cmd := exec.Command(dlockctl, "bench", "-scenario", "first", "-pin", "0,0", "-duration", "200ms", "-warmup", "20ms", "-json")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%v: %v\n%s", cmd.Args, err, stderr.String())
 	}
 	if !strings.Contains(stdout.String(), "open-and-lock p50 ÷ echo ping-pong p50") {
 		t.Errorf("table lacks the first-use check:\n%s", stdout.String())
+	}
+	// With the server in a child process, the tool's own CPU time is known.
+	if out := stdout.String(); !strings.Contains(out, `"client_cpu_us_per_op"`) || strings.Contains(out, `"client_cpu_us_per_op": -1`) {
+		t.Errorf("no client CPU figure with a spawned server:\n%s", out)
 	}
 }
 

@@ -54,8 +54,8 @@ func TestBenchClientsWithEcho(t *testing.T) {
 	if rep.Ratios == nil || rep.Ratios.P50 <= 0 || rep.Ratios.Throughput <= 0 {
 		t.Errorf("ratios %+v: want positive", rep.Ratios)
 	}
-	if d.ServerCPUMicros != -1 {
-		t.Errorf("in-process server CPU = %v, want -1 (unknown)", d.ServerCPUMicros)
+	if d.ServerCPUMicros != -1 || d.ClientCPUMicros != -1 {
+		t.Errorf("in-process server CPU = %v, client CPU = %v, want -1 (unknown: one process)", d.ServerCPUMicros, d.ClientCPUMicros)
 	}
 }
 
@@ -133,6 +133,8 @@ func TestParseBenchFlags(t *testing.T) {
 		{"-scenario", "nope"},
 		{"-scenario", "single", "-addr", "127.0.0.1:1"},
 		{"-duration", "0"},
+		{"-async", "-locks", "1"}, // a window of requests needs a lock per request
+		{"-async", "-op", "block"},
 		{"extra"},
 	}
 	for _, args := range bad {

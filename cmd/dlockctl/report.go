@@ -48,7 +48,11 @@ type runResult struct {
 	Acquire         latency `json:"acquire"`
 	// ServerCPUMicros is the server's CPU time per operation; -1 when it
 	// cannot be read (in-process or external server).
-	ServerCPUMicros     float64 `json:"server_cpu_us_per_op"`
+	ServerCPUMicros float64 `json:"server_cpu_us_per_op"`
+	// ClientCPUMicros is the load tool's own CPU time per operation (the
+	// clients', and the tool's clock readings and histograms); -1 when the
+	// server runs in the process.
+	ClientCPUMicros     float64 `json:"client_cpu_us_per_op"`
 	ExclusionViolations int64   `json:"exclusion_violations"`
 	OrderChecked        bool    `json:"order_checked,omitempty"`
 	OrderViolations     int64   `json:"order_violations"`
@@ -94,6 +98,9 @@ func div(a, b float64) float64 {
 
 func describe(c *benchConfig) string {
 	s := fmt.Sprintf("clients=%d locks=%d type=%s mode=%s op=%s inflight=%d", c.clients, c.lockGroups(), c.typ, c.mode, c.opName(), c.inflight)
+	if c.async {
+		s += " async"
+	}
 	if c.count > 0 {
 		return s + fmt.Sprintf(" count=%d", c.count)
 	}
@@ -108,7 +115,7 @@ func (r *benchReport) print(w io.Writer) {
 			fmt.Fprintf(w, "       pair      %s\n", fmtLatency(e.Latency))
 		}
 		fmt.Fprintf(w, "       ping-pong %s\n", fmtLatency(e.Acquire))
-		fmt.Fprintf(w, "       server CPU %s\n", fmtCPU(e.ServerCPUMicros, "pair"))
+		fmt.Fprintf(w, "       server CPU %s%s\n", fmtCPU(e.ServerCPUMicros, "pair"), fmtClientCPU(e.ClientCPUMicros, "pair"))
 	}
 	if d := r.Dlock; d != nil {
 		fmt.Fprintf(w, "dlock  %d ops in %.2fs = %.0f ops/s (%.0f lock requests/s)", d.Ops, d.Seconds, d.OpsPerSec, d.LockOpsPerSec)
@@ -121,7 +128,7 @@ func (r *benchReport) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "       acq+rel   %s\n", fmtLatency(d.Latency))
 		fmt.Fprintf(w, "       acquire   %s\n", fmtLatency(d.Acquire))
-		fmt.Fprintf(w, "       server CPU %s\n", fmtCPU(d.ServerCPUMicros, "op"))
+		fmt.Fprintf(w, "       server CPU %s%s\n", fmtCPU(d.ServerCPUMicros, "op"), fmtClientCPU(d.ClientCPUMicros, "op"))
 		if d.TurnsChecked {
 			fmt.Fprintf(w, "       round-robin breaks %d\n", d.TurnBreaks)
 		}
@@ -159,6 +166,15 @@ func fmtCPU(us float64, per string) string {
 		return "n/a (the server is not a child process)"
 	}
 	return fmt.Sprintf("%.2fµs/%s", us, per)
+}
+
+// fmtClientCPU is the load tool's CPU time per operation, for the line of
+// the server's; nothing when unknown.
+func fmtClientCPU(us float64, per string) string {
+	if us < 0 {
+		return ""
+	}
+	return fmt.Sprintf(", client CPU %.2fµs/%s", us, per)
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -137,9 +137,9 @@ var scenarios = []*scenario{
 	},
 	{
 		name: "pipeline",
-		desc: "1 client, 256 goroutines (requests in flight) on distinct ATOMIC locks vs the pipelined echo",
+		desc: "1 client, one goroutine keeping 256 requests in flight with the Pipeline API (TryLock, Unlock on 256 distinct ATOMIC locks) vs the pipelined echo window (-inflight 256 without -async: 256 goroutines of synchronous calls)",
 		setup: func(c *benchConfig) {
-			c.clients, c.inflight, c.typ, c.mode = 1, 256, dlock.Atomic, dlock.Exclusive
+			c.clients, c.inflight, c.async, c.typ, c.mode = 1, 256, true, dlock.Atomic, dlock.Exclusive
 		},
 		checks: func(d, e *runResult) []check {
 			return []check{ratioCheck("lock requests/s ÷ pipelined echo ping-pongs/s", perSec(d.LockOpsPerSec), perSec(e.LockOpsPerSec),
@@ -266,7 +266,7 @@ func runScenario(ctx context.Context, base *benchConfig, sc *scenario) *scenario
 	}
 	cfg := *base
 	cfg.scenario, cfg.addr, cfg.echo = "", "", true
-	cfg.clients, cfg.locks, cfg.batch, cfg.inflight, cfg.block, cfg.first = 1, 0, 1, 1, false, 0
+	cfg.clients, cfg.locks, cfg.batch, cfg.inflight, cfg.block, cfg.first, cfg.async = 1, 0, 1, 1, false, 0, false
 	sc.setup(&cfg)
 	res.Config = describe(&cfg)
 	var ecfg *benchConfig

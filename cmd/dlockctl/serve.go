@@ -331,7 +331,22 @@ func (s *server) cpuTime() time.Duration {
 	if s.pid == 0 {
 		return -1
 	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(s.pid) + "/stat")
+	return procCPU("/proc/" + strconv.Itoa(s.pid) + "/stat")
+}
+
+// clientCPU returns the CPU time this process (the load tool) has used, or
+// -1 when the server runs in it too.
+func (s *server) clientCPU() time.Duration {
+	if s.local != nil {
+		return -1
+	}
+	return procCPU("/proc/self/stat")
+}
+
+// procCPU reads the user + system time from a /proc stat file, -1 if it
+// cannot.
+func procCPU(path string) time.Duration {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return -1
 	}
