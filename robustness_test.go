@@ -568,9 +568,14 @@ type helperSpec struct {
 // helperLine is one line a helper prints: an operation it completed, or a
 // request to read or write the storage.
 type helperLine struct {
-	Op    *histOp `json:"op,omitempty"`
-	Req   string  `json:"req,omitempty"` // opRead or opWrite
-	Token uint64  `json:"token,omitempty"`
+	Op *histOp `json:"op,omitempty"`
+	// Unlocking is an unlock as the helper starts it, before its request
+	// is sent: if the helper is killed before it reports the outcome, the
+	// unlock is recorded with an unknown outcome from that instant (the
+	// server may have applied it).
+	Unlocking *histOp `json:"unlocking,omitempty"`
+	Req       string  `json:"req,omitempty"` // opRead or opWrite
+	Token     uint64  `json:"token,omitempty"`
 }
 
 // runRobustHelper is the main of a helper process.
@@ -612,6 +617,9 @@ func runRobustHelper(specJSON string) int {
 		out.Encode(helperLine{Req: opRead, Token: op.Token})
 		time.Sleep(time.Duration(spec.Hold))
 		out.Encode(helperLine{Req: opWrite, Token: op.Token})
+		start := base
+		start.Kind, start.Token, start.Invoke = opUnlock, op.Token, now()
+		out.Encode(helperLine{Unlocking: &start})
 		un := unlockUntilKnown(l, base, op.Token)
 		out.Encode(helperLine{Op: &un})
 		time.Sleep(10 * time.Millisecond)
@@ -651,7 +659,15 @@ func (e *robustEnv) startHelper(lock lockSpec, hold time.Duration) *helperProc {
 	go func() {
 		defer close(h.done)
 		defer logf.Close()
-		var last uint64 // the value of the helper's last fenced read
+		var last uint64       // the value of the helper's last fenced read
+		var unlocking *histOp // an unlock started and not yet reported
+		defer func() {
+			if unlocking != nil {
+				// Killed during the unlock: it may have been applied.
+				unlocking.Complete, unlocking.Unknown = now(), true
+				e.hist.add(*unlocking)
+			}
+		}()
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			var line helperLine
@@ -659,7 +675,12 @@ func (e *robustEnv) startHelper(lock lockSpec, hold time.Duration) *helperProc {
 				continue // a line cut by a kill
 			}
 			switch {
+			case line.Unlocking != nil:
+				unlocking = line.Unlocking
 			case line.Op != nil:
+				if line.Op.Kind == opUnlock {
+					unlocking = nil
+				}
 				e.hist.add(*line.Op)
 			case line.Req == opRead:
 				op := histOp{Proc: h.proc, Kind: opRead, Key: lock.name, Leased: lock.typ != dlock.RW, TTL: int64(robustTTL), Token: line.Token, Invoke: now()}
