@@ -108,6 +108,10 @@ type conn struct {
 	// decoded is the type of the request whose body the shard gate decoded
 	// into its reused struct above already, 0 for none (shard.go).
 	decoded wire.Type
+	// at is the clock reading of the frames read together (atOK when
+	// taken): see instant.
+	at   instant
+	atOK bool
 	// gated is the slot map the request being handled was checked against,
 	// nil between requests and outside a sharded cluster (shard.go).
 	gated atomic.Pointer[shardState]
@@ -225,7 +229,21 @@ func (c *conn) serve() {
 		if c.br.Buffered() == 0 {
 			c.flush()
 		}
+		if !frameBuffered(c.br) {
+			c.atOK = false // the next frame needs a new read: a new reading
+		}
 	}
+}
+
+// frameBuffered reports whether br holds a whole frame already.
+func frameBuffered(br *bufio.Reader) bool {
+	if br.Buffered() < wire.HeaderLen {
+		return false
+	}
+	b, _ := br.Peek(wire.HeaderLen)
+	var h wire.Header
+	copy(h[:], b)
+	return br.Buffered() >= wire.HeaderLen+int(h.Len())
 }
 
 // growReader replaces the read buffer by a pipelineBufSize one, carrying
@@ -400,15 +418,41 @@ func (c *conn) reply(t wire.Type, id uint32, st dlock.Status) {
 	c.outMu.Unlock()
 }
 
+// instant is the server's clock reading for the request being handled:
+// one reading for all the frames that one read of the socket brought
+// (the caller clears atOK before each read). The frames were all sent
+// before the reading, so a lease counted from it is no longer than the
+// client's own count from its send; and a batch is handled within
+// microseconds, so the reading is as fresh as one per frame for expiry
+// and wait deadlines. A pipelined connection thus reads the clock once
+// per read instead of once per frame (7% of the server's CPU time with
+// 256 requests in flight).
+func (c *conn) instant() instant {
+	if !c.atOK {
+		c.at, c.atOK = c.s.instant(), true
+	}
+	return c.at
+}
+
 // handle executes one request; false closes the connection.
 func (c *conn) handle(h *wire.Header, body []byte) bool {
-	s := c.s
 	t := h.Type()
 	if t.IsReply() {
 		return c.bad(h, "reply type from a client")
 	}
+	// Not deferred: dispatch has too many returns for an open-coded
+	// defer, and the heap-style one cost ~4% of the server's CPU time
+	// with requests pipelined. A panic ends the process anyway (nothing
+	// recovers one), so nothing waits on a gate left entered.
 	sm := c.enterShard()
-	defer c.leaveShard(sm) // (shard.go)
+	ok := c.dispatch(sm, h, t, body)
+	c.leaveShard(sm) // (shard.go)
+	return ok
+}
+
+// dispatch is handle past the shard gate's entry.
+func (c *conn) dispatch(sm *shardState, h *wire.Header, t wire.Type, body []byte) bool {
+	s := c.s
 	if sm != nil && !c.shardGate(sm, h, body) {
 		return true
 	}

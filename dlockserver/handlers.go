@@ -65,9 +65,9 @@ func (c *conn) register(h *wire.Header, body []byte) bool {
 	var st dlock.Status
 	var keep bool
 	if t == wire.TInit {
-		rep, st, keep = s.register(s.instant(), c, &c.ob)
+		rep, st, keep = s.register(c.instant(), c, &c.ob)
 	} else {
-		rep, st, keep = s.reregister(s.instant(), c, h.Client(), &c.ob)
+		rep, st, keep = s.reregister(c.instant(), c, h.Client(), &c.ob)
 	}
 	c.ob.send()
 	c.sendInit(t, h.ID(), &rep, st)
@@ -85,7 +85,7 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 	case wire.THeartbeat:
 		st = s.heartbeat(c)
 	case wire.TDeinit:
-		st, keep = s.deregister(s.instant(), c, &c.ob)
+		st, keep = s.deregister(c.instant(), c, &c.ob)
 		c.ob.send()
 	case wire.TReinitDone:
 		st = s.reinitDone(c)
@@ -94,7 +94,7 @@ func (c *conn) control(h *wire.Header, body []byte) bool {
 		if m.Decode(body) != nil {
 			m = nil
 		}
-		st = s.lockQuery(s.instant(), c, m)
+		st = s.lockQuery(c.instant(), c, m)
 	case wire.TStats:
 		stats := &c.rareMsg().stats
 		if stats.Counters, st = s.statsFor(c); st == dlock.Success {
@@ -144,7 +144,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 		if m.Decode(body) != nil {
 			m = nil
 		}
-		st := s.releaseOne(s.instant(), c, m, &c.ob)
+		st := s.releaseOne(c.instant(), c, m, &c.ob)
 		c.ob.send()
 		c.reply(t, h.ID(), st)
 	case wire.TBatchGetLock:
@@ -158,7 +158,7 @@ func (c *conn) lockLifecycle(h *wire.Header, body []byte) bool {
 		if m.Decode(body) != nil {
 			m = nil
 		}
-		st := s.releaseBatch(s.instant(), c, m, &c.ob)
+		st := s.releaseBatch(c.instant(), c, m, &c.ob)
 		c.ob.send()
 		c.reply(t, h.ID(), st)
 	}
@@ -172,7 +172,7 @@ func (c *conn) lockOp(h *wire.Header, body []byte) bool {
 		return c.malformed(h)
 	}
 	s := c.s
-	r, queued := s.lockOp(s.instant(), c, h.ID(), m, &c.ob)
+	r, queued := s.lockOp(c.instant(), c, h.ID(), m, &c.ob)
 	c.ob.send()
 	if !queued {
 		c.sendReply(h.ID(), &r)
@@ -188,7 +188,7 @@ func (c *conn) cancel(h *wire.Header, body []byte) bool {
 		return c.malformed(h)
 	}
 	s := c.s
-	s.cancel(s.instant(), c, uint32(m.ID), &c.ob)
+	s.cancel(c.instant(), c, uint32(m.ID), &c.ob)
 	c.ob.send()
 	return true
 }
@@ -200,7 +200,7 @@ func (c *conn) batchLockOp(h *wire.Header, body []byte) bool {
 		return c.malformed(h)
 	}
 	s := c.s
-	s.batchLockOp(s.instant(), c, m, &c.bres, &c.ob) // one clock reading for the whole batch
+	s.batchLockOp(c.instant(), c, m, &c.bres, &c.ob) // one clock reading for the whole batch
 	c.ob.send()
 	c.outMu.Lock()
 	c.out = c.bres.Append(c.out, h.ID(), 0)
@@ -240,7 +240,7 @@ func (c *conn) objLifecycle(h *wire.Header, body []byte) bool {
 	} else if id = &c.id; id.Decode(body) != nil {
 		id = nil
 	}
-	switch st, how := s.objLifecycle(s.instant(), c, t, h.ID(), obj, id, &c.orep); how {
+	switch st, how := s.objLifecycle(c.instant(), c, t, h.ID(), obj, id, &c.orep); how {
 	case objStatus:
 		c.reply(t, h.ID(), st)
 	case objWithReply:
@@ -264,7 +264,7 @@ func (c *conn) abandon(h *wire.Header, body []byte) bool {
 		return c.malformed(h)
 	}
 	s := c.s
-	s.abandon(s.instant(), c, m, &c.ob)
+	s.abandon(c.instant(), c, m, &c.ob)
 	c.ob.send()
 	return true
 }
@@ -280,7 +280,7 @@ func (c *conn) resolve(h *wire.Header, body []byte) bool {
 		return c.malformed(h)
 	}
 	s := c.s
-	st := s.resolve(s.instant(), c, m, &c.ob)
+	st := s.resolve(c.instant(), c, m, &c.ob)
 	c.ob.send()
 	c.reply(h.Type(), h.ID(), st)
 	return true

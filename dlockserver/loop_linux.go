@@ -489,6 +489,7 @@ func (l *loop) read(c *conn) {
 		l.closeConn(c)
 		return
 	}
+	c.atOK = false // a new clock reading for what this read brings
 	k := copy(l.rb, st.in)
 	n, err := syscall.Read(st.fd, l.rb[k:])
 	if err == syscall.EAGAIN || err == syscall.EINTR {

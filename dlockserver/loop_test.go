@@ -162,3 +162,35 @@ func TestLargestFrameInPieces(t *testing.T) {
 		r.closed()
 	})
 }
+
+// TestClockReadAfterEachRead: the server reads its clock once for the frames
+// that one read of a socket brings, and again for the next read. A
+// connection whose request found a lock held must see the holder's lease
+// run out on its next request, however long the connection was idle in
+// between (a reading kept past its read would make the lease look alive).
+func TestClockReadAfterEachRead(t *testing.T) {
+	connModes(t, dlockserver.Config{}, func(t *testing.T, srv *dlocktest.Server, _ bool) {
+		ctx := context.Background()
+		opts := dlock.LockOptions{Type: dlock.Atomic, TTL: time.Second}
+		var locks [2]*dlock.Lock
+		for i := range locks {
+			c := srv.Dial(t)
+			l, err := c.OpenLock(ctx, "lease", opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			locks[i] = l
+		}
+		if ok, err := locks[0].TryLock(ctx); !ok || err != nil {
+			t.Fatalf("first TryLock: %v %v", ok, err)
+		}
+		if ok, err := locks[1].TryLock(ctx); ok || err != nil {
+			t.Fatalf("TryLock of a held lock: %v %v", ok, err)
+		}
+		// A 1 s lease granted within second s lasts through second s+1.
+		time.Sleep(2500 * time.Millisecond)
+		if ok, err := locks[1].TryLock(ctx); !ok || err != nil {
+			t.Fatalf("TryLock after the holder's lease ran out: %v %v", ok, err)
+		}
+	})
+}

@@ -19,7 +19,7 @@ func (c *conn) openLockOp(h *wire.Header, body []byte) bool {
 	}
 	s := c.s
 	t := h.Type()
-	res := s.openLockOp(s.instant(), c, h.ID(), m, &c.ob)
+	res := s.openLockOp(c.instant(), c, h.ID(), m, &c.ob)
 	c.ob.send()
 	switch {
 	case res.status != dlock.Success:
