@@ -39,7 +39,7 @@ import (
 // Lock whose previous asynchronous request is still outstanding fails with
 // an error wrapping [ErrAsync] (collect the first one before starting the
 // next); a Lock busy with a synchronous call of another goroutine is waited
-// for. A request keeps its Lock busy until its reply is read (by Next, or by
+// for, once the requests started are sent. A request keeps its Lock busy until its reply is read (by Next, or by
 // any goroutine of the client that reads the connection): the Lock's
 // operations and State called meanwhile wait for it. A request that was
 // not sent yet keeps it busy until Next or Flush sends it, so the
@@ -203,7 +203,11 @@ func (p *Pipeline) start(r *Request, l *Lock, kind reqKind, op Op, flags uint8, 
 		if l.async.Load() {
 			return p.refuse(l, op, fmt.Errorf("an asynchronous request on the lock is outstanding: %w", ErrAsync))
 		}
-		l.mu.Lock() // a synchronous call: wait for it
+		// A synchronous call: wait for it, after sending what was started
+		// (it may be waiting for a lock that one of those requests holds,
+		// as a batch does).
+		p.Flush()
+		l.mu.Lock()
 	}
 	c := p.c
 	if l.cl() != c {
