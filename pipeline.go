@@ -49,7 +49,14 @@ import (
 // and synchronous calls from other goroutines, may share one Client. A
 // Pipeline holds no goroutine and needs no closing. Dropped with requests
 // outstanding, it loses their results but not the lock state, which is
-// updated when the replies are read, provided they were sent (Flush).
+// updated when the replies are read, provided they were sent (Flush): a
+// request never sent keeps its Lock busy until the connection fails or the
+// client is closed.
+//
+// Unlike the synchronous methods, a request does not follow a Router's
+// lock to another shard: if the lock's slot moved, the request completes
+// with an error wrapping [ErrMoved] and the lock's state is unchanged (a
+// synchronous call on the lock then moves it).
 type Pipeline struct {
 	c *Client
 	// w is the waiter: the call record Next awaits. It is finished (under
@@ -314,9 +321,10 @@ func (p *Pipeline) Flush() {
 //
 // If ctx ends first, Next returns ctx's error and the requests stay
 // outstanding, for a later Next to collect: ctx bounds the wait, not the
-// requests (a Lock request is bounded by its own wait). A ctx without a
-// deadline that is cancelled is noticed within about 100 ms while Next
-// reads the connection, at once otherwise. With no request outstanding,
+// requests (a Lock request is bounded by its own wait). A ctx deadline is
+// kept exactly; a ctx without one that is cancelled while Next waits is
+// noticed within about 100 ms (whether Next reads the connection or
+// another goroutine does). With no request outstanding,
 // Next returns an error wrapping ErrNoAsync.
 func (p *Pipeline) Next(ctx context.Context) (*Request, error) {
 	if p.li < len(p.local) {
