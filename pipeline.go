@@ -43,7 +43,9 @@ import (
 // any goroutine of the client that reads the connection): the Lock's
 // operations and State called meanwhile wait for it. A request that was
 // not sent yet keeps it busy until Next or Flush sends it, so the
-// pipeline's own goroutine must Flush before it calls them.
+// pipeline's own goroutine must Flush before it calls a synchronous
+// operation, State or a batch, on any Lock: another goroutine's batch may
+// hold the Lock it calls while it waits for one of those requests.
 //
 // A Pipeline must be used by one goroutine at a time. Several pipelines,
 // and synchronous calls from other goroutines, may share one Client. A
