@@ -228,7 +228,7 @@ func (c *Client) batchRoundTrip(ctx context.Context, m *wire.BatchLockOp, rep *w
 		cl.locks[i] = m.Items[i].LockID
 	}
 	cl.nlocks = m.N
-	c.m.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
+	c.m.sendCall(cl, func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	c.settle(ctx, cl)
 	if cl.err != nil {
 		return cl.err

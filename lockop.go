@@ -128,7 +128,7 @@ func (l *Lock) post(s *step, flags uint8, wait uint32) (*call, error) {
 	}
 	cl.long = m.Flags&wire.FlagBlock != 0
 	cl.setLocks(m.LockID)
-	c.m.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
+	c.m.sendCall(cl, func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	return cl, nil
 }
 
@@ -284,7 +284,7 @@ func (c *Client) settle(ctx context.Context, cl *call) {
 	}
 	if cl.long {
 		cm := wire.ID{ID: int32(cl.id)}
-		c.m.send(func(dst []byte) []byte { return cm.Append(dst, wire.TCancel, 0, c.id) })
+		c.m.sendCall(cl, func(dst []byte) []byte { return cm.Append(dst, wire.TCancel, 0, c.id) })
 	}
 	gctx, cancel := context.WithTimeout(context.Background(), cancelGrace)
 	err := c.m.await(gctx, cl)

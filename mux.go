@@ -355,6 +355,20 @@ func (m *mux) send(encode func(dst []byte) []byte) {
 	m.flushLocked(true)
 }
 
+// sendCall is send for the request of call cl. If cl's connection was
+// replaced since cl was made (cl failed with it, and the reconnection may
+// have resolved its locks already), the frame is dropped: it must not go
+// out on the successor.
+func (m *mux) sendCall(cl *call, encode func(dst []byte) []byte) {
+	m.wmu.Lock()
+	if m.wconn != cl.conn {
+		m.wmu.Unlock()
+		return
+	}
+	m.wbuf = encode(m.wbuf)
+	m.flushLocked(true)
+}
+
 // sendBatch sends frames encoded for the calls of connection nc, in one
 // write unless another goroutine is writing; if nc is not the current
 // connection any more (its calls were failed), they are dropped.
@@ -411,7 +425,7 @@ func (m *mux) roundTrip(ctx context.Context, encode func(dst []byte, id uint32) 
 	if err != nil {
 		return nil, err
 	}
-	m.send(func(dst []byte) []byte { return encode(dst, cl.id) })
+	m.sendCall(cl, func(dst []byte) []byte { return encode(dst, cl.id) })
 	if err := m.wait(ctx, cl); err != nil {
 		return nil, err
 	}

@@ -510,3 +510,59 @@ func TestMuxCancelBeforeDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestMuxFrameOfReplacedConnDropped: a call registered on a connection
+// that fails and is replaced before the caller queues the call's frame (it
+// was descheduled between the two): the frame must not go out on the
+// successor. The call failed with the old connection, its lock was marked
+// for resolution and resolved before the successor was attached: a request
+// executed after that would leave, say, a grant the client never learns of.
+func TestMuxFrameOfReplacedConnDropped(t *testing.T) {
+	m, _, _ := newPipeMux(t)
+	stale, err := m.newCall()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.fail(stale.conn, errors.New("test: the link broke"))
+	// A loopback TCP pair, whose writes do not wait for the peer's reads.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cnc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	snc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snc.Close() })
+	m.attach(cnc)
+	p := &pipePeer{t: t, nc: snc}
+	m.sendCall(stale, func(dst []byte) []byte { return heartbeat(dst, stale.id) })
+	done := make(chan error, 1)
+	var id uint32
+	go func() {
+		cl, err := m.roundTrip(context.Background(), func(dst []byte, rid uint32) []byte {
+			id = rid
+			return heartbeat(dst, rid)
+		})
+		if err == nil {
+			m.putCall(cl)
+		}
+		done <- err
+	}()
+	h, body := p.read()
+	if h.ID() == stale.id {
+		t.Fatalf("the frame of call %d, failed with the old connection, went out on the new one", stale.id)
+	}
+	p.reply(h, 0, body)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if h.ID() != id {
+		t.Fatalf("first frame on the new connection has id %d, want %d", h.ID(), id)
+	}
+}

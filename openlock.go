@@ -141,7 +141,7 @@ func (c *Client) openLockOp(ctx context.Context, l *Lock, opts LockOptions, flag
 	}
 	cl.long = flags&wire.FlagBlock != 0
 	cl.setLocks(want)
-	c.m.send(func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
+	c.m.sendCall(cl, func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	c.settle(ctx, cl)
 	if cl.err != nil {
 		// The outcome is unknown: the handle stays registered (not
