@@ -1,8 +1,13 @@
 package dlock_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,6 +73,146 @@ func TestPipelineStartSendsBeforeWaiting(t *testing.T) {
 		}
 		if !r.Acquired() || r.Err() != nil {
 			t.Fatalf("TryLock of %s = %v, %v; want true (held by the client)", r.Lock().Name(), r.Acquired(), r.Err())
+		}
+	}
+}
+
+// TestPipelineConcurrentSevers: two pipelines on one Client, each from its
+// own goroutine, and a goroutine of synchronous calls, run while the
+// connection is severed repeatedly (automatic recovery reconnects). Every
+// Next returns, every result is a success or a connection error, and once
+// recovery has resolved the unknown outcomes the client's view of each
+// lock (Held) is the server's.
+func TestPipelineConcurrentSevers(t *testing.T) {
+	ctx := testCtx(t)
+	srv := dlocktest.NewServer(t, nil)
+	fp := newFaultProxy(t, srv.Addr)
+	x, err := dlock.Dial(ctx, fp.Addr(), &dlock.Config{AutoRecover: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	opts := dlock.LockOptions{Type: dlock.Atomic, TTL: time.Minute}
+	const n = 32
+	var all []*dlock.Lock
+	stop := make(chan struct{})
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	var done, lost atomic.Int64
+	connErr := func(err error) bool {
+		return errors.Is(err, dlock.ErrConnLost) || errors.Is(err, dlock.ErrNotReady) || errors.Is(err, dlock.ErrLockNotGet)
+	}
+	for g := range 2 {
+		ls := openMany(t, x, fmt.Sprintf("severs/%d", g), n, opts)
+		all = append(all, ls...)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p := x.NewPipeline()
+			reqs := make([]dlock.Request, n)
+			for i := range reqs {
+				reqs[i].Tag = i
+			}
+			busy := make([]bool, n)
+			stopping := false
+			for k := 0; k < 1000000; k++ {
+				if !stopping {
+					select {
+					case <-stop:
+						stopping = true
+					default:
+					}
+				}
+				for i := range reqs {
+					if busy[i] || stopping {
+						continue
+					}
+					l := ls[i]
+					var err error
+					if l.Held() {
+						err = p.Unlock(&reqs[i], l)
+					} else {
+						err = p.TryLock(&reqs[i], l)
+					}
+					if err != nil && !connErr(err) {
+						errs <- err
+						return
+					}
+					busy[i] = err == nil
+				}
+				if p.Outstanding() == 0 {
+					if stopping {
+						return
+					}
+					continue
+				}
+				r, err := p.Next(ctx)
+				if err != nil {
+					errs <- fmt.Errorf("Next: %w", err)
+					return
+				}
+				busy[r.Tag.(int)] = false
+				if err := r.Err(); err != nil {
+					// (An Unlock started as the lock seemed held may find
+					// the hold gone: recovery resolved a lost unlock.)
+					if !connErr(err) && !errors.Is(err, dlock.ErrAlreadyUnlocked) {
+						errs <- fmt.Errorf("%v %s: %w", r.Op(), r.Lock().Name(), err)
+						return
+					}
+					lost.Add(1)
+				}
+				done.Add(1)
+			}
+			errs <- errors.New("the loop's bound was reached")
+		}()
+	}
+	sync1 := openMany(t, x, "severs/sync", 4, opts)
+	all = append(all, sync1...)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for k := 0; ; k++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			l := sync1[k%len(sync1)]
+			cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+			err := l.Lock(cctx)
+			cancel()
+			if err == nil {
+				err = l.Unlock(ctx)
+			}
+			if err != nil && !connErr(err) && !errors.Is(err, context.DeadlineExceeded) {
+				errs <- fmt.Errorf("sync %s: %w", l.Name(), err)
+				return
+			}
+		}
+	}()
+	for range 5 {
+		time.Sleep(100 * time.Millisecond)
+		fp.sever()
+	}
+	time.Sleep(100 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	waitFor(t, "recovery to resolve every unknown outcome", func() bool {
+		o := x.Outcomes()
+		if o.Resolved != o.Unknown {
+			return false
+		}
+		return x.Heartbeat(ctx) == nil
+	})
+	t.Logf("%d pipeline requests completed, %d with a connection error; outcomes %+v", done.Load(), lost.Load(), x.Outcomes())
+	for _, l := range all {
+		info, _ := srv.LockInfo(l.ID())
+		if held, owned := l.Held(), info.State.Atomic().Owner == x.ID(); held != owned {
+			t.Errorf("%s: client believes held=%v, server says held by the client=%v", l.Name(), held, owned)
 		}
 	}
 }
