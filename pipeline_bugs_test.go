@@ -216,3 +216,61 @@ func TestPipelineConcurrentSevers(t *testing.T) {
 		}
 	}
 }
+
+// TestPipelineQueuedLockSevered: a pipeline's blocking Lock queued on the
+// server when the connection is severed completes with ErrConnLost; after
+// recovery, the holder's unlock does not hand the lock to the request that
+// was lost with the old connection.
+func TestPipelineQueuedLockSevered(t *testing.T) {
+	ctx := testCtx(t)
+	srv := dlocktest.NewServer(t, nil)
+	fp := newFaultProxy(t, srv.Addr)
+	reports := make(chan dlock.RecoveryReport, 4)
+	x, err := dlock.Dial(ctx, fp.Addr(), &dlock.Config{AutoRecover: true,
+		OnRecover: func(r dlock.RecoveryReport) { reports <- r }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { x.Close() })
+	h := srv.Dial(t)
+	for _, typ := range []dlock.LockType{dlock.Atomic, dlock.Fair} {
+		opts := dlock.LockOptions{Type: typ, TTL: time.Minute}
+		name := fmt.Sprintf("queued/%v", typ)
+		lx, lh := open(t, x, name, opts), open(t, h, name, opts)
+		mustTry(t, lh, false, true)
+		p := x.NewPipeline()
+		var r dlock.Request
+		if err := p.Lock(&r, lx, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		p.Flush()
+		waitFor(t, "the request to queue", func() bool { return waiters(srv, lx) == 1 })
+		fp.sever()
+		got, err := p.Next(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Acquired() || !errors.Is(got.Err(), dlock.ErrConnLost) {
+			t.Fatalf("%v: %v, %v; want ErrConnLost", typ, got.Acquired(), got.Err())
+		}
+		select {
+		case rep := <-reports:
+			if rep.Err != nil {
+				t.Fatal(rep.Err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("no recovery")
+		}
+		if err := lh.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if lx.Held() {
+			t.Fatalf("%v: believed held", typ)
+		}
+		// h takes it again at once: nobody else holds or waits for it.
+		mustTry(t, lh, false, true)
+		if err := lh.Unlock(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
