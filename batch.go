@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unsafe"
 
 	"github.com/dlock-io/dlock/internal/wire"
 )
@@ -258,9 +259,11 @@ type lockSet struct {
 
 // lock sorts the handles by id and locks them. A handle that appears twice
 // is taken once; two handles with the same id (one released, the other
-// opened again) are both taken. The sort is an insertion sort (a batch has
-// at most 31 entries) of keys that hold the id and the entry's index, so
-// that it moves integers, not pointers.
+// opened again) are both taken, in the order of their addresses, so that
+// two batches naming them in opposite orders take them in the same order.
+// The sort is an insertion sort (a batch has at most 31 entries) of keys
+// that hold the id and the entry's index, so that it moves integers, not
+// pointers.
 func (ls *lockSet) lock(locks []*Lock) {
 	var keys [MaxBatch]uint64
 	n := 0
@@ -270,7 +273,7 @@ func (ls *lockSet) lock(locks []*Lock) {
 		}
 		id := uint64(uint32(l.e.id) ^ 1<<31) // signed order
 		j := n
-		for j > 0 && keys[j-1]>>8 > id {
+		for j > 0 && (keys[j-1]>>8 > id || keys[j-1]>>8 == id && handleAddr(locks[keys[j-1]&0xFF]) > handleAddr(l)) {
 			keys[j] = keys[j-1]
 			j--
 		}
@@ -296,6 +299,10 @@ func (ls *lockSet) lock(locks []*Lock) {
 	}
 	ls.n = n
 }
+
+// handleAddr orders handles that share a lock id. Go does not move heap
+// objects, so a handle's address stays the same while it is in use.
+func handleAddr(l *Lock) uintptr { return uintptr(unsafe.Pointer(l)) }
 
 func (ls *lockSet) unlock() {
 	for i := ls.n - 1; i >= 0; i-- {
