@@ -221,14 +221,14 @@ func sentEarlier(locks []*Lock, sent []int, l *Lock) bool {
 // batchRoundTrip sends a batch of lock commands and waits for the reply
 // (see settle: an unknown outcome is resolved on reconnection).
 func (c *Client) batchRoundTrip(ctx context.Context, m *wire.BatchLockOp, rep *wire.BatchLockResult) error {
-	cl, err := c.m.newCall()
+	var ids [MaxBatch]int32
+	for i := 0; i < m.N; i++ {
+		ids[i] = m.Items[i].LockID
+	}
+	cl, err := c.m.newLockCall(false, ids[:m.N])
 	if err != nil {
 		return err
 	}
-	for i := 0; i < m.N; i++ {
-		cl.locks[i] = m.Items[i].LockID
-	}
-	cl.nlocks = m.N
 	c.m.sendCall(cl, func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	c.settle(ctx, cl)
 	if cl.err != nil {

@@ -122,12 +122,11 @@ func (l *Lock) begin(ctx context.Context, op Op, expire uint32, via callKind) (s
 func (l *Lock) post(s *step, flags uint8, wait uint32) (*call, error) {
 	c := l.cl()
 	m := l.command(s, flags, wait)
-	cl, err := c.m.newCall()
+	ids := [1]int32{m.LockID}
+	cl, err := c.m.newLockCall(m.Flags&wire.FlagBlock != 0, ids[:])
 	if err != nil {
 		return nil, err
 	}
-	cl.long = m.Flags&wire.FlagBlock != 0
-	cl.setLocks(m.LockID)
 	c.m.sendCall(cl, func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	return cl, nil
 }

@@ -285,6 +285,20 @@ func (m *mux) newCall() (*call, error) {
 	return m.newCallLocked()
 }
 
+// newLockCall is newCall for a lock request on the locks ids (long: a
+// blocking one): they are recorded before the call is registered, as a
+// failure of the connection (failConn's lost hook) reads them at once.
+func (m *mux) newLockCall(long bool, ids []int32) (*call, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cl, err := m.newCallLocked()
+	if err == nil {
+		cl.long = long
+		cl.setLocks(ids...)
+	}
+	return cl, err
+}
+
 // newCallLocked is newCall with m.mu held.
 func (m *mux) newCallLocked() (*call, error) {
 	if m.err != nil {

@@ -133,14 +133,13 @@ func (c *Client) openLockOp(ctx context.Context, l *Lock, opts LockOptions, flag
 		Open: wire.GetLock{Preferred: want, Lease: opts.LeaseTime, Type: uint8(opts.Type), Desc: desc},
 	}
 	s.retiresTicket = flags&wire.FlagBlock != 0
-	cl, err := c.m.newCall()
+	ids := [1]int32{want}
+	cl, err := c.m.newLockCall(flags&wire.FlagBlock != 0, ids[:])
 	if err != nil {
 		l.end(&s, 0, LockState{}, 0, err)
 		forget()
 		return nil, 0, fmt.Errorf("dlock: open %s: %w", quote(name), err)
 	}
-	cl.long = flags&wire.FlagBlock != 0
-	cl.setLocks(want)
 	c.m.sendCall(cl, func(dst []byte) []byte { return m.Append(dst, cl.id, c.id) })
 	c.settle(ctx, cl)
 	if cl.err != nil {
