@@ -222,7 +222,7 @@ func TestPipelineConcurrentSevers(t *testing.T) {
 	for _, l := range all {
 		info, _ := srv.LockInfo(l.ID())
 		if held, owned := l.Held(), info.State.Atomic().Owner == x.ID(); held != owned {
-			t.Errorf("%s: client believes held=%v, server says held by the client=%v", l.Name(), held, owned)
+			t.Errorf("%s: client believes held=%v, server says held by the client=%v (client token %d state %v, server %+v)", l.Name(), held, owned, l.Token(), l.State(), info)
 		}
 	}
 }
