@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -83,8 +82,9 @@ func TestPipelineStartSendsBeforeWaiting(t *testing.T) {
 // connection is severed repeatedly (automatic recovery reconnects). Every
 // Next returns, every result is a success or a connection error, and once
 // recovery has resolved the unknown outcomes the client's view of each
-// lock (Held) is the server's (that last check only with
-// DLOCK_SEVER_HELD_CHECK=1: it fails now and then, see below).
+// lock (Held) is the server's. That last check failed in about one run in
+// ten under -race while recovery's Revalidate reset a hold taken after its
+// query (a new grant, reset for the old hold's absence).
 func TestPipelineConcurrentSevers(t *testing.T) {
 	ctx := testCtx(t)
 	srv := dlocktest.NewServer(t, nil)
@@ -211,14 +211,6 @@ func TestPipelineConcurrentSevers(t *testing.T) {
 		return x.Heartbeat(ctx) == nil
 	})
 	t.Logf("%d pipeline requests completed, %d with a connection error; outcomes %+v", done.Load(), lost.Load(), x.Outcomes())
-	if os.Getenv("DLOCK_SEVER_HELD_CHECK") == "" {
-		// Known failure, cause not found yet: in about one run in ten
-		// under load, a pipeline lock is held on the server for the client
-		// while the client believes it is not (run with
-		// DLOCK_SEVER_HELD_CHECK=1 -count=20 to see it).
-		t.Log("the client's and the server's views of each lock are compared only with DLOCK_SEVER_HELD_CHECK=1")
-		return
-	}
 	for _, l := range all {
 		info, _ := srv.LockInfo(l.ID())
 		if held, owned := l.Held(), info.State.Atomic().Owner == x.ID(); held != owned {

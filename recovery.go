@@ -355,7 +355,7 @@ func (c *Client) lockList() []*Lock {
 func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error) {
 	for _, l := range c.lockList() {
 		c.mu.Lock()
-		held, id := l.e.held(), l.e.id
+		held, id, token := l.e.held(), l.e.id, l.e.token
 		c.mu.Unlock()
 		if !held {
 			continue
@@ -368,10 +368,19 @@ func (c *Client) Revalidate(ctx context.Context) (kept, lost []*Lock, err error)
 		case Success, ErrMoved: // (moved: see resolveLock)
 			kept = append(kept, l)
 		case ErrFail, ErrLockNotGet:
+			// Only the hold the server was asked about is gone. The
+			// lock's operations go on meanwhile (nothing here holds
+			// l.mu): one may have ended that hold and taken a new one,
+			// with a new token, which must not be reset.
 			c.mu.Lock()
-			l.e.reset()
+			same := l.e.held() && l.e.token == token
+			if same {
+				l.e.reset()
+			}
 			c.mu.Unlock()
-			lost = append(lost, l)
+			if same {
+				lost = append(lost, l)
+			}
 		default:
 			return kept, lost, fmt.Errorf("dlock: revalidate %s: %w", quote(l.name), st)
 		}
