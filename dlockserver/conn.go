@@ -219,31 +219,27 @@ func (c *conn) serve() {
 		if !c.handle(&h, body) {
 			return
 		}
-		if !c.registerBy.IsZero() && (h.Type() == wire.TInit || h.Type() == wire.TReinit) {
-			c.s.mu.Lock()
-			if c.client != nil {
-				c.registerBy = time.Time{}
-			}
-			c.s.mu.Unlock()
-		}
+		c.registeredBy(h.Type())
 		if c.br.Buffered() == 0 {
 			c.flush()
 		}
-		if !frameBuffered(c.br) {
+		if !c.frameBuffered() {
 			c.atOK = false // the next frame needs a new read: a new reading
 		}
 	}
 }
 
-// frameBuffered reports whether br holds a whole frame already.
-func frameBuffered(br *bufio.Reader) bool {
-	if br.Buffered() < wire.HeaderLen {
-		return false
+// registeredBy ends the registration deadline once a request of type t
+// registered the connection's client.
+func (c *conn) registeredBy(t wire.Type) {
+	if c.registerBy.IsZero() || (t != wire.TInit && t != wire.TReinit) {
+		return
 	}
-	b, _ := br.Peek(wire.HeaderLen)
-	var h wire.Header
-	copy(h[:], b)
-	return br.Buffered() >= wire.HeaderLen+int(h.Len())
+	c.s.mu.Lock()
+	if c.client != nil {
+		c.registerBy = time.Time{}
+	}
+	c.s.mu.Unlock()
 }
 
 // growReader replaces the read buffer by a pipelineBufSize one, carrying

@@ -527,13 +527,7 @@ func (l *loop) read(c *conn) {
 			l.closeConn(c)
 			return
 		}
-		if !c.registerBy.IsZero() && (h.Type() == wire.TInit || h.Type() == wire.TReinit) {
-			c.s.mu.Lock()
-			if c.client != nil {
-				c.registerBy = time.Time{}
-			}
-			c.s.mu.Unlock()
-		}
+		c.registeredBy(h.Type())
 	}
 	if len(buf) == 0 && cap(st.in) > 1<<10 {
 		st.in = nil // a large frame's start: not kept by an idle connection
