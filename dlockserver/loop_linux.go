@@ -73,6 +73,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -87,11 +88,16 @@ type loop struct {
 	evfd int
 
 	// mu guards the fields below; it is a leaf lock.
-	mu       sync.Mutex
-	busy     bool    // in a pass: queued output is written at its end
-	stop     bool    // Shutdown: close everything and return
-	stopped  bool    // epfd and evfd are closed
-	pending  []*conn // connections with output queued from outside a pass
+	mu      sync.Mutex
+	busy    bool    // in a pass: queued output is written at its end
+	stop    bool    // Shutdown: close everything and return
+	stopped bool    // epfd and evfd are closed
+	pending []*conn // connections with output queued from outside a pass
+	// queued is len(pending) > 0, readable without mu: a pass's early
+	// grant flush after each read takes mu only when there is something
+	// to write (a stale true costs a lock; a stale false leaves the
+	// writes to the end of the pass).
+	queued   atomic.Bool
 	spare    []*conn
 	incoming []*conn // accepted, not yet watched
 	// granted is the descriptor of the connection that was last sent
@@ -334,7 +340,7 @@ func (l *loop) run() {
 				continue
 			}
 			l.read(c)
-			if i < n-1 {
+			if i < n-1 && l.queued.Load() {
 				// A grant this read produced ends a wait: it goes out
 				// now, not after the other sockets' reads of this pass.
 				l.flushPending()
@@ -389,6 +395,7 @@ func (l *loop) drain() bool {
 			c.lst.queued = false
 		}
 		l.pending, l.spare = l.spare[:0], nil
+		l.queued.Store(false)
 		l.incoming = nil
 		l.mu.Unlock()
 		for _, c := range in {
@@ -411,6 +418,7 @@ func (l *loop) flushPending() {
 		c.lst.queued = false
 	}
 	l.pending, l.spare = l.spare[:0], nil
+	l.queued.Store(false)
 	l.mu.Unlock()
 	for _, c := range p {
 		l.flush(c)
@@ -709,6 +717,7 @@ func (l *loop) queue(c *conn) {
 	if !c.lst.queued {
 		c.lst.queued = true
 		l.pending = append(l.pending, c)
+		l.queued.Store(true)
 	}
 }
 
